@@ -1,0 +1,29 @@
+//! The identity model: what a connected system's object, an attribute value, an anchor and a
+//! value-level delta are.
+//!
+//! This crate owns the vocabulary every other crate speaks (DESIGN.md's glossary) and the pure
+//! functions over it: comparing objects by content, computing attribute-level deltas and applying
+//! them. It does no I/O: no files, no sockets, no SQL, no clock. Serialization derives are here
+//! only so the store can persist these types in its own row format.
+
+mod attrs;
+mod delta;
+mod ids;
+mod value;
+
+pub use attrs::{AttributeName, Attributes};
+pub use delta::{apply_delta, diff_attributes, AttributeChange, AttributeDelta};
+pub use ids::{Anchor, ConnectorId, CsId, Dn, MvId, ObjectTypeName, RunId};
+pub use value::{Blob, ContentHash, Reference, Value, ValueKind};
+
+/// One object as a connector reads it from its connected system, before scope and rules.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CsEntry {
+    /// The immutable identifier in the connected system.
+    pub anchor: Anchor,
+    /// The changeable identifier (a DN, a key column's value, a userName).
+    pub dn: Dn,
+    /// The object classes the system gives this object (LDAP objectClass, a CSV's fixed type).
+    pub object_classes: Vec<String>,
+    pub attributes: Attributes,
+}
