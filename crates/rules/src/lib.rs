@@ -1,1 +1,636 @@
-//! placeholder
+//! Rules: which objects a connector takes (scope), how they join and project into the metaverse,
+//! how attributes flow in and out with precedence, and what gets provisioned where.
+//!
+//! This crate turns the configuration into compiled rules and answers questions about one object
+//! at a time with data (keys, values, decisions). It does no I/O and keeps no state: the engine
+//! asks, the store remembers. Each rule carries a version (a hash of its text) so the engine can
+//! tell when a rule changed and re-evaluate what it touches, without clearing anything.
+
+pub mod config;
+pub mod expr;
+mod template;
+
+pub use config::{Config, ConfigError, DeprovisionAction, Normalize, Role};
+pub use expr::{Expr, Vars};
+pub use template::{escape_rdn_value, render_template};
+
+use idsync_model::{Attributes, ConnectorId, CsEntry, ObjectTypeName, Value};
+use std::collections::{BTreeMap, HashMap};
+use toml::Spanned;
+
+/// Why an object read from a connected system was not taken. Every one is counted per reason.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FilterReason {
+    /// None of its object classes is in any object type's scope.
+    ObjectClass(String),
+    /// An object type's filter expression was not true for it.
+    Filter(String),
+    /// It has no anchor value.
+    MissingAnchor,
+}
+
+impl std::fmt::Display for FilterReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FilterReason::ObjectClass(c) => write!(f, "object class {c} not in scope"),
+            FilterReason::Filter(t) => write!(f, "filter of object type {t} not met"),
+            FilterReason::MissingAnchor => f.write_str("missing anchor"),
+        }
+    }
+}
+
+/// A compiled object type of one connector.
+#[derive(Debug)]
+pub struct ObjectType {
+    pub name: ObjectTypeName,
+    classes: Vec<String>,
+    filter: Option<Expr>,
+    pub mv_type: ObjectTypeName,
+    pub project: bool,
+}
+
+/// Where a join key or flow value comes from.
+#[derive(Debug)]
+pub enum Source {
+    Attribute(String),
+    Expr(Expr),
+}
+
+impl Source {
+    fn eval(&self, attrs: &Attributes, vars: &Vars) -> Result<Vec<Value>, String> {
+        match self {
+            Source::Attribute(a) => Ok(attrs.get(a).map(<[Value]>::to_vec).unwrap_or_default()),
+            Source::Expr(e) => e.eval(vars),
+        }
+    }
+
+    fn text(&self) -> &str {
+        match self {
+            Source::Attribute(a) => a,
+            Source::Expr(e) => &e.source,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct JoinRule {
+    pub id: String,
+    pub connector: ConnectorId,
+    pub object_type: Option<ObjectTypeName>,
+    cs: Source,
+    mv: Source,
+    normalize: Vec<Normalize>,
+}
+
+impl JoinRule {
+    pub fn describe(&self) -> String {
+        format!("{} = mv.{}", self.cs.text(), self.mv.text())
+    }
+}
+
+#[derive(Debug)]
+pub struct ImportFlow {
+    pub id: String,
+    pub object_type: Option<ObjectTypeName>,
+    pub mv: String,
+    source: Source,
+}
+
+#[derive(Debug)]
+pub struct ExportFlow {
+    pub id: String,
+    pub object_type: Option<ObjectTypeName>,
+    pub cs: String,
+    source: Source,
+    pub initial_only: bool,
+}
+
+#[derive(Debug)]
+pub struct Provision {
+    pub connector: ConnectorId,
+    pub mv_type: ObjectTypeName,
+    pub object_type: ObjectTypeName,
+    pub dn: String,
+    pub object_classes: Vec<String>,
+    condition: Option<Expr>,
+}
+
+/// The rules of one connector.
+#[derive(Debug)]
+pub struct ConnectorRules {
+    pub name: ConnectorId,
+    pub kind: String,
+    pub role: Role,
+    pub object_types: Vec<ObjectType>,
+    pub deprovision: DeprovisionAction,
+    pub disable: Option<(String, String)>,
+    pub export_batch_size: usize,
+    pub settings: toml::Table,
+    /// The line the connector is declared on, for messages about its settings.
+    pub line: usize,
+    pub import_flows: Vec<ImportFlow>,
+    pub export_flows: Vec<ExportFlow>,
+    pub unique: Vec<String>,
+    scope_version: String,
+}
+
+/// One value-producing result: which rule, what values (or why none).
+pub struct FlowResult<'a> {
+    pub rule_id: &'a str,
+    pub attribute: &'a str,
+    pub values: Result<Vec<Value>, String>,
+}
+
+/// All rules, compiled.
+#[derive(Debug)]
+pub struct Rules {
+    pub connectors: Vec<ConnectorRules>,
+    pub joins: Vec<JoinRule>,
+    pub provisioning: Vec<Provision>,
+    precedence: HashMap<String, Vec<ConnectorId>>,
+    pub max_passes: usize,
+    pub store_path: String,
+    sync_version: String,
+}
+
+fn hash_of(parts: &[&str]) -> String {
+    let mut h = blake3::Hasher::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update(&[0]);
+    }
+    h.finalize().to_hex()[..16].to_owned()
+}
+
+fn json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+struct Ctx<'a> {
+    source: &'a str,
+    file: &'a str,
+}
+
+impl Ctx<'_> {
+    fn err<T>(&self, span: std::ops::Range<usize>, message: impl Into<String>) -> Result<T, ConfigError> {
+        let (line, column) = config::line_col(self.source, span.start);
+        Err(ConfigError {
+            file: self.file.to_owned(),
+            line,
+            column,
+            message: message.into(),
+        })
+    }
+
+    fn source<T>(
+        &self,
+        span: std::ops::Range<usize>,
+        attr: &Option<String>,
+        expr: &Option<String>,
+        what: &str,
+    ) -> Result<Source, ConfigError> {
+        match (attr, expr) {
+            (Some(a), None) => Ok(Source::Attribute(a.clone())),
+            (None, Some(e)) => match Expr::compile(e) {
+                Ok(x) => Ok(Source::Expr(x)),
+                Err(m) => self.err(span, format!("{what} expression `{e}`: {m}")),
+            },
+            _ => self.err(span, format!("give exactly one of `{what}` and `{what}_expr`/`expr`")),
+        }
+    }
+}
+
+impl Rules {
+    /// Parses and compiles a configuration file's text.
+    pub fn load(source: &str, file: &str) -> Result<Rules, ConfigError> {
+        let config = Config::parse(source, file)?;
+        Rules::compile(&config, source, file)
+    }
+
+    pub fn compile(config: &Config, source: &str, file: &str) -> Result<Rules, ConfigError> {
+        let cx = Ctx { source, file };
+        let mut connectors: Vec<ConnectorRules> = Vec::new();
+        for c in &config.connectors {
+            let span = c.span();
+            let c = c.get_ref();
+            if connectors.iter().any(|o| o.name.as_str() == c.name) {
+                return cx.err(span, format!("connector `{}` is declared twice", c.name));
+            }
+            if !matches!(c.kind.as_str(), "ldif" | "csv") {
+                return cx.err(
+                    span,
+                    format!("connector `{}`: unknown type `{}` (known: ldif, csv)", c.name, c.kind),
+                );
+            }
+            let mut object_types = Vec::new();
+            for t in &c.object_types {
+                let filter = match &t.filter {
+                    Some(f) => Some(Expr::compile(f).or_else(|m| {
+                        cx.err(span.clone(), format!("object type `{}` filter: {m}", t.name))
+                    })?),
+                    None => None,
+                };
+                object_types.push(ObjectType {
+                    name: ObjectTypeName::new(&t.name),
+                    classes: t.object_classes.iter().map(|c| c.to_ascii_lowercase()).collect(),
+                    filter,
+                    mv_type: ObjectTypeName::new(t.mv_type.clone().unwrap_or_else(|| t.name.clone())),
+                    project: t.project.unwrap_or(c.role == Role::Directory),
+                });
+            }
+            if object_types.is_empty() {
+                return cx.err(
+                    span,
+                    format!(
+                        "connector `{}` has no [[connector.object_type]]: say which objects it takes",
+                        c.name
+                    ),
+                );
+            }
+            let disable = match (c.deprovision, &c.disable_attribute, &c.disable_value) {
+                (DeprovisionAction::Disable, Some(a), Some(v)) => Some((a.clone(), v.clone())),
+                (DeprovisionAction::Disable, _, _) => {
+                    return cx.err(
+                        span,
+                        format!(
+                            "connector `{}`: deprovision = \"disable\" needs disable_attribute and disable_value",
+                            c.name
+                        ),
+                    )
+                }
+                _ => None,
+            };
+            let line = config::line_col(source, span.start).0;
+            connectors.push(ConnectorRules {
+                name: ConnectorId::new(&c.name),
+                kind: c.kind.clone(),
+                role: c.role,
+                object_types,
+                deprovision: c.deprovision,
+                disable,
+                export_batch_size: c.export_batch_size.max(1),
+                settings: c.settings.clone(),
+                line,
+                import_flows: Vec::new(),
+                export_flows: Vec::new(),
+                unique: Vec::new(),
+                scope_version: hash_of(&[&c.kind, &json(&c.settings), &json(&c.object_types)]),
+            });
+        }
+
+        fn find(connectors: &[ConnectorRules], name: &str) -> Option<usize> {
+            connectors.iter().position(|c| c.name.as_str() == name)
+        }
+        fn check_type(
+            connectors: &[ConnectorRules],
+            ci: usize,
+            t: &Option<String>,
+        ) -> Result<Option<ObjectTypeName>, String> {
+            match t {
+                None => Ok(None),
+                Some(t) if connectors[ci].object_types.iter().any(|o| o.name.as_str() == t) => {
+                    Ok(Some(ObjectTypeName::new(t)))
+                }
+                Some(t) => Err(format!(
+                    "connector `{}` has no object type `{t}`",
+                    connectors[ci].name
+                )),
+            }
+        }
+
+        let mut joins = Vec::new();
+        for j in &config.joins {
+            let span = j.span();
+            let r = j.get_ref();
+            let Some(ci) = find(&connectors, &r.connector) else {
+                return cx.err(span, format!("unknown connector `{}`", r.connector));
+            };
+            let object_type = check_type(&connectors, ci, &r.object_type).or_else(|m| cx.err(span.clone(), m))?;
+            let cs = cx.source::<()>(span.clone(), &r.cs, &r.cs_expr, "cs")?;
+            let mv = cx.source::<()>(span.clone(), &r.mv, &r.mv_expr, "mv")?;
+            joins.push(JoinRule {
+                id: hash_of(&["join", &json(r)]),
+                connector: connectors[ci].name.clone(),
+                object_type,
+                cs,
+                mv,
+                normalize: r.normalize.clone(),
+            });
+        }
+
+        let mut flows: Vec<(usize, ImportFlow)> = Vec::new();
+        for f in &config.import_flows {
+            let span = f.span();
+            let r = f.get_ref();
+            let Some(ci) = find(&connectors, &r.connector) else {
+                return cx.err(span, format!("unknown connector `{}`", r.connector));
+            };
+            let object_type = check_type(&connectors, ci, &r.object_type).or_else(|m| cx.err(span.clone(), m))?;
+            let source = cx.source::<()>(span.clone(), &r.cs, &r.expr, "cs")?;
+            flows.push((
+                ci,
+                ImportFlow {
+                    id: hash_of(&["import", &json(r)]),
+                    object_type,
+                    mv: r.mv.clone(),
+                    source,
+                },
+            ));
+        }
+        for (ci, f) in flows {
+            connectors[ci].import_flows.push(f);
+        }
+
+        let mut flows: Vec<(usize, ExportFlow)> = Vec::new();
+        for f in &config.export_flows {
+            let span = f.span();
+            let r = f.get_ref();
+            let Some(ci) = find(&connectors, &r.connector) else {
+                return cx.err(span, format!("unknown connector `{}`", r.connector));
+            };
+            let object_type = check_type(&connectors, ci, &r.object_type).or_else(|m| cx.err(span.clone(), m))?;
+            let source = cx.source::<()>(span.clone(), &r.mv, &r.expr, "mv")?;
+            flows.push((
+                ci,
+                ExportFlow {
+                    id: hash_of(&["export", &json(r)]),
+                    object_type,
+                    cs: r.cs.clone(),
+                    source,
+                    initial_only: r.initial_only,
+                },
+            ));
+        }
+        for (ci, f) in flows {
+            connectors[ci].export_flows.push(f);
+        }
+
+        let mut provisioning = Vec::new();
+        for p in &config.provisioning {
+            let span = p.span();
+            let r = p.get_ref();
+            let Some(ci) = find(&connectors, &r.connector) else {
+                return cx.err(span, format!("unknown connector `{}`", r.connector));
+            };
+            check_type(&connectors, ci, &Some(r.object_type.clone())).or_else(|m| cx.err(span.clone(), m))?;
+            if let Err(m) = template::check_template(&r.dn) {
+                return cx.err(span, format!("dn template `{}`: {m}", r.dn));
+            }
+            let condition = match &r.condition {
+                Some(c) => Some(Expr::compile(c).or_else(|m| cx.err(span.clone(), format!("condition: {m}")))?),
+                None => None,
+            };
+            provisioning.push(Provision {
+                connector: connectors[ci].name.clone(),
+                mv_type: ObjectTypeName::new(&r.mv_type),
+                object_type: ObjectTypeName::new(&r.object_type),
+                dn: r.dn.clone(),
+                object_classes: r.object_classes.clone(),
+                condition,
+            });
+        }
+
+        for u in &config.unique {
+            let span = u.span();
+            let r = u.get_ref();
+            let Some(ci) = find(&connectors, &r.connector) else {
+                return cx.err(span, format!("unknown connector `{}`", r.connector));
+            };
+            connectors[ci].unique.push(r.attribute.clone());
+        }
+
+        let mut precedence = HashMap::new();
+        let empty = BTreeMap::new();
+        let (precedence_span, precedence_table) = match &config.precedence {
+            Some(p) => (p.span(), p.get_ref()),
+            None => (0..0, &empty),
+        };
+        for (attr, order) in precedence_table {
+            let mut ids = Vec::new();
+            for name in order {
+                if find(&connectors, name).is_none() {
+                    return cx.err(
+                        precedence_span.clone(),
+                        format!("precedence of `{attr}` names unknown connector `{name}`"),
+                    );
+                }
+                ids.push(ConnectorId::new(name));
+            }
+            precedence.insert(attr.to_ascii_lowercase(), ids);
+        }
+
+        let sync_version = hash_of(&[
+            &json(&config.joins.iter().map(Spanned::get_ref).collect::<Vec<_>>()),
+            &json(&config.import_flows.iter().map(Spanned::get_ref).collect::<Vec<_>>()),
+            &json(&config.export_flows.iter().map(Spanned::get_ref).collect::<Vec<_>>()),
+            &json(precedence_table),
+            &json(&config.provisioning.iter().map(Spanned::get_ref).collect::<Vec<_>>()),
+            &json(&config.unique.iter().map(Spanned::get_ref).collect::<Vec<_>>()),
+            &json(
+                &config
+                    .connectors
+                    .iter()
+                    .map(|c| (&c.get_ref().name, &c.get_ref().object_types, c.get_ref().deprovision))
+                    .collect::<Vec<_>>(),
+            ),
+        ]);
+
+        Ok(Rules {
+            connectors,
+            joins,
+            provisioning,
+            precedence,
+            max_passes: config.cycle.max_passes.max(1),
+            store_path: config.store.path.clone(),
+            sync_version,
+        })
+    }
+
+    pub fn connector(&self, name: &str) -> Option<&ConnectorRules> {
+        self.connectors.iter().find(|c| c.name.as_str() == name)
+    }
+
+    /// The version of every sync rule together. A connector last synced under another version
+    /// gets a full sync next, so a changed rule re-evaluates every object it may touch.
+    pub fn sync_version(&self) -> &str {
+        &self.sync_version
+    }
+
+    /// Rank of a connector for a metaverse attribute: lower wins.
+    pub fn precedence_rank(&self, mv_attribute: &str, connector: &ConnectorId) -> usize {
+        if let Some(order) = self.precedence.get(&mv_attribute.to_ascii_lowercase()) {
+            if let Some(i) = order.iter().position(|c| c == connector) {
+                return i;
+            }
+            return order.len() + self.connector_index(connector);
+        }
+        self.connector_index(connector)
+    }
+
+    fn connector_index(&self, c: &ConnectorId) -> usize {
+        self.connectors.iter().position(|x| &x.name == c).unwrap_or(usize::MAX / 2)
+    }
+
+    /// The join keys of a connector-space object, per join rule that applies to it, in rule order.
+    pub fn cs_join_keys(
+        &self,
+        connector: &ConnectorId,
+        object_type: &ObjectTypeName,
+        cs: &Attributes,
+    ) -> Vec<(&JoinRule, Result<Vec<String>, String>)> {
+        let vars = Vars::new(Some(cs), None);
+        self.joins
+            .iter()
+            .filter(|j| &j.connector == connector && j.object_type.as_ref().is_none_or(|t| t == object_type))
+            .map(|j| (j, j.cs.eval(cs, &vars).map(|v| keys(&v, &j.normalize))))
+            .collect()
+    }
+
+    /// The join keys a metaverse object offers, per join rule. Errors (an expression that fails on
+    /// this object) give no key: such an object cannot be joined by that rule.
+    pub fn mv_join_keys(&self, mv: &Attributes) -> Vec<(String, String)> {
+        let vars = Vars::new(None, Some(mv));
+        let mut out = Vec::new();
+        for j in &self.joins {
+            if let Ok(v) = j.mv.eval(mv, &vars) {
+                for k in keys(&v, &j.normalize) {
+                    out.push((j.id.clone(), k));
+                }
+            }
+        }
+        out
+    }
+}
+
+fn keys(values: &[Value], normalize: &[Normalize]) -> Vec<String> {
+    let mut out: Vec<String> = values
+        .iter()
+        .map(|v| {
+            let mut s = v.to_text();
+            for n in normalize {
+                s = match n {
+                    Normalize::Lowercase => s.to_lowercase(),
+                    Normalize::Trim => s.trim().to_owned(),
+                    Normalize::StripDomain => match s.rfind('\\') {
+                        Some(i) => s[i + 1..].to_owned(),
+                        None => s,
+                    },
+                    Normalize::StripRealm => match s.find('@') {
+                        Some(i) => s[..i].to_owned(),
+                        None => s,
+                    },
+                };
+            }
+            s
+        })
+        .filter(|s| !s.is_empty())
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+impl ConnectorRules {
+    /// Which object type an entry belongs to, or why it is filtered.
+    pub fn classify(&self, entry: &CsEntry) -> Result<&ObjectType, FilterReason> {
+        if entry.anchor.as_str().is_empty() {
+            return Err(FilterReason::MissingAnchor);
+        }
+        let classes: Vec<String> = entry.object_classes.iter().map(|c| c.to_ascii_lowercase()).collect();
+        let mut filtered_by = None;
+        for t in &self.object_types {
+            if !t.classes.is_empty() && !classes.iter().any(|c| t.classes.contains(c)) {
+                continue;
+            }
+            if let Some(f) = &t.filter {
+                let vars = Vars::new(Some(&entry.attributes), None);
+                if !f.eval_bool(&vars).unwrap_or(false) {
+                    filtered_by = Some(FilterReason::Filter(t.name.to_string()));
+                    continue;
+                }
+            }
+            return Ok(t);
+        }
+        Err(filtered_by.unwrap_or_else(|| {
+            // The most specific class names the object best: LDAP lists `top` first.
+            let shown = entry
+                .object_classes
+                .iter()
+                .rev()
+                .find(|c| !c.eq_ignore_ascii_case("top"))
+                .cloned()
+                .unwrap_or_else(|| "(none)".to_owned());
+            FilterReason::ObjectClass(shown)
+        }))
+    }
+
+    pub fn object_type(&self, name: &ObjectTypeName) -> Option<&ObjectType> {
+        self.object_types.iter().find(|t| &t.name == name)
+    }
+
+    /// The version of this connector's import scope; a change makes the next import full.
+    pub fn scope_version(&self) -> &str {
+        &self.scope_version
+    }
+
+    /// Evaluates this connector's import flows for one object.
+    pub fn import_values<'a>(&'a self, object_type: &ObjectTypeName, cs: &Attributes) -> Vec<FlowResult<'a>> {
+        let vars = Vars::new(Some(cs), None);
+        self.import_flows
+            .iter()
+            .filter(|f| f.object_type.as_ref().is_none_or(|t| t == object_type))
+            .map(|f| FlowResult {
+                rule_id: &f.id,
+                attribute: &f.mv,
+                values: f.source.eval(cs, &vars),
+            })
+            .collect()
+    }
+
+    /// Whether any import flow of this connector sets the metaverse attribute.
+    pub fn flows_into(&self, mv_attribute: &str) -> bool {
+        self.import_flows.iter().any(|f| f.mv.eq_ignore_ascii_case(mv_attribute))
+    }
+
+    /// Evaluates this connector's export flows for one metaverse object. `creating` includes the
+    /// initial-only flows.
+    pub fn export_values<'a>(
+        &'a self,
+        object_type: &ObjectTypeName,
+        mv: &Attributes,
+        creating: bool,
+    ) -> Vec<FlowResult<'a>> {
+        let vars = Vars::new(None, Some(mv));
+        self.export_flows
+            .iter()
+            .filter(|f| f.object_type.as_ref().is_none_or(|t| t == object_type))
+            .filter(|f| creating || !f.initial_only)
+            .map(|f| FlowResult {
+                rule_id: &f.id,
+                attribute: &f.cs,
+                values: f.source.eval(mv, &vars),
+            })
+            .collect()
+    }
+}
+
+impl Provision {
+    /// Whether a metaverse object should have an object in this target.
+    pub fn applies(&self, mv_type: &ObjectTypeName, mv: &Attributes) -> Result<bool, String> {
+        if &self.mv_type != mv_type {
+            return Ok(false);
+        }
+        match &self.condition {
+            None => Ok(true),
+            Some(c) => c.eval_bool(&Vars::new(None, Some(mv))),
+        }
+    }
+
+    /// The identifier a provisioned object gets.
+    pub fn render_dn(&self, mv: &Attributes) -> Result<String, String> {
+        render_template(&self.dn, mv)
+    }
+}
+
+#[cfg(test)]
+mod tests;

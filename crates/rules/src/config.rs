@@ -1,0 +1,262 @@
+//! The declarative configuration file (TOML) and its errors.
+//!
+//! Parsing takes the file's text and name: reading the file is the caller's job, so this crate
+//! stays free of I/O. Every error names the file, the line and the column.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use toml::Spanned;
+
+/// A configuration error, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}:{column}: {message}")]
+pub struct ConfigError {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub store: StoreConfig,
+    #[serde(default, rename = "connector")]
+    pub connectors: Vec<Spanned<ConnectorConfig>>,
+    #[serde(default, rename = "join")]
+    pub joins: Vec<Spanned<JoinRule>>,
+    #[serde(default, rename = "import_flow")]
+    pub import_flows: Vec<Spanned<ImportFlowRule>>,
+    #[serde(default, rename = "export_flow")]
+    pub export_flows: Vec<Spanned<ExportFlowRule>>,
+    /// Per metaverse attribute, the connectors that may set it, strongest first. An attribute not
+    /// listed takes the order the connectors are declared in.
+    pub precedence: Option<Spanned<BTreeMap<String, Vec<String>>>>,
+    #[serde(default, rename = "provision")]
+    pub provisioning: Vec<Spanned<ProvisionRule>>,
+    #[serde(default, rename = "unique")]
+    pub unique: Vec<Spanned<UniqueRule>>,
+    #[serde(default)]
+    pub cycle: CycleConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// The SQLite file, relative to the configuration file.
+    #[serde(default = "default_store_path")]
+    pub path: String,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            path: default_store_path(),
+        }
+    }
+}
+
+fn default_store_path() -> String {
+    "idsync.db".to_owned()
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CycleConfig {
+    /// How many sync/export passes a cycle makes at most before it reports that exports are
+    /// still pending.
+    #[serde(default = "default_max_passes")]
+    pub max_passes: usize,
+}
+
+impl Default for CycleConfig {
+    fn default() -> Self {
+        Self {
+            max_passes: default_max_passes(),
+        }
+    }
+}
+
+fn default_max_passes() -> usize {
+    4
+}
+
+/// What a connected system is to idsync. Directories create people (they may project); business
+/// systems only add attributes to people who exist; targets receive provisioned objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Directory,
+    Business,
+    Target,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeprovisionAction {
+    /// Delete the target object when its metaverse object goes away.
+    #[default]
+    Delete,
+    /// Set an attribute (e.g. `accountDisabled = TRUE`) and keep the object.
+    Disable,
+    /// Leave the object in the target and only break its link.
+    Disconnect,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct ConnectorConfig {
+    pub name: String,
+    /// The connector type: `ldif` or `csv`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub role: Role,
+    #[serde(default, rename = "object_type")]
+    pub object_types: Vec<ObjectTypeConfig>,
+    #[serde(default)]
+    pub deprovision: DeprovisionAction,
+    pub disable_attribute: Option<String>,
+    pub disable_value: Option<String>,
+    #[serde(default = "default_batch")]
+    pub export_batch_size: usize,
+    /// Connector-specific settings (paths, anchor attribute, separators); the connector checks
+    /// them itself.
+    #[serde(flatten)]
+    pub settings: toml::Table,
+}
+
+fn default_batch() -> usize {
+    500
+}
+
+/// An object type in a connector and its scope.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectTypeConfig {
+    pub name: String,
+    /// The object classes this type takes (any of them). Empty takes every object.
+    #[serde(default)]
+    pub object_classes: Vec<String>,
+    /// An optional CEL condition over `cs`; an object for which it is not true is filtered.
+    pub filter: Option<String>,
+    /// The metaverse object type it joins and projects to; defaults to `name`.
+    pub mv_type: Option<String>,
+    /// Whether this type may create metaverse objects; defaults to true for directories.
+    pub project: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Normalize {
+    /// Lower-case letters.
+    Lowercase,
+    /// Remove leading and trailing white space.
+    Trim,
+    /// Remove a `DOMAIN\` prefix (`EXAMPLE\ann` becomes `ann`).
+    StripDomain,
+    /// Remove an `@realm` suffix (`ann@example.test` becomes `ann`).
+    StripRealm,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct JoinRule {
+    pub connector: String,
+    pub object_type: Option<String>,
+    /// The connector-space attribute whose value is the join key...
+    pub cs: Option<String>,
+    /// ...or a CEL expression over `cs` computing it.
+    pub cs_expr: Option<String>,
+    /// The metaverse attribute it must equal...
+    pub mv: Option<String>,
+    /// ...or a CEL expression over `mv`.
+    pub mv_expr: Option<String>,
+    /// Normalisations applied to both sides before comparing.
+    #[serde(default)]
+    pub normalize: Vec<Normalize>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportFlowRule {
+    pub connector: String,
+    pub object_type: Option<String>,
+    /// The metaverse attribute that receives the value.
+    pub mv: String,
+    /// The connector-space attribute copied as is...
+    pub cs: Option<String>,
+    /// ...or a CEL expression over `cs`.
+    pub expr: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportFlowRule {
+    pub connector: String,
+    pub object_type: Option<String>,
+    /// The connector-space attribute that receives the value.
+    pub cs: String,
+    /// The metaverse attribute copied as is...
+    pub mv: Option<String>,
+    /// ...or a CEL expression over `mv`.
+    pub expr: Option<String>,
+    /// Set only when the object is created (e.g. an initial password or a home directory).
+    #[serde(default)]
+    pub initial_only: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProvisionRule {
+    pub connector: String,
+    /// The metaverse object type that gets an object in the target.
+    #[serde(default = "default_person")]
+    pub mv_type: String,
+    /// The target's object type for the created object.
+    #[serde(default = "default_person")]
+    pub object_type: String,
+    /// The identifier template, e.g. `uid={uid},ou=people,dc=example,dc=test`: each `{attr}` is
+    /// the metaverse attribute's value, escaped as an RDN value (RFC 4514).
+    pub dn: String,
+    /// Object classes given to created objects.
+    #[serde(default)]
+    pub object_classes: Vec<String>,
+    /// An optional CEL condition over `mv`; only objects for which it is true are provisioned.
+    pub condition: Option<String>,
+}
+
+fn default_person() -> String {
+    "person".to_owned()
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct UniqueRule {
+    pub connector: String,
+    pub attribute: String,
+}
+
+/// The 1-based line and column of a byte offset.
+pub fn line_col(source: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(source.len());
+    let before = &source[..offset];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rfind('\n').map_or(offset, |n| offset - n - 1) + 1;
+    (line, column)
+}
+
+impl Config {
+    /// Parses a configuration file's text. `file` names it in errors.
+    pub fn parse(source: &str, file: &str) -> Result<Config, ConfigError> {
+        toml::from_str::<Config>(source).map_err(|e| {
+            let (line, column) = e.span().map_or((1, 1), |s| line_col(source, s.start));
+            ConfigError {
+                file: file.to_owned(),
+                line,
+                column,
+                message: e.message().to_owned(),
+            }
+        })
+    }
+}

@@ -1,0 +1,77 @@
+//! Identifier templates (`uid={uid},ou=people,dc=example,dc=test`) and RFC 4514 escaping of the
+//! values put into them, so a hostile attribute value cannot change the shape of a DN.
+
+use idsync_model::Attributes;
+
+/// Escapes a value for use as an RDN value (RFC 4514 section 2.4).
+pub fn escape_rdn_value(v: &str) -> String {
+    let mut out = String::with_capacity(v.len() + 4);
+    let n = v.chars().count();
+    for (i, c) in v.chars().enumerate() {
+        match c {
+            '"' | '+' | ',' | ';' | '<' | '>' | '\\' | '=' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '#' if i == 0 => out.push_str("\\#"),
+            ' ' if i == 0 || i + 1 == n => out.push_str("\\ "),
+            '\0' => out.push_str("\\00"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// Checks that every `{` has its `}` and names an attribute.
+pub fn check_template(t: &str) -> Result<(), String> {
+    let mut rest = t;
+    while let Some(i) = rest.find('{') {
+        let Some(j) = rest[i..].find('}') else {
+            return Err("a `{` has no closing `}`".to_owned());
+        };
+        if rest[i + 1..i + j].trim().is_empty() {
+            return Err("`{}` names no attribute".to_owned());
+        }
+        rest = &rest[i + j + 1..];
+    }
+    Ok(())
+}
+
+/// Fills `{attr}` placeholders with the first value of each metaverse attribute, escaped.
+pub fn render_template(t: &str, mv: &Attributes) -> Result<String, String> {
+    let mut out = String::with_capacity(t.len() + 16);
+    let mut rest = t;
+    while let Some(i) = rest.find('{') {
+        out.push_str(&rest[..i]);
+        let j = rest[i..].find('}').ok_or("a `{` has no closing `}`")?;
+        let name = rest[i + 1..i + j].trim();
+        let value = mv
+            .first(name)
+            .map(|v| v.to_text())
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| format!("attribute `{name}` has no value"))?;
+        out.push_str(&escape_rdn_value(&value));
+        rest = &rest[i + j + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostile_values_are_escaped() {
+        assert_eq!(escape_rdn_value("Smith, John"), r"Smith\, John");
+        assert_eq!(escape_rdn_value("#x "), r"\#x\ ");
+        assert_eq!(escape_rdn_value("a+b=c\\"), r"a\+b\=c\\");
+        let mut mv = Attributes::new();
+        mv.set("uid", vec!["ann,ou=admins".into()]);
+        assert_eq!(
+            render_template("uid={uid},ou=people", &mv).unwrap(),
+            r"uid=ann\,ou\=admins,ou=people"
+        );
+        assert!(render_template("uid={missing},ou=people", &mv).is_err());
+    }
+}

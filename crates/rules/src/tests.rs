@@ -1,0 +1,129 @@
+use super::*;
+use idsync_model::{Anchor, Dn};
+
+const BASE: &str = r#"
+[[connector]]
+name = "directory"
+type = "ldif"
+role = "directory"
+path = "people.ldif"
+[[connector.object_type]]
+name = "person"
+object_classes = ["inetOrgPerson", "person", "user"]
+
+[[connector]]
+name = "hr"
+type = "csv"
+role = "business"
+path = "hr.csv"
+[[connector.object_type]]
+name = "person"
+
+[[join]]
+connector = "hr"
+cs = "account"
+mv = "uid"
+normalize = ["strip_domain", "lowercase"]
+
+[[import_flow]]
+connector = "directory"
+mv = "displayName"
+expr = "cs.givenName + ' ' + cs.sn"
+
+[[import_flow]]
+connector = "hr"
+mv = "department"
+cs = "dept"
+
+[[import_flow]]
+connector = "directory"
+mv = "department"
+cs = "ou"
+
+[precedence]
+department = ["hr", "directory"]
+"#;
+
+#[test]
+fn a_config_error_names_its_line() {
+    let src = "[[connector]]\nname = \"x\"\ntype = \"ldif\"\nrole = \"directory\"\n\n[[join]]\nconnector = \"x\"\nbogus = 1\n";
+    let e = Rules::load(src, "idsync.toml").unwrap_err();
+    assert_eq!(e.file, "idsync.toml");
+    assert_eq!(e.line, 8, "{e}");
+    assert!(e.message.contains("bogus"), "{e}");
+}
+
+#[test]
+fn a_semantic_error_names_the_rule_line() {
+    let src = format!("{BASE}\n[[import_flow]]\nconnector = \"nowhere\"\nmv = \"x\"\ncs = \"y\"\n");
+    let e = Rules::load(&src, "c.toml").unwrap_err();
+    let line = src.lines().position(|l| l.contains("nowhere")).unwrap();
+    assert_eq!(e.line, line, "{e}");
+    assert!(e.to_string().contains("unknown connector `nowhere`"), "{e}");
+}
+
+#[test]
+fn a_bad_expression_is_a_config_error() {
+    let src = format!("{BASE}\n[[import_flow]]\nconnector = \"hr\"\nmv = \"x\"\nexpr = \"cs.a +\"\n");
+    let e = Rules::load(&src, "c.toml").unwrap_err();
+    assert!(e.message.contains("expression"), "{e}");
+}
+
+#[test]
+fn classification_names_the_reason() {
+    let rules = Rules::load(BASE, "c.toml").unwrap();
+    let dir = rules.connector("directory").unwrap();
+    let mut e = CsEntry {
+        anchor: Anchor::new("1"),
+        dn: Dn::new("cn=pc1"),
+        object_classes: vec!["top".into(), "device".into()],
+        attributes: Attributes::new(),
+    };
+    assert_eq!(dir.classify(&e).unwrap_err(), FilterReason::ObjectClass("device".into()));
+    e.object_classes = vec!["top".into(), "person".into()];
+    assert_eq!(dir.classify(&e).unwrap().name.as_str(), "person");
+    e.object_classes = vec!["inetOrgPerson".into()];
+    assert!(dir.classify(&e).is_ok());
+    e.anchor = Anchor::new("");
+    assert_eq!(dir.classify(&e).unwrap_err(), FilterReason::MissingAnchor);
+}
+
+#[test]
+fn join_keys_are_normalised() {
+    let rules = Rules::load(BASE, "c.toml").unwrap();
+    let mut cs = Attributes::new();
+    cs.set("account", vec!["EXAMPLE\\Ann".into()]);
+    let keys = rules.cs_join_keys(&ConnectorId::new("hr"), &ObjectTypeName::new("person"), &cs);
+    assert_eq!(keys[0].1.as_ref().unwrap(), &vec!["ann".to_owned()]);
+    let mut mv = Attributes::new();
+    mv.set("uid", vec!["ann".into()]);
+    assert_eq!(rules.mv_join_keys(&mv)[0].1, "ann");
+}
+
+#[test]
+fn precedence_orders_connectors() {
+    let rules = Rules::load(BASE, "c.toml").unwrap();
+    let hr = ConnectorId::new("hr");
+    let dir = ConnectorId::new("directory");
+    assert!(rules.precedence_rank("department", &hr) < rules.precedence_rank("department", &dir));
+    // Unlisted attributes follow declaration order.
+    assert!(rules.precedence_rank("title", &dir) < rules.precedence_rank("title", &hr));
+}
+
+#[test]
+fn a_changed_rule_changes_the_sync_version_only() {
+    let a = Rules::load(BASE, "c.toml").unwrap();
+    let changed = BASE.replace("mv = \"department\"\ncs = \"dept\"", "mv = \"department\"\ncs = \"division\"");
+    let b = Rules::load(&changed, "c.toml").unwrap();
+    assert_ne!(a.sync_version(), b.sync_version());
+    assert_eq!(
+        a.connector("hr").unwrap().scope_version(),
+        b.connector("hr").unwrap().scope_version()
+    );
+    let rescoped = BASE.replace("\"inetOrgPerson\", \"person\", \"user\"", "\"inetOrgPerson\"");
+    let c = Rules::load(&rescoped, "c.toml").unwrap();
+    assert_ne!(
+        a.connector("directory").unwrap().scope_version(),
+        c.connector("directory").unwrap().scope_version()
+    );
+}
