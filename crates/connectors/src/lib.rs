@@ -1,1 +1,178 @@
-//! placeholder
+//! Connectors: idsync's adapters to connected systems, each behind the same small traits.
+//!
+//! A connector reads objects from its system and hands them to an [`ImportSink`] one at a time
+//! (it never collects a whole estate), and applies batches of exports. It knows its protocol or
+//! file format and nothing else: connectors never depend on the store, the engine or each other,
+//! and protocol types (LDIF records, CSV rows) never leave their module.
+
+mod attr_types;
+pub mod csv;
+mod file_table;
+pub mod ldif;
+
+pub use attr_types::{AttributeTypes, TypeHint};
+
+use idsync_model::{Anchor, AttributeDelta, Attributes, ConnectorId, CsEntry, CsId, Dn, ObjectTypeName};
+use std::path::{Path, PathBuf};
+
+/// Errors that stop a step. A bad object is not one of them unless the format makes the rest of
+/// the input unreadable (a malformed file stops the import, so nothing is staged half-way).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{file}:{line}: {message}")]
+    Parse {
+        file: String,
+        line: usize,
+        message: String,
+    },
+    #[error("connector `{connector}`: {message}")]
+    Config { connector: String, message: String },
+    /// The engine's sink refused an object (e.g. the store failed); the import stops.
+    #[error("{0}")]
+    Sink(String),
+    #[error("connector `{connector}` cannot {operation}")]
+    Unsupported { connector: String, operation: &'static str },
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// One change read by a delta import.
+#[derive(Debug, Clone)]
+pub enum ImportChange {
+    /// The whole object, new or changed (syncrepl and LDIF `add` deliver it whole).
+    Upsert(CsEntry),
+    /// Some attributes of an object, named by anchor or by identifier.
+    Modify {
+        anchor: Option<Anchor>,
+        dn: Dn,
+        changes: Vec<AttributeDelta>,
+    },
+    /// The object is gone.
+    Delete { anchor: Option<Anchor>, dn: Dn },
+    /// The object has a new identifier (same anchor).
+    Rename {
+        anchor: Option<Anchor>,
+        dn: Dn,
+        new_dn: Dn,
+    },
+}
+
+/// Where imported objects go. The engine implements it; connectors only call it.
+pub trait ImportSink {
+    /// One object read by a full import.
+    fn entry(&mut self, entry: CsEntry) -> std::result::Result<(), String>;
+    /// One change read by a delta import.
+    fn change(&mut self, change: ImportChange) -> std::result::Result<(), String>;
+    /// An object that could not be read (bad value), named by its place; the import goes on.
+    fn object_error(&mut self, place: String, message: String);
+}
+
+/// What a delta import found.
+#[derive(Debug, Clone)]
+pub struct DeltaOutcome {
+    /// The watermark to store once the changes are staged.
+    pub watermark: Option<String>,
+    /// How the connector found the changes, for the run's statistics.
+    pub method: String,
+    /// The connector delivered its whole content (with `entry`), not changes: the engine treats
+    /// it as a full import, so objects not delivered are deletes.
+    pub full: bool,
+}
+
+/// One object to export.
+#[derive(Debug, Clone)]
+pub struct ExportItem {
+    pub cs_id: CsId,
+    pub anchor: Option<Anchor>,
+    pub dn: Dn,
+    pub object_type: ObjectTypeName,
+    pub op: ExportOp,
+}
+
+#[derive(Debug, Clone)]
+pub enum ExportOp {
+    /// Create the object with these attributes (binary values carry their bytes).
+    Add {
+        object_classes: Vec<String>,
+        attributes: Attributes,
+    },
+    /// Change attributes, value by value; optionally rename first.
+    Update {
+        new_dn: Option<Dn>,
+        changes: Vec<AttributeDelta>,
+    },
+    Delete,
+}
+
+/// What happened to one exported object.
+#[derive(Debug, Clone)]
+pub enum ExportResult {
+    /// Applied; the anchor the system gave a created object, when it gives one at once.
+    Applied { anchor: Option<Anchor> },
+    /// Refused; the system's message.
+    Failed(String),
+}
+
+/// Which steps a connector can run.
+#[derive(Debug, Clone, Copy)]
+pub struct Capabilities {
+    pub full_import: bool,
+    pub delta_import: bool,
+    pub export: bool,
+}
+
+/// A connector. Import and export are separate calls so the engine controls batching.
+pub trait Connector {
+    fn id(&self) -> &ConnectorId;
+    fn capabilities(&self) -> Capabilities;
+    /// Reads every object in the connected system.
+    fn full_import(&mut self, sink: &mut dyn ImportSink) -> Result<()>;
+    /// Reads changes since the watermark.
+    fn delta_import(&mut self, watermark: Option<&str>, sink: &mut dyn ImportSink) -> Result<DeltaOutcome>;
+    /// Applies one batch; one result per item, in order. An item's failure does not stop the
+    /// others; an `Err` means the system could not be reached at all.
+    fn export(&mut self, batch: &[ExportItem]) -> Result<Vec<ExportResult>>;
+    /// Makes the exported batches durable in the connected system (file connectors write their
+    /// file here). Called once after the last batch of an export step.
+    fn finish_export(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Opens a connector of a configured type. `base_dir` resolves relative paths (the
+/// configuration file's directory).
+pub fn open(
+    name: &ConnectorId,
+    kind: &str,
+    settings: &toml::Table,
+    base_dir: &Path,
+) -> Result<Box<dyn Connector>> {
+    match kind {
+        "ldif" => Ok(Box::new(ldif::LdifConnector::new(name.clone(), settings, base_dir)?)),
+        "csv" => Ok(Box::new(csv::CsvConnector::new(name.clone(), settings, base_dir)?)),
+        other => Err(Error::Config {
+            connector: name.to_string(),
+            message: format!("unknown connector type `{other}`"),
+        }),
+    }
+}
+
+pub(crate) fn settings<T: serde::de::DeserializeOwned>(connector: &ConnectorId, settings: &toml::Table) -> Result<T> {
+    settings.clone().try_into().map_err(|e: toml::de::Error| Error::Config {
+        connector: connector.to_string(),
+        message: e.message().to_owned(),
+    })
+}
+
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_owned(),
+        source,
+    }
+}

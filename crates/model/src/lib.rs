@@ -9,11 +9,13 @@
 mod attrs;
 mod delta;
 mod ids;
+mod space;
 mod value;
 
 pub use attrs::{AttributeName, Attributes};
 pub use delta::{apply_delta, diff_attributes, AttributeChange, AttributeDelta};
 pub use ids::{Anchor, ConnectorId, CsId, Dn, MvId, ObjectTypeName, RunId};
+pub use space::{Contribution, CsObject, MvObject, PendingExport, PendingImport};
 pub use value::{Blob, ContentHash, Reference, Value, ValueKind};
 
 /// One object as a connector reads it from its connected system, before scope and rules.
