@@ -1,1 +1,150 @@
-//! placeholder
+//! The store: connector spaces, the metaverse, binary values, connector state (watermarks, rule
+//! versions) and run history.
+//!
+//! The engine sees only the traits here, split by aggregate and bundled in [`Store`]; SQLite is
+//! the embedded backend ([`SqliteStore`]) and a PostgreSQL backend can implement the same traits
+//! without the engine changing. The store has its own row format (JSON documents for holograms
+//! and contributions, binary values kept once per content hash in their own table) and its own
+//! schema version. A step runs inside one transaction: it commits whole or not at all.
+
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+use idsync_model::{Anchor, ConnectorId, ContentHash, CsId, CsObject, Dn, MvId, MvObject, RunId};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("store {path}: {message}")]
+    Open { path: String, message: String },
+    #[error("store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("store: corrupt row for {what}: {message}")]
+    Corrupt { what: String, message: String },
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Which connector-space objects a scan returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CsFilter {
+    All,
+    PendingImport,
+    PendingExport,
+    /// Objects a full import did not see (their `seen_run` is older).
+    NotSeenIn(RunId),
+}
+
+/// Object counts of one connector space.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CsCounts {
+    pub objects: u64,
+    pub joined: u64,
+    pub pending_import: u64,
+    pub pending_export: u64,
+    pub export_errors: u64,
+}
+
+/// Transactions: a step begins one and commits or rolls it back.
+pub trait Transactions {
+    fn begin(&mut self) -> Result<()>;
+    fn commit(&mut self) -> Result<()>;
+    fn rollback(&mut self) -> Result<()>;
+}
+
+/// The connector spaces.
+pub trait ConnectorSpaces {
+    fn cs_get(&mut self, id: &CsId) -> Result<Option<CsObject>>;
+    fn cs_by_anchor(&mut self, connector: &ConnectorId, anchor: &Anchor) -> Result<Option<CsObject>>;
+    fn cs_by_dn(&mut self, connector: &ConnectorId, dn: &Dn) -> Result<Option<CsObject>>;
+    /// Every connector's objects joined to one metaverse object.
+    fn cs_by_mv(&mut self, mv: &MvId) -> Result<Vec<CsObject>>;
+    /// Inserts or replaces an object; binary values' bytes go to the blob table once per hash.
+    fn cs_put(&mut self, o: &CsObject) -> Result<()>;
+    /// Marks an unchanged object as seen by a full import, without rewriting it.
+    fn cs_mark_seen(&mut self, id: &CsId, run: RunId) -> Result<()>;
+    fn cs_delete(&mut self, id: &CsId) -> Result<()>;
+    /// A page of objects in id order after `after`: scans stream, they never load a space.
+    fn cs_scan(
+        &mut self,
+        connector: &ConnectorId,
+        filter: CsFilter,
+        after: Option<&CsId>,
+        limit: usize,
+    ) -> Result<Vec<CsObject>>;
+    fn cs_counts(&mut self, connector: &ConnectorId) -> Result<CsCounts>;
+    /// Remembers that `cs` holds a reference to `target_dn` in `connector` that cannot be resolved
+    /// yet.
+    fn pending_ref_add(&mut self, connector: &ConnectorId, target_dn: &Dn, cs: &CsId) -> Result<()>;
+    /// Takes the objects waiting for `target_dn` to arrive.
+    fn pending_ref_take(&mut self, connector: &ConnectorId, target_dn: &Dn) -> Result<Vec<CsId>>;
+}
+
+/// The metaverse.
+pub trait Metaverse {
+    fn mv_get(&mut self, id: &MvId) -> Result<Option<MvObject>>;
+    /// Inserts or replaces an object and its join keys (rule id, normalised key).
+    fn mv_put(&mut self, o: &MvObject, join_keys: &[(String, String)]) -> Result<()>;
+    fn mv_delete(&mut self, id: &MvId) -> Result<()>;
+    fn mv_find(&mut self, rule: &str, key: &str) -> Result<Vec<MvId>>;
+    fn mv_scan(&mut self, after: Option<&MvId>, limit: usize) -> Result<Vec<MvObject>>;
+    fn mv_count(&mut self) -> Result<u64>;
+}
+
+/// Binary values by content hash.
+pub trait Blobs {
+    fn blob_get(&mut self, hash: &ContentHash) -> Result<Option<Vec<u8>>>;
+}
+
+/// Per-connector state: watermarks, the rule and scope versions last used.
+pub trait ConnectorState {
+    fn state_get(&mut self, connector: &ConnectorId, key: &str) -> Result<Option<String>>;
+    fn state_set(&mut self, connector: &ConnectorId, key: &str, value: Option<&str>) -> Result<()>;
+}
+
+/// One run of a step, as history keeps it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub id: RunId,
+    pub step: String,
+    pub connector: Option<String>,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+    pub status: String,
+    pub stats: serde_json::Value,
+    pub message: Option<String>,
+}
+
+/// An error about one object, kept with its run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ObjectError {
+    pub object: String,
+    pub message: String,
+}
+
+/// Run history. Written outside step transactions so a failed step is still recorded.
+pub trait Runs {
+    fn run_start(&mut self, step: &str, connector: Option<&ConnectorId>) -> Result<RunId>;
+    fn run_finish(
+        &mut self,
+        id: RunId,
+        status: &str,
+        stats: &serde_json::Value,
+        message: Option<&str>,
+        errors: &[ObjectError],
+    ) -> Result<()>;
+    fn runs(&mut self, limit: usize) -> Result<Vec<RunRecord>>;
+    fn run_errors(&mut self, id: RunId) -> Result<Vec<ObjectError>>;
+}
+
+/// Everything the engine needs from storage.
+pub trait Store: Transactions + ConnectorSpaces + Metaverse + Blobs + ConnectorState + Runs {}
+impl<T: Transactions + ConnectorSpaces + Metaverse + Blobs + ConnectorState + Runs> Store for T {}
+
+/// Seconds since the epoch.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}

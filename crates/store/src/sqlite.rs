@@ -1,0 +1,658 @@
+//! The SQLite backend: one file, no server, the embedded default.
+
+use crate::{
+    now, Blobs, ConnectorSpaces, ConnectorState, CsCounts, CsFilter, Error, Metaverse, ObjectError, Result,
+    RunRecord, Runs, Transactions,
+};
+use idsync_model::{
+    Anchor, AttributeChange, AttributeDelta, Attributes, ConnectorId, ContentHash, CsId, CsObject, Dn, MvId,
+    MvObject, ObjectTypeName, PendingExport, RunId, Value,
+};
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use std::path::Path;
+
+const SCHEMA_VERSION: &str = "1";
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS cs_object(
+    id TEXT PRIMARY KEY,
+    connector TEXT NOT NULL,
+    anchor TEXT,
+    dn TEXT NOT NULL,
+    dn_norm TEXT NOT NULL,
+    object_type TEXT NOT NULL,
+    object_classes TEXT NOT NULL,
+    hologram TEXT NOT NULL,
+    pending_import TEXT,
+    pending_export TEXT,
+    awaiting TEXT,
+    awaiting_add INTEGER NOT NULL DEFAULT 0,
+    export_error TEXT,
+    retry_count INTEGER NOT NULL DEFAULT 0,
+    mv_id TEXT,
+    seen_run INTEGER,
+    provisioned INTEGER NOT NULL DEFAULT 0
+);
+CREATE UNIQUE INDEX IF NOT EXISTS cs_anchor ON cs_object(connector, anchor) WHERE anchor IS NOT NULL;
+CREATE INDEX IF NOT EXISTS cs_dn ON cs_object(connector, dn_norm);
+CREATE INDEX IF NOT EXISTS cs_mv ON cs_object(mv_id) WHERE mv_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS cs_scan ON cs_object(connector, id);
+CREATE INDEX IF NOT EXISTS cs_pending_import ON cs_object(connector, id) WHERE pending_import IS NOT NULL;
+CREATE INDEX IF NOT EXISTS cs_pending_export ON cs_object(connector, id) WHERE pending_export IS NOT NULL;
+CREATE TABLE IF NOT EXISTS mv_object(id TEXT PRIMARY KEY, object_type TEXT NOT NULL, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS mv_join_key(rule TEXT NOT NULL, key TEXT NOT NULL, mv_id TEXT NOT NULL,
+    PRIMARY KEY(rule, key, mv_id)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS mv_join_key_mv ON mv_join_key(mv_id);
+CREATE TABLE IF NOT EXISTS blob(hash TEXT PRIMARY KEY, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS connector_state(connector TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
+    PRIMARY KEY(connector, key));
+CREATE TABLE IF NOT EXISTS pending_ref(connector TEXT NOT NULL, target TEXT NOT NULL, cs_id TEXT NOT NULL,
+    PRIMARY KEY(connector, target, cs_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS run(id INTEGER PRIMARY KEY AUTOINCREMENT, step TEXT NOT NULL, connector TEXT,
+    started_at INTEGER NOT NULL, finished_at INTEGER, status TEXT NOT NULL, stats TEXT, message TEXT);
+CREATE TABLE IF NOT EXISTS run_error(run_id INTEGER NOT NULL, object TEXT NOT NULL, message TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS run_error_run ON run_error(run_id);
+"#;
+
+pub struct SqliteStore {
+    conn: Connection,
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Corrupt {
+        what: what.to_owned(),
+        message: e.to_string(),
+    }
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> String {
+    // Serializing these plain data types cannot fail: they have string keys and no custom
+    // serializers that error.
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(what: &str, s: &str) -> Result<T> {
+    serde_json::from_str(s).map_err(|e| corrupt(what, e))
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) a store file. A file that is not an idsync store, or is
+    /// damaged, is an error that says so; nothing is repaired silently.
+    pub fn open(path: &Path) -> Result<Self> {
+        let open_err = |message: String| Error::Open {
+            path: path.display().to_string(),
+            message,
+        };
+        let conn = Connection::open(path).map_err(|e| open_err(e.to_string()))?;
+        Self::init(conn).map_err(|e| match e {
+            Error::Sqlite(s) => open_err(format!("{s} (is this an idsync store, and is it intact?)")),
+            other => other,
+        })
+    }
+
+    /// A store in memory, for tests.
+    pub fn in_memory() -> Result<Self> {
+        Self::init(Connection::open_in_memory()?)
+    }
+
+    fn init(conn: Connection) -> Result<Self> {
+        conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let check: String = conn.query_row("PRAGMA quick_check(1)", [], |r| r.get(0))?;
+        if check != "ok" {
+            return Err(corrupt("the store file", check));
+        }
+        conn.execute_batch(SCHEMA)?;
+        let version: Option<String> = conn
+            .query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0))
+            .optional()?;
+        match version.as_deref() {
+            None => {
+                conn.execute(
+                    "INSERT INTO meta(key, value) VALUES ('schema_version', ?1)",
+                    [SCHEMA_VERSION],
+                )?;
+            }
+            Some(SCHEMA_VERSION) => {}
+            Some(other) => {
+                return Err(corrupt(
+                    "the store file",
+                    format!("schema version {other}, this idsync knows {SCHEMA_VERSION}"),
+                ))
+            }
+        }
+        Ok(Self { conn })
+    }
+
+    fn put_blobs(&mut self, values: &[Value]) -> Result<()> {
+        for v in values {
+            if let Value::Binary(b) = v {
+                if let Some(data) = &b.data {
+                    let mut st = self
+                        .conn
+                        .prepare_cached("INSERT OR IGNORE INTO blob(hash, data) VALUES (?1, ?2)")?;
+                    st.execute(params![b.hash.to_hex(), &data[..]])?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn put_attr_blobs(&mut self, attrs: &Attributes) -> Result<()> {
+        for (_, values) in attrs.iter() {
+            self.put_blobs(values)?;
+        }
+        Ok(())
+    }
+
+    fn put_delta_blobs(&mut self, deltas: &[AttributeDelta]) -> Result<()> {
+        for d in deltas {
+            match &d.change {
+                AttributeChange::Replace(v) => self.put_blobs(v)?,
+                AttributeChange::Update { add, remove } => {
+                    self.put_blobs(add)?;
+                    self.put_blobs(remove)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+const CS_COLUMNS: &str = "id, connector, anchor, dn, object_type, object_classes, hologram, pending_import, \
+     pending_export, awaiting, awaiting_add, export_error, retry_count, mv_id, seen_run, provisioned";
+
+fn cs_from_row(r: &Row<'_>) -> rusqlite::Result<Result<CsObject>> {
+    let id: String = r.get(0)?;
+    let what = format!("connector-space object {id}");
+    let classes: String = r.get(5)?;
+    let hologram: String = r.get(6)?;
+    let pending_import: Option<String> = r.get(7)?;
+    let pending_export: Option<String> = r.get(8)?;
+    let awaiting: Option<String> = r.get(9)?;
+    let build = || -> Result<CsObject> {
+        Ok(CsObject {
+            connector: ConnectorId::new(r.get::<_, String>(1)?),
+            anchor: r.get::<_, Option<String>>(2)?.map(Anchor::new),
+            dn: Dn::new(r.get::<_, String>(3)?),
+            object_type: ObjectTypeName::new(r.get::<_, String>(4)?),
+            object_classes: from_json(&what, &classes)?,
+            hologram: from_json(&what, &hologram)?,
+            pending_import: pending_import.as_deref().map(|s| from_json(&what, s)).transpose()?,
+            pending_export: pending_export.as_deref().map(|s| from_json(&what, s)).transpose()?,
+            awaiting: awaiting.as_deref().map(|s| from_json(&what, s)).transpose()?.unwrap_or_default(),
+            awaiting_add: r.get::<_, i64>(10)? != 0,
+            export_error: r.get(11)?,
+            retry_count: r.get::<_, i64>(12)? as u32,
+            mv_id: r.get::<_, Option<String>>(13)?.map(MvId::new),
+            seen_run: r.get::<_, Option<i64>>(14)?.map(RunId),
+            provisioned: r.get::<_, i64>(15)? != 0,
+            id: CsId::new(id.clone()),
+        })
+    };
+    Ok(build())
+}
+
+impl Transactions for SqliteStore {
+    fn begin(&mut self) -> Result<()> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        Ok(())
+    }
+    fn commit(&mut self) -> Result<()> {
+        self.conn.execute_batch("COMMIT")?;
+        Ok(())
+    }
+    fn rollback(&mut self) -> Result<()> {
+        if !self.conn.is_autocommit() {
+            self.conn.execute_batch("ROLLBACK")?;
+        }
+        Ok(())
+    }
+}
+
+impl SqliteStore {
+    fn cs_query(&mut self, sql: &str, p: impl rusqlite::Params) -> Result<Vec<CsObject>> {
+        let mut st = self.conn.prepare_cached(sql)?;
+        let rows = st.query_map(p, cs_from_row)?;
+        let mut out = Vec::new();
+        for r in rows {
+            out.push(r??);
+        }
+        Ok(out)
+    }
+}
+
+impl ConnectorSpaces for SqliteStore {
+    fn cs_get(&mut self, id: &CsId) -> Result<Option<CsObject>> {
+        Ok(self
+            .cs_query(&format!("SELECT {CS_COLUMNS} FROM cs_object WHERE id = ?1"), [id.as_str()])?
+            .pop())
+    }
+
+    fn cs_by_anchor(&mut self, connector: &ConnectorId, anchor: &Anchor) -> Result<Option<CsObject>> {
+        Ok(self
+            .cs_query(
+                &format!("SELECT {CS_COLUMNS} FROM cs_object WHERE connector = ?1 AND anchor = ?2"),
+                [connector.as_str(), anchor.as_str()],
+            )?
+            .pop())
+    }
+
+    fn cs_by_dn(&mut self, connector: &ConnectorId, dn: &Dn) -> Result<Option<CsObject>> {
+        Ok(self
+            .cs_query(
+                &format!("SELECT {CS_COLUMNS} FROM cs_object WHERE connector = ?1 AND dn_norm = ?2 LIMIT 1"),
+                [connector.as_str(), &dn.normalized()],
+            )?
+            .pop())
+    }
+
+    fn cs_by_mv(&mut self, mv: &MvId) -> Result<Vec<CsObject>> {
+        self.cs_query(
+            &format!("SELECT {CS_COLUMNS} FROM cs_object WHERE mv_id = ?1 ORDER BY connector, id"),
+            [mv.as_str()],
+        )
+    }
+
+    fn cs_put(&mut self, o: &CsObject) -> Result<()> {
+        self.put_attr_blobs(&o.hologram)?;
+        self.put_delta_blobs(&o.awaiting)?;
+        match &o.pending_export {
+            Some(PendingExport::Add { attributes, .. }) => self.put_attr_blobs(attributes)?,
+            Some(PendingExport::Update { changes, .. }) => self.put_delta_blobs(changes)?,
+            _ => {}
+        }
+        if let Some(idsync_model::PendingImport::Update { changes, .. }) = &o.pending_import {
+            self.put_delta_blobs(changes)?;
+        }
+        let mut st = self.conn.prepare_cached(&format!(
+            "INSERT OR REPLACE INTO cs_object({CS_COLUMNS}, dn_norm) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
+        ))?;
+        st.execute(params![
+            o.id.as_str(),
+            o.connector.as_str(),
+            o.anchor.as_ref().map(Anchor::as_str),
+            o.dn.as_str(),
+            o.object_type.as_str(),
+            to_json(&o.object_classes),
+            to_json(&o.hologram),
+            o.pending_import.as_ref().map(to_json),
+            o.pending_export.as_ref().map(to_json),
+            (!o.awaiting.is_empty()).then(|| to_json(&o.awaiting)),
+            o.awaiting_add as i64,
+            o.export_error,
+            o.retry_count as i64,
+            o.mv_id.as_ref().map(MvId::as_str),
+            o.seen_run.map(|r| r.0),
+            o.provisioned as i64,
+            o.dn.normalized(),
+        ])?;
+        Ok(())
+    }
+
+    fn cs_mark_seen(&mut self, id: &CsId, run: RunId) -> Result<()> {
+        let mut st = self
+            .conn
+            .prepare_cached("UPDATE cs_object SET seen_run = ?2 WHERE id = ?1")?;
+        st.execute(params![id.as_str(), run.0])?;
+        Ok(())
+    }
+
+    fn cs_delete(&mut self, id: &CsId) -> Result<()> {
+        let mut st = self.conn.prepare_cached("DELETE FROM cs_object WHERE id = ?1")?;
+        st.execute([id.as_str()])?;
+        Ok(())
+    }
+
+    fn cs_scan(
+        &mut self,
+        connector: &ConnectorId,
+        filter: CsFilter,
+        after: Option<&CsId>,
+        limit: usize,
+    ) -> Result<Vec<CsObject>> {
+        let cond = match filter {
+            CsFilter::All => "1",
+            CsFilter::PendingImport => "pending_import IS NOT NULL",
+            CsFilter::PendingExport => "pending_export IS NOT NULL",
+            CsFilter::NotSeenIn(_) => "(seen_run IS NULL OR seen_run <> ?4) AND anchor IS NOT NULL",
+        };
+        let run = match filter {
+            CsFilter::NotSeenIn(r) => r.0,
+            _ => 0,
+        };
+        let sql = format!(
+            "SELECT {CS_COLUMNS} FROM cs_object WHERE connector = ?1 AND id > ?2 AND {cond} \
+             AND ?4 = ?4 ORDER BY id LIMIT ?3"
+        );
+        self.cs_query(
+            &sql,
+            params![connector.as_str(), after.map_or("", CsId::as_str), limit as i64, run],
+        )
+    }
+
+    fn cs_counts(&mut self, connector: &ConnectorId) -> Result<CsCounts> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT count(*), count(mv_id), count(pending_import), count(pending_export), count(export_error) \
+             FROM cs_object WHERE connector = ?1",
+        )?;
+        Ok(st.query_row([connector.as_str()], |r| {
+            Ok(CsCounts {
+                objects: r.get::<_, i64>(0)? as u64,
+                joined: r.get::<_, i64>(1)? as u64,
+                pending_import: r.get::<_, i64>(2)? as u64,
+                pending_export: r.get::<_, i64>(3)? as u64,
+                export_errors: r.get::<_, i64>(4)? as u64,
+            })
+        })?)
+    }
+
+    fn pending_ref_add(&mut self, connector: &ConnectorId, target_dn: &Dn, cs: &CsId) -> Result<()> {
+        let mut st = self
+            .conn
+            .prepare_cached("INSERT OR IGNORE INTO pending_ref(connector, target, cs_id) VALUES (?1, ?2, ?3)")?;
+        st.execute(params![connector.as_str(), target_dn.normalized(), cs.as_str()])?;
+        Ok(())
+    }
+
+    fn pending_ref_take(&mut self, connector: &ConnectorId, target_dn: &Dn) -> Result<Vec<CsId>> {
+        let norm = target_dn.normalized();
+        let ids = {
+            let mut st = self
+                .conn
+                .prepare_cached("SELECT cs_id FROM pending_ref WHERE connector = ?1 AND target = ?2")?;
+            let rows = st.query_map(params![connector.as_str(), norm], |r| r.get::<_, String>(0))?;
+            rows.collect::<rusqlite::Result<Vec<String>>>()?
+        };
+        if !ids.is_empty() {
+            let mut st = self
+                .conn
+                .prepare_cached("DELETE FROM pending_ref WHERE connector = ?1 AND target = ?2")?;
+            st.execute(params![connector.as_str(), norm])?;
+        }
+        Ok(ids.into_iter().map(CsId::new).collect())
+    }
+}
+
+impl Metaverse for SqliteStore {
+    fn mv_get(&mut self, id: &MvId) -> Result<Option<MvObject>> {
+        let doc: Option<String> = {
+            let mut st = self.conn.prepare_cached("SELECT doc FROM mv_object WHERE id = ?1")?;
+            st.query_row([id.as_str()], |r| r.get(0)).optional()?
+        };
+        doc.map(|d| from_json(&format!("metaverse object {id}"), &d)).transpose()
+    }
+
+    fn mv_put(&mut self, o: &MvObject, join_keys: &[(String, String)]) -> Result<()> {
+        for c in &o.contributions {
+            self.put_blobs(&c.values)?;
+        }
+        {
+            let mut st = self
+                .conn
+                .prepare_cached("INSERT OR REPLACE INTO mv_object(id, object_type, doc) VALUES (?1, ?2, ?3)")?;
+            st.execute(params![o.id.as_str(), o.object_type.as_str(), to_json(o)])?;
+        }
+        // Join keys change rarely: compare before rewriting so a sync that changes a title does
+        // not touch the key index.
+        let existing: Vec<(String, String)> = {
+            let mut st = self
+                .conn
+                .prepare_cached("SELECT rule, key FROM mv_join_key WHERE mv_id = ?1 ORDER BY rule, key")?;
+            let rows = st.query_map([o.id.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        let mut wanted = join_keys.to_vec();
+        wanted.sort();
+        wanted.dedup();
+        if existing != wanted {
+            self.conn
+                .prepare_cached("DELETE FROM mv_join_key WHERE mv_id = ?1")?
+                .execute([o.id.as_str()])?;
+            let mut st = self
+                .conn
+                .prepare_cached("INSERT OR IGNORE INTO mv_join_key(rule, key, mv_id) VALUES (?1, ?2, ?3)")?;
+            for (rule, key) in &wanted {
+                st.execute(params![rule, key, o.id.as_str()])?;
+            }
+        }
+        Ok(())
+    }
+
+    fn mv_delete(&mut self, id: &MvId) -> Result<()> {
+        self.conn
+            .prepare_cached("DELETE FROM mv_join_key WHERE mv_id = ?1")?
+            .execute([id.as_str()])?;
+        self.conn
+            .prepare_cached("DELETE FROM mv_object WHERE id = ?1")?
+            .execute([id.as_str()])?;
+        Ok(())
+    }
+
+    fn mv_find(&mut self, rule: &str, key: &str) -> Result<Vec<MvId>> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT mv_id FROM mv_join_key WHERE rule = ?1 AND key = ?2")?;
+        let rows = st.query_map(params![rule, key], |r| r.get::<_, String>(0))?;
+        Ok(rows
+            .collect::<rusqlite::Result<Vec<_>>>()?
+            .into_iter()
+            .map(MvId::new)
+            .collect())
+    }
+
+    fn mv_scan(&mut self, after: Option<&MvId>, limit: usize) -> Result<Vec<MvObject>> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT id, doc FROM mv_object WHERE id > ?1 ORDER BY id LIMIT ?2")?;
+        let rows = st.query_map(params![after.map_or("", MvId::as_str), limit as i64], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?;
+        let mut out = Vec::new();
+        for r in rows {
+            let (id, doc) = r?;
+            out.push(from_json(&format!("metaverse object {id}"), &doc)?);
+        }
+        Ok(out)
+    }
+
+    fn mv_count(&mut self) -> Result<u64> {
+        Ok(self
+            .conn
+            .query_row("SELECT count(*) FROM mv_object", [], |r| r.get::<_, i64>(0))? as u64)
+    }
+}
+
+impl Blobs for SqliteStore {
+    fn blob_get(&mut self, hash: &ContentHash) -> Result<Option<Vec<u8>>> {
+        let mut st = self.conn.prepare_cached("SELECT data FROM blob WHERE hash = ?1")?;
+        Ok(st.query_row([hash.to_hex()], |r| r.get(0)).optional()?)
+    }
+}
+
+impl ConnectorState for SqliteStore {
+    fn state_get(&mut self, connector: &ConnectorId, key: &str) -> Result<Option<String>> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT value FROM connector_state WHERE connector = ?1 AND key = ?2")?;
+        Ok(st.query_row(params![connector.as_str(), key], |r| r.get(0)).optional()?)
+    }
+
+    fn state_set(&mut self, connector: &ConnectorId, key: &str, value: Option<&str>) -> Result<()> {
+        match value {
+            Some(v) => self
+                .conn
+                .prepare_cached("INSERT OR REPLACE INTO connector_state(connector, key, value) VALUES (?1, ?2, ?3)")?
+                .execute(params![connector.as_str(), key, v])?,
+            None => self
+                .conn
+                .prepare_cached("DELETE FROM connector_state WHERE connector = ?1 AND key = ?2")?
+                .execute(params![connector.as_str(), key])?,
+        };
+        Ok(())
+    }
+}
+
+impl Runs for SqliteStore {
+    fn run_start(&mut self, step: &str, connector: Option<&ConnectorId>) -> Result<RunId> {
+        self.conn.execute(
+            "INSERT INTO run(step, connector, started_at, status) VALUES (?1, ?2, ?3, 'running')",
+            params![step, connector.map(ConnectorId::as_str), now()],
+        )?;
+        Ok(RunId(self.conn.last_insert_rowid()))
+    }
+
+    fn run_finish(
+        &mut self,
+        id: RunId,
+        status: &str,
+        stats: &serde_json::Value,
+        message: Option<&str>,
+        errors: &[ObjectError],
+    ) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "UPDATE run SET finished_at = ?2, status = ?3, stats = ?4, message = ?5 WHERE id = ?1",
+            params![id.0, now(), status, stats.to_string(), message],
+        )?;
+        {
+            let mut st = tx.prepare_cached("INSERT INTO run_error(run_id, object, message) VALUES (?1, ?2, ?3)")?;
+            for e in errors {
+                st.execute(params![id.0, e.object, e.message])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn runs(&mut self, limit: usize) -> Result<Vec<RunRecord>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT id, step, connector, started_at, finished_at, status, stats, message \
+             FROM run ORDER BY id DESC LIMIT ?1",
+        )?;
+        let rows = st.query_map([limit as i64], |r| {
+            let stats: Option<String> = r.get(6)?;
+            Ok(RunRecord {
+                id: RunId(r.get(0)?),
+                step: r.get(1)?,
+                connector: r.get(2)?,
+                started_at: r.get(3)?,
+                finished_at: r.get(4)?,
+                status: r.get(5)?,
+                stats: stats
+                    .and_then(|s| serde_json::from_str(&s).ok())
+                    .unwrap_or(serde_json::Value::Null),
+                message: r.get(7)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    fn run_errors(&mut self, id: RunId) -> Result<Vec<ObjectError>> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT object, message FROM run_error WHERE run_id = ?1 ORDER BY rowid")?;
+        let rows = st.query_map([id.0], |r| {
+            Ok(ObjectError {
+                object: r.get(0)?,
+                message: r.get(1)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use idsync_model::{Blob, Contribution};
+
+    fn cs(id: &str, anchor: &str, photo: &[u8]) -> CsObject {
+        let mut hologram = Attributes::new();
+        hologram.set("cn", vec!["Ann".into()]);
+        hologram.set("jpegPhoto", vec![Value::Binary(Blob::from_bytes(photo.to_vec()))]);
+        CsObject {
+            id: CsId::new(id),
+            connector: ConnectorId::new("dir"),
+            anchor: Some(Anchor::new(anchor)),
+            dn: Dn::new("uid=Ann,ou=People"),
+            object_type: ObjectTypeName::new("person"),
+            object_classes: vec!["inetOrgPerson".into()],
+            hologram,
+            pending_import: Some(idsync_model::PendingImport::Add),
+            pending_export: None,
+            awaiting: vec![],
+            awaiting_add: false,
+            export_error: None,
+            retry_count: 0,
+            mv_id: None,
+            seen_run: Some(RunId(1)),
+            provisioned: false,
+        }
+    }
+
+    #[test]
+    fn connector_space_round_trips_and_blobs_are_kept_once() {
+        let mut s = SqliteStore::in_memory().unwrap();
+        let o = cs("c1", "a1", b"jpeg-bytes");
+        s.cs_put(&o).unwrap();
+        s.cs_put(&cs("c2", "a2", b"jpeg-bytes")).unwrap();
+        let blobs: i64 = s.conn.query_row("SELECT count(*) FROM blob", [], |r| r.get(0)).unwrap();
+        assert_eq!(blobs, 1);
+        let back = s.cs_by_anchor(&o.connector, &Anchor::new("a1")).unwrap().unwrap();
+        assert_eq!(back, o); // binary values compare by hash
+        assert_eq!(s.cs_by_dn(&o.connector, &Dn::new("UID=ann, ou=people")).unwrap().unwrap().id, o.id);
+        let hash = ContentHash::of(b"jpeg-bytes");
+        assert_eq!(s.blob_get(&hash).unwrap().unwrap(), b"jpeg-bytes");
+        let page = s.cs_scan(&o.connector, CsFilter::PendingImport, None, 1).unwrap();
+        assert_eq!(page.len(), 1);
+        let page2 = s.cs_scan(&o.connector, CsFilter::PendingImport, Some(&page[0].id), 10).unwrap();
+        assert_eq!(page2.len(), 1);
+        assert_eq!(s.cs_scan(&o.connector, CsFilter::NotSeenIn(RunId(1)), None, 10).unwrap().len(), 0);
+        assert_eq!(s.cs_scan(&o.connector, CsFilter::NotSeenIn(RunId(2)), None, 10).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_rolled_back_step_leaves_nothing() {
+        let mut s = SqliteStore::in_memory().unwrap();
+        s.begin().unwrap();
+        s.cs_put(&cs("c1", "a1", b"x")).unwrap();
+        s.rollback().unwrap();
+        assert!(s.cs_get(&CsId::new("c1")).unwrap().is_none());
+    }
+
+    #[test]
+    fn metaverse_join_keys_find_objects() {
+        let mut s = SqliteStore::in_memory().unwrap();
+        let mv = MvObject {
+            id: MvId::new("m1"),
+            object_type: ObjectTypeName::new("person"),
+            contributions: vec![Contribution {
+                attribute: "uid".into(),
+                connector: ConnectorId::new("dir"),
+                cs_id: CsId::new("c1"),
+                rule: "r".into(),
+                values: vec!["ann".into()],
+                time: 0,
+            }],
+        };
+        s.mv_put(&mv, &[("join1".into(), "ann".into())]).unwrap();
+        assert_eq!(s.mv_find("join1", "ann").unwrap(), vec![MvId::new("m1")]);
+        s.mv_put(&mv, &[("join1".into(), "anne".into())]).unwrap();
+        assert!(s.mv_find("join1", "ann").unwrap().is_empty());
+        assert_eq!(s.mv_get(&mv.id).unwrap().unwrap(), mv);
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_store_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.db");
+        std::fs::write(&p, b"this is not a database file at all, just some text that is long enough").unwrap();
+        let e = SqliteStore::open(&p).err().expect("must fail");
+        assert!(e.to_string().contains("x.db"), "{e}");
+    }
+}
