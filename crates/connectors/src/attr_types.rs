@@ -28,8 +28,21 @@ pub struct AttributeTypes {
     map: HashMap<String, TypeHint>,
 }
 
-const DEFAULT_BINARY: &[&str] = &["jpegphoto", "thumbnailphoto", "photo", "usercertificate", "objectguid"];
-const DEFAULT_REFERENCE: &[&str] = &["manager", "member", "uniquemember", "seealso", "owner", "secretary"];
+const DEFAULT_BINARY: &[&str] = &[
+    "jpegphoto",
+    "thumbnailphoto",
+    "photo",
+    "usercertificate",
+    "objectguid",
+];
+const DEFAULT_REFERENCE: &[&str] = &[
+    "manager",
+    "member",
+    "uniquemember",
+    "seealso",
+    "owner",
+    "secretary",
+];
 
 impl AttributeTypes {
     pub fn new(overrides: &BTreeMap<String, TypeHint>) -> Self {
@@ -95,7 +108,9 @@ impl AttributeTypes {
                     }
                     Err(_) => return Err("value is not valid UTF-8".to_owned()),
                 };
-                self.from_text(name, &text, &|_| Err("file values are not read here".to_owned()))
+                self.from_text(name, &text, &|_| {
+                    Err("file values are not read here".to_owned())
+                })
             }
         }
     }
@@ -156,7 +171,14 @@ pub fn parse_timestamp(t: &str) -> Result<i64, String> {
         return Err(bad());
     }
     let n = |r: std::ops::Range<usize>| digits[r].parse::<i64>().map_err(|_| bad());
-    let (y, mo, d, h, mi, s) = (n(0..4)?, n(4..6)?, n(6..8)?, n(8..10)?, n(10..12)?, n(12..14)?);
+    let (y, mo, d, h, mi, s) = (
+        n(0..4)?,
+        n(4..6)?,
+        n(6..8)?,
+        n(8..10)?,
+        n(10..12)?,
+        n(12..14)?,
+    );
     if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
         return Err(bad());
     }

@@ -9,8 +9,8 @@
 use crate::attr_types::{value_text, AttributeTypes, TypeHint};
 use crate::file_table::{RecordFormat, RecordWriter, StagedExport};
 use crate::{
-    io_err, settings, Capabilities, Connector, DeltaOutcome, Error, ExportItem, ExportOp, ExportResult,
-    ImportSink, Result,
+    io_err, settings, Capabilities, Connector, DeltaOutcome, Error, ExportItem, ExportOp,
+    ExportResult, ImportSink, Result,
 };
 use idsync_model::{Anchor, Attributes, ConnectorId, CsEntry, Dn, Value};
 use serde::Deserialize;
@@ -86,6 +86,13 @@ impl CsvConnector {
         })
     }
 
+    fn content_hash(&self) -> Result<String> {
+        let mut h = blake3::Hasher::new();
+        let mut f = std::fs::File::open(&self.path).map_err(io_err(&self.path))?;
+        std::io::copy(&mut f, &mut h).map_err(io_err(&self.path))?;
+        Ok(h.finalize().to_hex().to_string())
+    }
+
     fn file_name(&self) -> String {
         self.path.display().to_string()
     }
@@ -154,12 +161,19 @@ impl CsvFormat<'_> {
             let anchor_col = headers
                 .iter()
                 .position(|h| h.eq_ignore_ascii_case(&c.s.anchor))
-                .ok_or_else(|| parse_err(1, format!("no column `{}` (the anchor) in the header", c.s.anchor)))?;
+                .ok_or_else(|| {
+                    parse_err(
+                        1,
+                        format!("no column `{}` (the anchor) in the header", c.s.anchor),
+                    )
+                })?;
             let dn_col = match &c.s.dn {
                 Some(d) => headers
                     .iter()
                     .position(|h| h.eq_ignore_ascii_case(d))
-                    .ok_or_else(|| parse_err(1, format!("no column `{d}` (the dn) in the header")))?,
+                    .ok_or_else(|| {
+                        parse_err(1, format!("no column `{d}` (the dn) in the header"))
+                    })?,
                 None => anchor_col,
             };
             let multi: Vec<bool> = headers
@@ -243,7 +257,8 @@ impl CsvFormat<'_> {
         }
         Err(Error::Config {
             connector: self.c.id.to_string(),
-            message: "set `columns`: the file to export to has no header to take them from".to_owned(),
+            message: "set `columns`: the file to export to has no header to take them from"
+                .to_owned(),
         })
     }
 }
@@ -251,7 +266,9 @@ impl CsvFormat<'_> {
 fn csv_message(e: &csv::Error) -> String {
     match e.kind() {
         csv::ErrorKind::Utf8 { err, .. } => format!("invalid UTF-8 in field {}", err.field() + 1),
-        csv::ErrorKind::UnequalLengths { expected_len, len, .. } => {
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => {
             format!("row has {len} fields, the header has {expected_len}")
         }
         _ => e.to_string(),
@@ -307,7 +324,12 @@ impl RecordWriter for CsvWriter {
             let values = e.attributes.get(col).unwrap_or(&[]);
             let cell = if values.is_empty() && col.eq_ignore_ascii_case(&self.anchor) {
                 e.anchor.to_string()
-            } else if values.is_empty() && self.dn.as_deref().is_some_and(|d| col.eq_ignore_ascii_case(d)) {
+            } else if values.is_empty()
+                && self
+                    .dn
+                    .as_deref()
+                    .is_some_and(|d| col.eq_ignore_ascii_case(d))
+            {
                 e.dn.to_string()
             } else {
                 let mut texts = Vec::with_capacity(values.len());
@@ -321,7 +343,8 @@ impl RecordWriter for CsvWriter {
                                 let rel = format!("files/{}", b.hash.to_hex());
                                 let p = self.base.join(&rel);
                                 if !p.exists() {
-                                    std::fs::create_dir_all(self.base.join("files")).map_err(io_err(&p))?;
+                                    std::fs::create_dir_all(self.base.join("files"))
+                                        .map_err(io_err(&p))?;
                                     std::fs::write(&p, bytes).map_err(io_err(&p))?;
                                 }
                                 rel
@@ -363,6 +386,7 @@ impl Connector for CsvConnector {
             full_import: true,
             delta_import: true,
             export: true,
+            delta_sees_own_exports: true,
         }
     }
 
@@ -372,16 +396,15 @@ impl Connector for CsvConnector {
         Ok(())
     }
 
-    fn delta_import(&mut self, watermark: Option<&str>, sink: &mut dyn ImportSink) -> Result<DeltaOutcome> {
+    fn delta_import(
+        &mut self,
+        watermark: Option<&str>,
+        sink: &mut dyn ImportSink,
+    ) -> Result<DeltaOutcome> {
         // A file has no change feed: if its bytes are those of the last import nothing changed;
         // otherwise every row is compared with the connector space (the engine treats the rows
         // as a full import, including rows that disappeared).
-        let current = {
-            let mut h = blake3::Hasher::new();
-            let mut f = std::fs::File::open(&self.path).map_err(io_err(&self.path))?;
-            std::io::copy(&mut f, &mut h).map_err(io_err(&self.path))?;
-            h.finalize().to_hex().to_string()
-        };
+        let current = self.content_hash()?;
         if watermark == Some(current.as_str()) {
             return Ok(DeltaOutcome {
                 watermark: Some(current),
@@ -396,6 +419,10 @@ impl Connector for CsvConnector {
             method: "file compared with the last import".to_owned(),
             full: true,
         })
+    }
+
+    fn watermark_after_full_import(&mut self) -> Result<Option<String>> {
+        self.content_hash().map(Some)
     }
 
     fn export(&mut self, batch: &[ExportItem]) -> Result<Vec<ExportResult>> {
@@ -420,7 +447,10 @@ impl Connector for CsvConnector {
 }
 
 /// The record for an add: the anchor column's value if the export set it, a new UUID if not.
-pub(crate) fn make_entry(item: &ExportItem, anchor_attr: &str) -> std::result::Result<CsEntry, String> {
+pub(crate) fn make_entry(
+    item: &ExportItem,
+    anchor_attr: &str,
+) -> std::result::Result<CsEntry, String> {
     let ExportOp::Add {
         object_classes,
         attributes,

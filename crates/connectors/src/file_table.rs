@@ -26,7 +26,10 @@ pub(crate) trait RecordWriter {
 }
 
 enum Pending {
-    Update { new_dn: Option<Dn>, changes: Vec<AttributeDelta> },
+    Update {
+        new_dn: Option<Dn>,
+        changes: Vec<AttributeDelta>,
+    },
     Delete,
 }
 

@@ -9,12 +9,13 @@
 use crate::attr_types::{value_text, AttributeTypes, TypeHint};
 use crate::file_table::{RecordFormat, RecordWriter, StagedExport};
 use crate::{
-    io_err, settings, Capabilities, Connector, DeltaOutcome, Error, ExportItem, ExportOp, ExportResult,
-    ImportChange, ImportSink, Result,
+    io_err, settings, Capabilities, Connector, DeltaOutcome, Error, ExportItem, ExportOp,
+    ExportResult, ImportChange, ImportSink, Result,
 };
 use idsync_ldif as codec;
 use idsync_model::{
-    Anchor, AttributeChange, AttributeDelta, AttributeName, Attributes, ConnectorId, CsEntry, Dn, Value,
+    Anchor, AttributeChange, AttributeDelta, AttributeName, Attributes, ConnectorId, CsEntry, Dn,
+    Value,
 };
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -103,7 +104,13 @@ struct LdifFormat<'a> {
 }
 
 impl LdifFormat<'_> {
-    fn entry(&self, file: &Path, line: usize, dn: String, attrs: Vec<codec::Attr>) -> Result<CsEntry> {
+    fn entry(
+        &self,
+        file: &Path,
+        line: usize,
+        dn: String,
+        attrs: Vec<codec::Attr>,
+    ) -> Result<CsEntry> {
         let mut object_classes = Vec::new();
         let mut attributes = Attributes::new();
         for a in attrs {
@@ -112,11 +119,15 @@ impl LdifFormat<'_> {
                 object_classes.push(String::from_utf8_lossy(&a.value).into_owned());
                 continue;
             }
-            let v = self.c.types.from_bytes(name, a.value).map_err(|m| Error::Parse {
-                file: file.display().to_string(),
-                line,
-                message: format!("entry `{dn}`, attribute `{name}`: {m}"),
-            })?;
+            let v = self
+                .c
+                .types
+                .from_bytes(name, a.value)
+                .map_err(|m| Error::Parse {
+                    file: file.display().to_string(),
+                    line,
+                    message: format!("entry `{dn}`, attribute `{name}`: {m}"),
+                })?;
             attributes.push(AttributeName::from(name), v);
         }
         let anchor = attributes
@@ -131,7 +142,14 @@ impl LdifFormat<'_> {
         })
     }
 
-    fn values(&self, name: &str, raw: Vec<Vec<u8>>, file: &Path, line: usize, dn: &str) -> Result<Vec<Value>> {
+    fn values(
+        &self,
+        name: &str,
+        raw: Vec<Vec<u8>>,
+        file: &Path,
+        line: usize,
+        dn: &str,
+    ) -> Result<Vec<Value>> {
         raw.into_iter()
             .map(|b| {
                 self.c.types.from_bytes(name, b).map_err(|m| Error::Parse {
@@ -149,13 +167,16 @@ impl RecordFormat for LdifFormat<'_> {
         for item in open_reader(path)? {
             let located = item.map_err(|e| parse_error(e, path))?;
             match located.record {
-                codec::Record::Content { dn, attrs } => f(self.entry(path, located.line, dn, attrs)?)?,
+                codec::Record::Content { dn, attrs } => {
+                    f(self.entry(path, located.line, dn, attrs)?)?
+                }
                 codec::Record::Change { .. } => {
                     return Err(Error::Parse {
                         file: path.display().to_string(),
                         line: located.line,
-                        message: "a change record in a content file (delta changes belong in delta_path)"
-                            .to_owned(),
+                        message:
+                            "a change record in a content file (delta changes belong in delta_path)"
+                                .to_owned(),
                     })
                 }
             }
@@ -213,7 +234,9 @@ impl RecordWriter for LdifWriter {
         if let Some(w) = self.w.take() {
             let mut buf = w.finish().map_err(io_err(&self.path))?;
             buf.flush().map_err(io_err(&self.path))?;
-            let file = buf.into_inner().map_err(|e| io_err(&self.path)(e.into_error()))?;
+            let file = buf
+                .into_inner()
+                .map_err(|e| io_err(&self.path)(e.into_error()))?;
             file.sync_all().map_err(io_err(&self.path))?;
         }
         Ok(())
@@ -287,6 +310,7 @@ impl Connector for LdifConnector {
             full_import: true,
             delta_import: self.s.delta_path.is_some(),
             export: true,
+            delta_sees_own_exports: false,
         }
     }
 
@@ -295,7 +319,11 @@ impl Connector for LdifConnector {
         f.read_file(&self.path, &mut |e| sink.entry(e).map_err(Error::Sink))
     }
 
-    fn delta_import(&mut self, watermark: Option<&str>, sink: &mut dyn ImportSink) -> Result<DeltaOutcome> {
+    fn delta_import(
+        &mut self,
+        watermark: Option<&str>,
+        sink: &mut dyn ImportSink,
+    ) -> Result<DeltaOutcome> {
         let Some(dir) = &self.s.delta_path else {
             return Err(Error::Unsupported {
                 connector: self.id.to_string(),
@@ -303,16 +331,7 @@ impl Connector for LdifConnector {
             });
         };
         let dir = self.base.join(dir);
-        let mut files: Vec<String> = match std::fs::read_dir(&dir) {
-            Ok(rd) => rd
-                .filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.ends_with(".ldif"))
-                .collect(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(io_err(&dir)(e)),
-        };
-        files.sort();
+        let files = change_files(&dir)?;
         let mut last = watermark.map(str::to_owned);
         let f = LdifFormat { c: self };
         let mut applied = 0;
@@ -325,9 +344,13 @@ impl Connector for LdifConnector {
                 let located = item.map_err(|e| parse_error(e, &path))?;
                 let line = located.line;
                 let change = match located.record {
-                    codec::Record::Content { dn, attrs } => ImportChange::Upsert(f.entry(&path, line, dn, attrs)?),
+                    codec::Record::Content { dn, attrs } => {
+                        ImportChange::Upsert(f.entry(&path, line, dn, attrs)?)
+                    }
                     codec::Record::Change { dn, change, .. } => match change {
-                        codec::ChangeKind::Add { attrs } => ImportChange::Upsert(f.entry(&path, line, dn, attrs)?),
+                        codec::ChangeKind::Add { attrs } => {
+                            ImportChange::Upsert(f.entry(&path, line, dn, attrs)?)
+                        }
                         codec::ChangeKind::Delete => ImportChange::Delete {
                             anchor: None,
                             dn: Dn::new(dn),
@@ -338,7 +361,9 @@ impl Connector for LdifConnector {
                             dn: Dn::new(dn),
                         },
                         codec::ChangeKind::ModDn {
-                            new_rdn, new_superior, ..
+                            new_rdn,
+                            new_superior,
+                            ..
                         } => {
                             let parent = new_superior.unwrap_or_else(|| parent_dn(&dn).to_owned());
                             let new_dn = if parent.is_empty() {
@@ -364,6 +389,14 @@ impl Connector for LdifConnector {
             method: format!("{applied} change file(s) from {}", dir.display()),
             full: false,
         })
+    }
+
+    fn watermark_after_full_import(&mut self) -> Result<Option<String>> {
+        // The content file is taken to include every change file present when it was read.
+        match &self.s.delta_path {
+            Some(d) => Ok(change_files(&self.base.join(d))?.pop()),
+            None => Ok(None),
+        }
     }
 
     fn export(&mut self, batch: &[ExportItem]) -> Result<Vec<ExportResult>> {
@@ -409,6 +442,21 @@ impl Connector for LdifConnector {
         }
         Ok(())
     }
+}
+
+/// The change files of a delta folder, in the order they apply.
+fn change_files(dir: &Path) -> Result<Vec<String>> {
+    let mut files: Vec<String> = match std::fs::read_dir(dir) {
+        Ok(rd) => rd
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".ldif"))
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(io_err(dir)(e)),
+    };
+    files.sort();
+    Ok(files)
 }
 
 /// LDIF change records for one export, as `ldapmodify` takes them.

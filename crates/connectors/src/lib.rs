@@ -12,7 +12,9 @@ pub mod ldif;
 
 pub use attr_types::{AttributeTypes, TypeHint};
 
-use idsync_model::{Anchor, AttributeDelta, Attributes, ConnectorId, CsEntry, CsId, Dn, ObjectTypeName};
+use idsync_model::{
+    Anchor, AttributeDelta, Attributes, ConnectorId, CsEntry, CsId, Dn, ObjectTypeName,
+};
 use std::path::{Path, PathBuf};
 
 /// Errors that stop a step. A bad object is not one of them unless the format makes the rest of
@@ -37,7 +39,10 @@ pub enum Error {
     #[error("{0}")]
     Sink(String),
     #[error("connector `{connector}` cannot {operation}")]
-    Unsupported { connector: String, operation: &'static str },
+    Unsupported {
+        connector: String,
+        operation: &'static str,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -125,6 +130,8 @@ pub struct Capabilities {
     pub full_import: bool,
     pub delta_import: bool,
     pub export: bool,
+    /// Whether a delta import shows what this connector exported (so it can confirm exports).
+    pub delta_sees_own_exports: bool,
 }
 
 /// A connector. Import and export are separate calls so the engine controls batching.
@@ -134,10 +141,18 @@ pub trait Connector {
     /// Reads every object in the connected system.
     fn full_import(&mut self, sink: &mut dyn ImportSink) -> Result<()>;
     /// Reads changes since the watermark.
-    fn delta_import(&mut self, watermark: Option<&str>, sink: &mut dyn ImportSink) -> Result<DeltaOutcome>;
+    fn delta_import(
+        &mut self,
+        watermark: Option<&str>,
+        sink: &mut dyn ImportSink,
+    ) -> Result<DeltaOutcome>;
     /// Applies one batch; one result per item, in order. An item's failure does not stop the
     /// others; an `Err` means the system could not be reached at all.
     fn export(&mut self, batch: &[ExportItem]) -> Result<Vec<ExportResult>>;
+    /// The watermark that makes the next delta import start after what a full import just read.
+    fn watermark_after_full_import(&mut self) -> Result<Option<String>> {
+        Ok(None)
+    }
     /// Makes the exported batches durable in the connected system (file connectors write their
     /// file here). Called once after the last batch of an export step.
     fn finish_export(&mut self) -> Result<()> {
@@ -154,8 +169,16 @@ pub fn open(
     base_dir: &Path,
 ) -> Result<Box<dyn Connector>> {
     match kind {
-        "ldif" => Ok(Box::new(ldif::LdifConnector::new(name.clone(), settings, base_dir)?)),
-        "csv" => Ok(Box::new(csv::CsvConnector::new(name.clone(), settings, base_dir)?)),
+        "ldif" => Ok(Box::new(ldif::LdifConnector::new(
+            name.clone(),
+            settings,
+            base_dir,
+        )?)),
+        "csv" => Ok(Box::new(csv::CsvConnector::new(
+            name.clone(),
+            settings,
+            base_dir,
+        )?)),
         other => Err(Error::Config {
             connector: name.to_string(),
             message: format!("unknown connector type `{other}`"),
@@ -163,11 +186,17 @@ pub fn open(
     }
 }
 
-pub(crate) fn settings<T: serde::de::DeserializeOwned>(connector: &ConnectorId, settings: &toml::Table) -> Result<T> {
-    settings.clone().try_into().map_err(|e: toml::de::Error| Error::Config {
-        connector: connector.to_string(),
-        message: e.message().to_owned(),
-    })
+pub(crate) fn settings<T: serde::de::DeserializeOwned>(
+    connector: &ConnectorId,
+    settings: &toml::Table,
+) -> Result<T> {
+    settings
+        .clone()
+        .try_into()
+        .map_err(|e: toml::de::Error| Error::Config {
+            connector: connector.to_string(),
+            message: e.message().to_owned(),
+        })
 }
 
 pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {

@@ -143,15 +143,18 @@ impl<R: BufRead> Reader<R> {
     /// dropping its first byte when it is a continuation line. Never lets
     /// `buf` grow much past the line length limit. `first_line` is the
     /// number of the logical line's first physical line, for the error.
-    fn read_physical(&mut self, buf: &mut Vec<u8>, continuation: bool, first_line: usize) -> Result<()> {
+    fn read_physical(
+        &mut self,
+        buf: &mut Vec<u8>,
+        continuation: bool,
+        first_line: usize,
+    ) -> Result<()> {
         let start = buf.len();
         // Room for the rest of the allowed length plus the continuation
         // space and a CR LF; reading one byte more than that is how an
         // over-long line is detected without storing it.
         let budget = self.max_line_len.saturating_sub(start).saturating_add(3);
-        let read = (&mut self.input)
-            .take(budget as u64)
-            .read_until(b'\n', buf);
+        let read = (&mut self.input).take(budget as u64).read_until(b'\n', buf);
         if let Err(e) = read {
             return Err(self.io_error(e));
         }
@@ -319,7 +322,10 @@ impl<R: BufRead> Reader<R> {
                 self.resolver.resolve(url).map_err(|reason| {
                     self.error(
                         line.number,
-                        format!("cannot resolve URL '{}' in value of {what}: {reason}", show(url.as_bytes())),
+                        format!(
+                            "cannot resolve URL '{}' in value of {what}: {reason}",
+                            show(url.as_bytes())
+                        ),
                     )
                 })
             }
@@ -333,7 +339,13 @@ impl<R: BufRead> Reader<R> {
 
     /// A value that must be UTF-8 text (dn, newrdn, ...): plain or base64,
     /// never a URL.
-    fn text_value(&mut self, line: &Line, name: &str, spec: Spec<'_>, what: &str) -> Result<String> {
+    fn text_value(
+        &mut self,
+        line: &Line,
+        name: &str,
+        spec: Spec<'_>,
+        what: &str,
+    ) -> Result<String> {
         if let Spec::Url(_) = spec {
             return Err(self.error(
                 line.number,
@@ -341,7 +353,8 @@ impl<R: BufRead> Reader<R> {
             ));
         }
         let bytes = self.decode(line, spec, &format!("attribute '{name}'"))?;
-        String::from_utf8(bytes).map_err(|_| self.error(line.number, format!("invalid UTF-8 in {what}")))
+        String::from_utf8(bytes)
+            .map_err(|_| self.error(line.number, format!("invalid UTF-8 in {what}")))
     }
 
     /// A keyword argument (changetype, modify operation attribute,
@@ -375,7 +388,8 @@ impl<R: BufRead> Reader<R> {
                 ),
             ));
         };
-        let is_change = keyword_is(&second.text, "changetype") || keyword_is(&second.text, "control");
+        let is_change =
+            keyword_is(&second.text, "changetype") || keyword_is(&second.text, "control");
         match self.holds_changes {
             Some(false) if is_change => {
                 return Err(self.error(
@@ -519,7 +533,10 @@ impl<R: BufRead> Reader<R> {
         if spaced {
             for (word, value) in [(&b"true"[..], true), (&b"false"[..], false)] {
                 let ends_word = matches!(rest.get(word.len()), None | Some(b' ') | Some(b':'));
-                if rest.len() >= word.len() && rest[..word.len()].eq_ignore_ascii_case(word) && ends_word {
+                if rest.len() >= word.len()
+                    && rest[..word.len()].eq_ignore_ascii_case(word)
+                    && ends_word
+                {
                     criticality = value;
                     rest = skip_spaces(&rest[word.len()..]);
                     break;
@@ -549,7 +566,10 @@ impl<R: BufRead> Reader<R> {
         })
     }
 
-    fn parse_mods(&mut self, lines: std::iter::Peekable<std::vec::IntoIter<Line>>) -> Result<Vec<Modification>> {
+    fn parse_mods(
+        &mut self,
+        lines: std::iter::Peekable<std::vec::IntoIter<Line>>,
+    ) -> Result<Vec<Modification>> {
         let mut lines = lines;
         let mut mods = Vec::new();
         while let Some(header) = lines.next() {
@@ -572,7 +592,10 @@ impl<R: BufRead> Reader<R> {
             if !is_valid_attribute_description(&attr) {
                 return Err(self.error(
                     header.number,
-                    format!("invalid attribute name '{}' in '{op_name}:' line", show(attr.as_bytes())),
+                    format!(
+                        "invalid attribute name '{}' in '{op_name}:' line",
+                        show(attr.as_bytes())
+                    ),
                 ));
             }
             let mut values = Vec::new();
@@ -639,7 +662,10 @@ impl<R: BufRead> Reader<R> {
             other => {
                 return Err(self.error(
                     del_line.number,
-                    format!("deleteoldrdn must be 0 or 1, found '{}'", show(other.as_bytes())),
+                    format!(
+                        "deleteoldrdn must be 0 or 1, found '{}'",
+                        show(other.as_bytes())
+                    ),
                 ));
             }
         };
@@ -729,7 +755,10 @@ mod tests {
     fn value_specs() {
         assert!(matches!(value_spec(b"  x y "), Spec::Plain(b"x y ")));
         assert!(matches!(value_spec(b":  QQ== "), Spec::Base64(b"QQ==")));
-        assert!(matches!(value_spec(b"< file:///x "), Spec::Url(b"file:///x")));
+        assert!(matches!(
+            value_spec(b"< file:///x "),
+            Spec::Url(b"file:///x")
+        ));
         assert!(matches!(value_spec(b""), Spec::Plain(b"")));
     }
 
@@ -812,7 +841,11 @@ mod tests {
                 Err(io::Error::other("disk on fire"))
             }
         }
-        let mut reader = Reader::new(io::BufReader::new(Failing), "x.ldif", Box::new(NoUrlResolver));
+        let mut reader = Reader::new(
+            io::BufReader::new(Failing),
+            "x.ldif",
+            Box::new(NoUrlResolver),
+        );
         let err = reader.next().expect("one item").expect_err("error");
         assert_eq!(err.to_string(), "x.ldif:1: read error: disk on fire");
         assert!(reader.next().is_none());

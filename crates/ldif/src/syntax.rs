@@ -51,9 +51,9 @@ pub fn is_valid_attribute_description(name: &str) -> bool {
         return false;
     };
     let type_ok = match ty.as_bytes().first() {
-        Some(b) if b.is_ascii_alphabetic() => ty
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-'),
+        Some(b) if b.is_ascii_alphabetic() => {
+            ty.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        }
         Some(b) if b.is_ascii_digit() => is_valid_oid(ty),
         _ => false,
     };
@@ -137,8 +137,20 @@ mod tests {
             assert!(is_valid_attribute_description(ok), "{ok}");
         }
         for bad in [
-            "", "-cn", "1cn", "cn;", ";x", "cn;;x", "c n", "cn:", "2..5", "2.5.", "_x", "cn_x",
-            "caf\u{e9}", "cn;a_b",
+            "",
+            "-cn",
+            "1cn",
+            "cn;",
+            ";x",
+            "cn;;x",
+            "c n",
+            "cn:",
+            "2..5",
+            "2.5.",
+            "_x",
+            "cn_x",
+            "caf\u{e9}",
+            "cn;a_b",
         ] {
             assert!(!is_valid_attribute_description(bad), "{bad}");
         }

@@ -61,9 +61,8 @@ pub struct FileUrlResolver {
 impl FileUrlResolver {
     /// The local path a `file:` URL names, without reading it.
     pub fn url_to_path(&self, url: &str) -> std::result::Result<PathBuf, String> {
-        let rest = strip_prefix_ignore_case(url, "file:").ok_or_else(|| {
-            format!("unsupported URL '{url}': only file: URLs are supported")
-        })?;
+        let rest = strip_prefix_ignore_case(url, "file:")
+            .ok_or_else(|| format!("unsupported URL '{url}': only file: URLs are supported"))?;
         let path_part = if let Some(after) = rest.strip_prefix("//") {
             let (host, path) = match after.find('/') {
                 Some(slash) => after.split_at(slash),
@@ -207,8 +206,10 @@ mod tests {
         let none = FileUrlResolver::default();
         assert_eq!(
             path(&none, "file:photos/a.jpg"),
-            Err("relative file URL 'file:photos/a.jpg' needs a base directory, and none was given"
-                .to_string())
+            Err(
+                "relative file URL 'file:photos/a.jpg' needs a base directory, and none was given"
+                    .to_string()
+            )
         );
         let based = FileUrlResolver {
             base_dir: Some(PathBuf::from("/data")),
@@ -245,15 +246,14 @@ mod tests {
         let mut r = FileUrlResolver {
             base_dir: Some(dir.clone()),
         };
-        assert_eq!(
-            r.resolve("file:value.bin"),
-            Ok(b"\x00binary\xff".to_vec())
-        );
+        assert_eq!(r.resolve("file:value.bin"), Ok(b"\x00binary\xff".to_vec()));
         let abs = format!("file://{}", file.display());
         assert_eq!(r.resolve(&abs), Ok(b"\x00binary\xff".to_vec()));
         let err = r.resolve("file:missing.bin").unwrap_err();
         assert!(err.starts_with("cannot open "), "{err}");
-        assert!(read_capped(&file, 3).unwrap_err().contains("larger than 3 bytes"));
+        assert!(read_capped(&file, 3)
+            .unwrap_err()
+            .contains("larger than 3 bytes"));
         std::fs::remove_dir_all(&dir).ok();
     }
 

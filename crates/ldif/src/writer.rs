@@ -14,7 +14,7 @@ use crate::{Attr, ChangeKind, Control, Record};
 const WIDTH: usize = 76;
 
 /// Writes records as LDIF: `version: 1` before the first record, a blank
-/// line between records, LF line endings, lines folded at 76 columns, and
+/// line after each record, LF line endings, lines folded at 76 columns, and
 /// base64 for every value that is not a safe plain string.
 ///
 /// A record that LDIF cannot express (an invalid attribute name, a content
@@ -53,12 +53,15 @@ impl<W: Write> Writer<W> {
         }
         self.buf.clear();
         if self.holds_changes.is_none() {
-            self.buf.extend_from_slice(b"version: 1\n");
+            // The RFC grammar wants a blank line after the version line;
+            // OpenLDAP wants the version line to be line 1.
+            self.buf.extend_from_slice(b"version: 1\n\n");
         }
-        // Records are separated, not terminated, by a blank line; the one
-        // after "version: 1" is what the RFC grammar asks for.
-        self.buf.push(b'\n');
         encode_record(record, &mut self.buf)?;
+        // Every record ends with a blank line, the last one too: that is
+        // what ldapsearch and python-ldap write, and python-ldap's reader
+        // of change records fails at the end of a file without it.
+        self.buf.push(b'\n');
         self.out.write_all(&self.buf)?;
         self.holds_changes = Some(record.is_change());
         Ok(())
@@ -189,9 +192,15 @@ fn put_control(buf: &mut Vec<u8>, line: &mut Vec<u8>, control: &Control) -> io::
     line.clear();
     line.extend_from_slice(b"control: ");
     line.extend_from_slice(control.oid.as_bytes());
-    if control.criticality {
-        line.extend_from_slice(b" true");
-    }
+    // The criticality is always written, although RFC 2849 lets "false" be
+    // left out: OpenLDAP's parser needs a space between the OID and a
+    // value's ':' (which the RFC grammar does not allow), and python-ldap
+    // needs a word after the OID; "OID false: value" satisfies all three.
+    line.extend_from_slice(if control.criticality {
+        b" true"
+    } else {
+        b" false"
+    });
     if let Some(value) = &control.value {
         push_value_spec(line, value);
     }
@@ -214,7 +223,11 @@ fn push_value_spec(line: &mut Vec<u8>, value: &[u8]) {
         line.push(b':');
     } else if writer_needs_base64(value) {
         line.extend_from_slice(b":: ");
-        line.extend_from_slice(base64::engine::general_purpose::STANDARD.encode(value).as_bytes());
+        line.extend_from_slice(
+            base64::engine::general_purpose::STANDARD
+                .encode(value)
+                .as_bytes(),
+        );
     } else {
         line.extend_from_slice(b": ");
         line.extend_from_slice(value);
@@ -273,7 +286,7 @@ mod tests {
         assert_eq!(
             out,
             "version: 1\n\ndn: cn=a,dc=x\ncn: a\ndescription:: IGxlYWRpbmc=\nseeAlso:\n\
-             cn;lang-fr:: w6l0w6k=\n\ndn:: Y249w6ksZGM9eA==\nobjectClass: top\n"
+             cn;lang-fr:: w6l0w6k=\n\ndn:: Y249w6ksZGM9eA==\nobjectClass: top\n\n"
         );
     }
 
@@ -342,11 +355,11 @@ mod tests {
         .expect("writes");
         assert_eq!(
             out,
-            "version: 1\n\ndn: cn=a\ncontrol: 1.2.3 true\ncontrol: 1.2.4: v\n\
+            "version: 1\n\ndn: cn=a\ncontrol: 1.2.3 true\ncontrol: 1.2.4 false: v\n\
              control: 1.2.5 true:: AA==\nchangetype: delete\n\n\
              dn: cn=b\nchangetype: modify\nreplace: sn\nsn: x\nsn: y\n-\n\
              delete: description\n-\nincrement: uidNumber\nuidNumber: 1\n-\n\n\
-             dn: cn=c\nchangetype: modrdn\nnewrdn: cn=d\ndeleteoldrdn: 1\nnewsuperior:\n"
+             dn: cn=c\nchangetype: modrdn\nnewrdn: cn=d\ndeleteoldrdn: 1\nnewsuperior:\n\n"
         );
     }
 
@@ -362,7 +375,8 @@ mod tests {
         assert!(lines.iter().all(|l| l.len() <= WIDTH), "{lines:?}");
         assert_eq!(lines[3].len(), WIDTH);
         assert!(lines[4].starts_with(' '));
-        let unfolded: String = lines[3..]
+        assert_eq!(lines.last(), Some(&""));
+        let unfolded: String = lines[3..lines.len() - 1]
             .iter()
             .enumerate()
             .map(|(i, l)| if i == 0 { *l } else { &l[1..] })

@@ -72,7 +72,10 @@ fn continuation_line_with_no_record() {
         vec![Ok("cn=a".into()), Err(err(4, reason)), Ok("cn=b".into())]
     );
     // After a CRLF blank line.
-    assert_eq!(first_error(b"dn: cn=a\r\ncn: a\r\n\r\n x\r\n"), err(4, reason));
+    assert_eq!(
+        first_error(b"dn: cn=a\r\ncn: a\r\n\r\n x\r\n"),
+        err(4, reason)
+    );
 }
 
 #[test]
@@ -105,7 +108,9 @@ fn invalid_utf8_in_dn() {
         err(3, "invalid UTF-8 in newrdn")
     );
     assert_eq!(
-        first_error(b"dn: cn=a\nchangetype: moddn\nnewrdn: cn=b\ndeleteoldrdn: 1\nnewsuperior:: /w==\n"),
+        first_error(
+            b"dn: cn=a\nchangetype: moddn\nnewrdn: cn=b\ndeleteoldrdn: 1\nnewsuperior:: /w==\n"
+        ),
         err(5, "invalid UTF-8 in newsuperior")
     );
     assert_eq!(
@@ -116,9 +121,10 @@ fn invalid_utf8_in_dn() {
 
 #[test]
 fn invalid_utf8_in_values_is_fine() {
-    let got: Vec<Record> = Reader::new(&b"dn: cn=a\ncn: caf\xe9\n"[..], "", Box::new(NoUrlResolver))
-        .map(|r| r.expect("values are bytes").record)
-        .collect();
+    let got: Vec<Record> =
+        Reader::new(&b"dn: cn=a\ncn: caf\xe9\n"[..], "", Box::new(NoUrlResolver))
+            .map(|r| r.expect("values are bytes").record)
+            .collect();
     assert_eq!(
         got,
         vec![Record::Content {
@@ -195,7 +201,10 @@ fn unsupported_version_stops_the_reader() {
 fn version_later_in_the_file_is_not_a_version() {
     assert_eq!(
         first_error(b"dn: cn=a\ncn: a\n\nversion: 1\n"),
-        err(4, "expected a 'dn:' line to start a record, found 'version:'")
+        err(
+            4,
+            "expected a 'dn:' line to start a record, found 'version:'"
+        )
     );
 }
 
@@ -330,7 +339,8 @@ fn lenient_forms_are_accepted() {
     // Keywords in any case, no space after colons, trailing spaces after a
     // '-' and after keyword values, unpadded base64, a blank-line-free
     // version line, and a missing final '-'.
-    let input = b"VERSION: 1\nDN:cn=a\nChangeType: Modify \nADD:cn\ncn:: QQ\n- \nreplace: sn\nsn: x\n";
+    let input =
+        b"VERSION: 1\nDN:cn=a\nChangeType: Modify \nADD:cn\ncn:: QQ\n- \nreplace: sn\nsn: x\n";
     let got: Vec<_> = Reader::new(&input[..], "", Box::new(NoUrlResolver))
         .collect::<Result<Vec<_>, _>>()
         .expect("lenient input parses");

@@ -52,7 +52,12 @@ fn assert_round_trip(recs: &[Record]) {
     }
     let out = writer.finish().expect("flush");
     let again = parse(&out);
-    assert_eq!(records(&again), recs, "output was:\n{}", String::from_utf8_lossy(&out));
+    assert_eq!(
+        records(&again),
+        recs,
+        "output was:\n{}",
+        String::from_utf8_lossy(&out)
+    );
 }
 
 #[test]

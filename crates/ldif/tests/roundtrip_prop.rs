@@ -2,123 +2,37 @@
 //! back exactly, with LF or CRLF line endings; and the reader never panics
 //! on arbitrary bytes.
 
-use idsync_ldif::{
-    needs_base64, Attr, ChangeKind, Control, ModOp, Modification, NoUrlResolver, Reader, Record,
-    Writer,
-};
+mod common;
+
+use common::{records, write};
+use idsync_ldif::{needs_base64, Attr, NoUrlResolver, Reader, Record};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 
-/// Attribute descriptions: a name or a numeric OID, with options.
-fn attr_name() -> impl Strategy<Value = String> {
-    prop_oneof![
-        4 => "[a-zA-Z][a-zA-Z0-9-]{0,20}",
-        1 => "[0-9]{1,3}(\\.[0-9]{1,4}){0,5}",
-    ]
-    .prop_flat_map(|ty| {
-        vec("[a-zA-Z0-9-]{1,10}", 0..3).prop_map(move |opts| {
-            let mut name = ty.clone();
-            for opt in opts {
-                name.push(';');
-                name.push_str(&opt);
-            }
-            name
-        })
-    })
-}
-
-/// Values that stress the encoder: arbitrary bytes, the characters that
-/// force base64, long values that need folding, and plain text.
-fn value() -> impl Strategy<Value = Vec<u8>> {
-    prop_oneof![
-        vec(any::<u8>(), 0..40),
-        vec(any::<u8>(), 200..600),
-        vec(
-            prop::sample::select(vec![
-                b' ', b':', b'<', b'#', b'-', b'\0', b'\n', b'\r', b'\t', b'a', b'=', 0xc3, 0xa9,
-                0xff, 0x7f,
-            ]),
-            0..30
-        ),
-        "[ :<]?[ -~]{0,300}".prop_map(String::into_bytes),
-        any::<String>().prop_map(String::into_bytes),
-    ]
-}
-
-fn text() -> impl Strategy<Value = String> {
-    prop_oneof![
-        any::<String>(),
-        "[ :<#]?[a-z]{1,5}=[ -~]{0,120}",
-        "[a-z=, ]{150,300}",
-        Just(String::new()),
-    ]
-}
-
-fn oid() -> impl Strategy<Value = String> {
-    "[0-9]{1,3}(\\.[0-9]{1,6}){0,8}"
-}
-
-fn attrs() -> impl Strategy<Value = Vec<Attr>> {
-    vec(
-        (attr_name(), value()).prop_map(|(name, value)| Attr { name, value }),
-        1..6,
-    )
-}
-
-fn content_record() -> impl Strategy<Value = Record> {
-    (text(), attrs())
-        .prop_filter("a first attribute named changetype or control is a change record", |(_, attrs)| {
-            let first = &attrs[0].name;
-            !first.eq_ignore_ascii_case("changetype") && !first.eq_ignore_ascii_case("control")
-        })
-        .prop_map(|(dn, attrs)| Record::Content { dn, attrs })
-}
-
-fn change_kind() -> impl Strategy<Value = ChangeKind> {
-    let op = prop::sample::select(vec![ModOp::Add, ModOp::Delete, ModOp::Replace, ModOp::Increment]);
-    let modification = (op, attr_name(), vec(value(), 0..4))
-        .prop_map(|(op, attr, values)| Modification { op, attr, values });
-    prop_oneof![
-        attrs().prop_map(|attrs| ChangeKind::Add { attrs }),
-        Just(ChangeKind::Delete),
-        vec(modification, 0..5).prop_map(|mods| ChangeKind::Modify { mods }),
-        (text(), any::<bool>(), proptest::option::of(text())).prop_map(
-            |(new_rdn, delete_old_rdn, new_superior)| ChangeKind::ModDn {
-                new_rdn,
-                delete_old_rdn,
-                new_superior,
-            }
-        ),
-    ]
-}
-
-fn change_record() -> impl Strategy<Value = Record> {
-    let control = (oid(), any::<bool>(), proptest::option::of(value())).prop_map(
-        |(oid, criticality, value)| Control {
-            oid,
-            criticality,
-            value,
-        },
-    );
-    (text(), vec(control, 0..3), change_kind()).prop_map(|(dn, controls, change)| Record::Change {
-        dn,
-        controls,
-        change,
-    })
-}
-
-/// A whole file's worth: all content records or all change records.
-fn records() -> impl Strategy<Value = Vec<Record>> {
-    prop_oneof![vec(content_record(), 1..5), vec(change_record(), 1..5)]
-}
-
 /// Lines that often make sense in LDIF, to splice into inputs.
 const SNIPPETS: &[&str] = &[
-    "version: 1", "dn: cn=a", "dn:: Y249w6k=", "", "# comment", " folded", "-", "cn: x",
-    "cn:: AAE=", "cn:", "cn:< file:///x", "changetype: add", "changetype: delete",
-    "changetype: modify", "changetype: modrdn", "add: cn", "replace: sn", "control: 1.2 true: v",
-    "newrdn: cn=z", "deleteoldrdn: 1", "newsuperior: dc=x",
+    "version: 1",
+    "dn: cn=a",
+    "dn:: Y249w6k=",
+    "",
+    "# comment",
+    " folded",
+    "-",
+    "cn: x",
+    "cn:: AAE=",
+    "cn:",
+    "cn:< file:///x",
+    "changetype: add",
+    "changetype: delete",
+    "changetype: modify",
+    "changetype: modrdn",
+    "add: cn",
+    "replace: sn",
+    "control: 1.2 true: v",
+    "newrdn: cn=z",
+    "deleteoldrdn: 1",
+    "newsuperior: dc=x",
 ];
 
 #[derive(Debug, Clone)]
@@ -151,7 +65,9 @@ fn mutated_ldif() -> impl Strategy<Value = Vec<u8>> {
                     let line = lines[i % n].clone();
                     lines.insert(i % n, line);
                 }
-                Mutation::Insert(i, s) => lines.insert(i % (lines.len() + 1), s.as_bytes().to_vec()),
+                Mutation::Insert(i, s) => {
+                    lines.insert(i % (lines.len() + 1), s.as_bytes().to_vec())
+                }
                 Mutation::FlipByte(i, b) if !lines.is_empty() => {
                     let line = &mut lines[i % n];
                     if !line.is_empty() {
@@ -164,14 +80,6 @@ fn mutated_ldif() -> impl Strategy<Value = Vec<u8>> {
         }
         lines.join(if crlf { &b"\r\n"[..] } else { &b"\n"[..] })
     })
-}
-
-fn write(records: &[Record]) -> Vec<u8> {
-    let mut writer = Writer::new(Vec::new());
-    for r in records {
-        writer.write(r).expect("generated records are writable");
-    }
-    writer.finish().expect("flush")
 }
 
 fn read(bytes: &[u8]) -> Result<Vec<(usize, Record)>, String> {
@@ -256,7 +164,6 @@ proptest! {
     ) {
         for item in Reader::new(&input[..], "", Box::new(NoUrlResolver)) {
             let Ok(located) = item else { continue };
-            eprintln!("PARSED {:?}", located.record.is_change());
             let out = write(std::slice::from_ref(&located.record));
             let again = read(&out).map_err(TestCaseError::fail)?;
             prop_assert_eq!(again.len(), 1);

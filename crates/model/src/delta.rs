@@ -31,7 +31,8 @@ fn keys(values: &[Value]) -> HashSet<ValueKey> {
 /// multi-valued attribute's values is not a change.
 pub fn diff_attributes(old: &Attributes, new: &Attributes) -> Vec<AttributeDelta> {
     let mut out = Vec::new();
-    let names: std::collections::BTreeSet<&AttributeName> = old.names().chain(new.names()).collect();
+    let names: std::collections::BTreeSet<&AttributeName> =
+        old.names().chain(new.names()).collect();
     for name in names {
         let before = old.get_name(name).unwrap_or(&[]);
         let after = new.get_name(name).unwrap_or(&[]);
@@ -153,14 +154,19 @@ mod tests {
             (0i64..4).prop_map(Value::Integer),
             any::<bool>().prop_map(Value::Boolean),
             (0i64..3).prop_map(Value::Timestamp),
-            proptest::collection::vec(0u8..3, 0..3).prop_map(|b| Value::Binary(Blob::from_bytes(b))),
+            proptest::collection::vec(0u8..3, 0..3)
+                .prop_map(|b| Value::Binary(Blob::from_bytes(b))),
             "[AB]{1,2}".prop_map(|s| Value::Reference(Reference::Dn(Dn::new(format!("cn={s}"))))),
         ]
     }
 
     fn arb_attrs() -> impl Strategy<Value = Attributes> {
         proptest::collection::btree_map("[a-d]", proptest::collection::vec(arb_value(), 0..5), 0..4)
-            .prop_map(|m| m.into_iter().map(|(k, v)| (AttributeName::from(k), dedup(&v))).collect())
+            .prop_map(|m| {
+                m.into_iter()
+                    .map(|(k, v)| (AttributeName::from(k), dedup(&v)))
+                    .collect()
+            })
     }
 
     fn canonical(a: &Attributes) -> Vec<(String, Vec<ValueKey>)> {

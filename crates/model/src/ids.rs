@@ -149,9 +149,18 @@ mod tests {
 
     #[test]
     fn dn_compares_case_and_space_insensitively() {
-        assert_eq!(Dn::from("uid=Ann, ou=People,dc=example"), Dn::from("UID=ann,ou=people,DC=example"));
-        assert_ne!(Dn::from("uid=ann,ou=people"), Dn::from("uid=anne,ou=people"));
+        assert_eq!(
+            Dn::from("uid=Ann, ou=People,dc=example"),
+            Dn::from("UID=ann,ou=people,DC=example")
+        );
+        assert_ne!(
+            Dn::from("uid=ann,ou=people"),
+            Dn::from("uid=anne,ou=people")
+        );
         // An escaped comma is part of the value, not a separator.
-        assert_eq!(Dn::from(r"cn=Smith\, John,dc=x").normalized(), r"cn=smith\, john,dc=x");
+        assert_eq!(
+            Dn::from(r"cn=Smith\, John,dc=x").normalized(),
+            r"cn=smith\, john,dc=x"
+        );
     }
 }

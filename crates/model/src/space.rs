@@ -1,7 +1,10 @@
 //! What idsync keeps about objects: connector-space objects (holograms with their pending
 //! imports and exports) and metaverse objects (attributes with their contributors).
 
-use crate::{apply_delta, Anchor, AttributeDelta, AttributeName, Attributes, ConnectorId, CsId, Dn, MvId, ObjectTypeName, RunId, Value};
+use crate::{
+    apply_delta, Anchor, AttributeDelta, AttributeName, Attributes, ConnectorId, CsId, Dn, MvId,
+    ObjectTypeName, RunId, Value,
+};
 use serde::{Deserialize, Serialize};
 
 /// A change imported but not yet synchronized into the metaverse.
@@ -97,20 +100,28 @@ pub struct MvObject {
 impl MvObject {
     /// The attribute values that win, with their contributions: for each attribute the
     /// contribution with the lowest rank that has values.
-    pub fn effective(&self, rank: impl Fn(&AttributeName, &ConnectorId) -> usize) -> (Attributes, Vec<&Contribution>) {
-        let mut best: std::collections::BTreeMap<&AttributeName, &Contribution> = Default::default();
+    pub fn effective(
+        &self,
+        rank: impl Fn(&AttributeName, &ConnectorId) -> usize,
+    ) -> (Attributes, Vec<&Contribution>) {
+        let mut best: std::collections::BTreeMap<&AttributeName, &Contribution> =
+            Default::default();
         for c in &self.contributions {
             if c.values.is_empty() {
                 continue;
             }
             match best.get(&c.attribute) {
-                Some(b) if rank(&b.attribute, &b.connector) <= rank(&c.attribute, &c.connector) => {}
+                Some(b) if rank(&b.attribute, &b.connector) <= rank(&c.attribute, &c.connector) => {
+                }
                 _ => {
                     best.insert(&c.attribute, c);
                 }
             }
         }
-        let attrs = best.iter().map(|(k, c)| ((*k).clone(), c.values.clone())).collect();
+        let attrs = best
+            .iter()
+            .map(|(k, c)| ((*k).clone(), c.values.clone()))
+            .collect();
         (attrs, best.into_values().collect())
     }
 }

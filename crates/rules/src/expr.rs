@@ -78,7 +78,8 @@ impl Expr {
             .execute(&ctx)
             .map_err(|e| format!("expression `{}`: {e}", self.source))?;
         let mut values = Vec::new();
-        cel_to_values(out, &mut values).map_err(|e| format!("expression `{}`: {e}", self.source))?;
+        cel_to_values(out, &mut values)
+            .map_err(|e| format!("expression `{}`: {e}", self.source))?;
         Ok(values)
     }
 
@@ -137,7 +138,12 @@ fn cel_to_values(v: cel::Value, out: &mut Vec<Value>) -> Result<(), String> {
                 cel_to_values(item.clone(), out)?;
             }
         }
-        other => return Err(format!("a value of type {} cannot be an attribute value", other.type_of())),
+        other => {
+            return Err(format!(
+                "a value of type {} cannot be an attribute value",
+                other.type_of()
+            ))
+        }
     }
     Ok(())
 }

@@ -172,7 +172,11 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn err<T>(&self, span: std::ops::Range<usize>, message: impl Into<String>) -> Result<T, ConfigError> {
+    fn err<T>(
+        &self,
+        span: std::ops::Range<usize>,
+        message: impl Into<String>,
+    ) -> Result<T, ConfigError> {
         let (line, column) = config::line_col(self.source, span.start);
         Err(ConfigError {
             file: self.file.to_owned(),
@@ -195,7 +199,10 @@ impl Ctx<'_> {
                 Ok(x) => Ok(Source::Expr(x)),
                 Err(m) => self.err(span, format!("{what} expression `{e}`: {m}")),
             },
-            _ => self.err(span, format!("give exactly one of `{what}` and `{what}_expr`/`expr`")),
+            _ => self.err(
+                span,
+                format!("give exactly one of `{what}` and `{what}_expr`/`expr`"),
+            ),
         }
     }
 }
@@ -219,22 +226,34 @@ impl Rules {
             if !matches!(c.kind.as_str(), "ldif" | "csv") {
                 return cx.err(
                     span,
-                    format!("connector `{}`: unknown type `{}` (known: ldif, csv)", c.name, c.kind),
+                    format!(
+                        "connector `{}`: unknown type `{}` (known: ldif, csv)",
+                        c.name, c.kind
+                    ),
                 );
             }
             let mut object_types = Vec::new();
             for t in &c.object_types {
                 let filter = match &t.filter {
                     Some(f) => Some(Expr::compile(f).or_else(|m| {
-                        cx.err(span.clone(), format!("object type `{}` filter: {m}", t.name))
+                        cx.err(
+                            span.clone(),
+                            format!("object type `{}` filter: {m}", t.name),
+                        )
                     })?),
                     None => None,
                 };
                 object_types.push(ObjectType {
                     name: ObjectTypeName::new(&t.name),
-                    classes: t.object_classes.iter().map(|c| c.to_ascii_lowercase()).collect(),
+                    classes: t
+                        .object_classes
+                        .iter()
+                        .map(|c| c.to_ascii_lowercase())
+                        .collect(),
                     filter,
-                    mv_type: ObjectTypeName::new(t.mv_type.clone().unwrap_or_else(|| t.name.clone())),
+                    mv_type: ObjectTypeName::new(
+                        t.mv_type.clone().unwrap_or_else(|| t.name.clone()),
+                    ),
                     project: t.project.unwrap_or(c.role == Role::Directory),
                 });
             }
@@ -288,7 +307,12 @@ impl Rules {
         ) -> Result<Option<ObjectTypeName>, String> {
             match t {
                 None => Ok(None),
-                Some(t) if connectors[ci].object_types.iter().any(|o| o.name.as_str() == t) => {
+                Some(t)
+                    if connectors[ci]
+                        .object_types
+                        .iter()
+                        .any(|o| o.name.as_str() == t) =>
+                {
                     Ok(Some(ObjectTypeName::new(t)))
                 }
                 Some(t) => Err(format!(
@@ -305,7 +329,8 @@ impl Rules {
             let Some(ci) = find(&connectors, &r.connector) else {
                 return cx.err(span, format!("unknown connector `{}`", r.connector));
             };
-            let object_type = check_type(&connectors, ci, &r.object_type).or_else(|m| cx.err(span.clone(), m))?;
+            let object_type =
+                check_type(&connectors, ci, &r.object_type).or_else(|m| cx.err(span.clone(), m))?;
             let cs = cx.source::<()>(span.clone(), &r.cs, &r.cs_expr, "cs")?;
             let mv = cx.source::<()>(span.clone(), &r.mv, &r.mv_expr, "mv")?;
             joins.push(JoinRule {
@@ -325,7 +350,8 @@ impl Rules {
             let Some(ci) = find(&connectors, &r.connector) else {
                 return cx.err(span, format!("unknown connector `{}`", r.connector));
             };
-            let object_type = check_type(&connectors, ci, &r.object_type).or_else(|m| cx.err(span.clone(), m))?;
+            let object_type =
+                check_type(&connectors, ci, &r.object_type).or_else(|m| cx.err(span.clone(), m))?;
             let source = cx.source::<()>(span.clone(), &r.cs, &r.expr, "cs")?;
             flows.push((
                 ci,
@@ -348,7 +374,8 @@ impl Rules {
             let Some(ci) = find(&connectors, &r.connector) else {
                 return cx.err(span, format!("unknown connector `{}`", r.connector));
             };
-            let object_type = check_type(&connectors, ci, &r.object_type).or_else(|m| cx.err(span.clone(), m))?;
+            let object_type =
+                check_type(&connectors, ci, &r.object_type).or_else(|m| cx.err(span.clone(), m))?;
             let source = cx.source::<()>(span.clone(), &r.mv, &r.expr, "mv")?;
             flows.push((
                 ci,
@@ -372,12 +399,16 @@ impl Rules {
             let Some(ci) = find(&connectors, &r.connector) else {
                 return cx.err(span, format!("unknown connector `{}`", r.connector));
             };
-            check_type(&connectors, ci, &Some(r.object_type.clone())).or_else(|m| cx.err(span.clone(), m))?;
+            check_type(&connectors, ci, &Some(r.object_type.clone()))
+                .or_else(|m| cx.err(span.clone(), m))?;
             if let Err(m) = template::check_template(&r.dn) {
                 return cx.err(span, format!("dn template `{}`: {m}", r.dn));
             }
             let condition = match &r.condition {
-                Some(c) => Some(Expr::compile(c).or_else(|m| cx.err(span.clone(), format!("condition: {m}")))?),
+                Some(c) => Some(
+                    Expr::compile(c)
+                        .or_else(|m| cx.err(span.clone(), format!("condition: {m}")))?,
+                ),
                 None => None,
             };
             provisioning.push(Provision {
@@ -420,17 +451,53 @@ impl Rules {
         }
 
         let sync_version = hash_of(&[
-            &json(&config.joins.iter().map(Spanned::get_ref).collect::<Vec<_>>()),
-            &json(&config.import_flows.iter().map(Spanned::get_ref).collect::<Vec<_>>()),
-            &json(&config.export_flows.iter().map(Spanned::get_ref).collect::<Vec<_>>()),
+            &json(
+                &config
+                    .joins
+                    .iter()
+                    .map(Spanned::get_ref)
+                    .collect::<Vec<_>>(),
+            ),
+            &json(
+                &config
+                    .import_flows
+                    .iter()
+                    .map(Spanned::get_ref)
+                    .collect::<Vec<_>>(),
+            ),
+            &json(
+                &config
+                    .export_flows
+                    .iter()
+                    .map(Spanned::get_ref)
+                    .collect::<Vec<_>>(),
+            ),
             &json(precedence_table),
-            &json(&config.provisioning.iter().map(Spanned::get_ref).collect::<Vec<_>>()),
-            &json(&config.unique.iter().map(Spanned::get_ref).collect::<Vec<_>>()),
+            &json(
+                &config
+                    .provisioning
+                    .iter()
+                    .map(Spanned::get_ref)
+                    .collect::<Vec<_>>(),
+            ),
+            &json(
+                &config
+                    .unique
+                    .iter()
+                    .map(Spanned::get_ref)
+                    .collect::<Vec<_>>(),
+            ),
             &json(
                 &config
                     .connectors
                     .iter()
-                    .map(|c| (&c.get_ref().name, &c.get_ref().object_types, c.get_ref().deprovision))
+                    .map(|c| {
+                        (
+                            &c.get_ref().name,
+                            &c.get_ref().object_types,
+                            c.get_ref().deprovision,
+                        )
+                    })
                     .collect::<Vec<_>>(),
             ),
         ]);
@@ -468,7 +535,10 @@ impl Rules {
     }
 
     fn connector_index(&self, c: &ConnectorId) -> usize {
-        self.connectors.iter().position(|x| &x.name == c).unwrap_or(usize::MAX / 2)
+        self.connectors
+            .iter()
+            .position(|x| &x.name == c)
+            .unwrap_or(usize::MAX / 2)
     }
 
     /// The join keys of a connector-space object, per join rule that applies to it, in rule order.
@@ -481,7 +551,9 @@ impl Rules {
         let vars = Vars::new(Some(cs), None);
         self.joins
             .iter()
-            .filter(|j| &j.connector == connector && j.object_type.as_ref().is_none_or(|t| t == object_type))
+            .filter(|j| {
+                &j.connector == connector && j.object_type.as_ref().is_none_or(|t| t == object_type)
+            })
             .map(|j| (j, j.cs.eval(cs, &vars).map(|v| keys(&v, &j.normalize))))
             .collect()
     }
@@ -536,7 +608,11 @@ impl ConnectorRules {
         if entry.anchor.as_str().is_empty() {
             return Err(FilterReason::MissingAnchor);
         }
-        let classes: Vec<String> = entry.object_classes.iter().map(|c| c.to_ascii_lowercase()).collect();
+        let classes: Vec<String> = entry
+            .object_classes
+            .iter()
+            .map(|c| c.to_ascii_lowercase())
+            .collect();
         let mut filtered_by = None;
         for t in &self.object_types {
             if !t.classes.is_empty() && !classes.iter().any(|c| t.classes.contains(c)) {
@@ -574,7 +650,11 @@ impl ConnectorRules {
     }
 
     /// Evaluates this connector's import flows for one object.
-    pub fn import_values<'a>(&'a self, object_type: &ObjectTypeName, cs: &Attributes) -> Vec<FlowResult<'a>> {
+    pub fn import_values<'a>(
+        &'a self,
+        object_type: &ObjectTypeName,
+        cs: &Attributes,
+    ) -> Vec<FlowResult<'a>> {
         let vars = Vars::new(Some(cs), None);
         self.import_flows
             .iter()
@@ -589,7 +669,9 @@ impl ConnectorRules {
 
     /// Whether any import flow of this connector sets the metaverse attribute.
     pub fn flows_into(&self, mv_attribute: &str) -> bool {
-        self.import_flows.iter().any(|f| f.mv.eq_ignore_ascii_case(mv_attribute))
+        self.import_flows
+            .iter()
+            .any(|f| f.mv.eq_ignore_ascii_case(mv_attribute))
     }
 
     /// Evaluates this connector's export flows for one metaverse object. `creating` includes the

@@ -64,7 +64,8 @@ fn a_semantic_error_names_the_rule_line() {
 
 #[test]
 fn a_bad_expression_is_a_config_error() {
-    let src = format!("{BASE}\n[[import_flow]]\nconnector = \"hr\"\nmv = \"x\"\nexpr = \"cs.a +\"\n");
+    let src =
+        format!("{BASE}\n[[import_flow]]\nconnector = \"hr\"\nmv = \"x\"\nexpr = \"cs.a +\"\n");
     let e = Rules::load(&src, "c.toml").unwrap_err();
     assert!(e.message.contains("expression"), "{e}");
 }
@@ -79,7 +80,10 @@ fn classification_names_the_reason() {
         object_classes: vec!["top".into(), "device".into()],
         attributes: Attributes::new(),
     };
-    assert_eq!(dir.classify(&e).unwrap_err(), FilterReason::ObjectClass("device".into()));
+    assert_eq!(
+        dir.classify(&e).unwrap_err(),
+        FilterReason::ObjectClass("device".into())
+    );
     e.object_classes = vec!["top".into(), "person".into()];
     assert_eq!(dir.classify(&e).unwrap().name.as_str(), "person");
     e.object_classes = vec!["inetOrgPerson".into()];
@@ -113,14 +117,20 @@ fn precedence_orders_connectors() {
 #[test]
 fn a_changed_rule_changes_the_sync_version_only() {
     let a = Rules::load(BASE, "c.toml").unwrap();
-    let changed = BASE.replace("mv = \"department\"\ncs = \"dept\"", "mv = \"department\"\ncs = \"division\"");
+    let changed = BASE.replace(
+        "mv = \"department\"\ncs = \"dept\"",
+        "mv = \"department\"\ncs = \"division\"",
+    );
     let b = Rules::load(&changed, "c.toml").unwrap();
     assert_ne!(a.sync_version(), b.sync_version());
     assert_eq!(
         a.connector("hr").unwrap().scope_version(),
         b.connector("hr").unwrap().scope_version()
     );
-    let rescoped = BASE.replace("\"inetOrgPerson\", \"person\", \"user\"", "\"inetOrgPerson\"");
+    let rescoped = BASE.replace(
+        "\"inetOrgPerson\", \"person\", \"user\"",
+        "\"inetOrgPerson\"",
+    );
     let c = Rules::load(&rescoped, "c.toml").unwrap();
     assert_ne!(
         a.connector("directory").unwrap().scope_version(),

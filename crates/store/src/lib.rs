@@ -56,7 +56,11 @@ pub trait Transactions {
 /// The connector spaces.
 pub trait ConnectorSpaces {
     fn cs_get(&mut self, id: &CsId) -> Result<Option<CsObject>>;
-    fn cs_by_anchor(&mut self, connector: &ConnectorId, anchor: &Anchor) -> Result<Option<CsObject>>;
+    fn cs_by_anchor(
+        &mut self,
+        connector: &ConnectorId,
+        anchor: &Anchor,
+    ) -> Result<Option<CsObject>>;
     fn cs_by_dn(&mut self, connector: &ConnectorId, dn: &Dn) -> Result<Option<CsObject>>;
     /// Every connector's objects joined to one metaverse object.
     fn cs_by_mv(&mut self, mv: &MvId) -> Result<Vec<CsObject>>;
@@ -76,7 +80,8 @@ pub trait ConnectorSpaces {
     fn cs_counts(&mut self, connector: &ConnectorId) -> Result<CsCounts>;
     /// Remembers that `cs` holds a reference to `target_dn` in `connector` that cannot be resolved
     /// yet.
-    fn pending_ref_add(&mut self, connector: &ConnectorId, target_dn: &Dn, cs: &CsId) -> Result<()>;
+    fn pending_ref_add(&mut self, connector: &ConnectorId, target_dn: &Dn, cs: &CsId)
+        -> Result<()>;
     /// Takes the objects waiting for `target_dn` to arrive.
     fn pending_ref_take(&mut self, connector: &ConnectorId, target_dn: &Dn) -> Result<Vec<CsId>>;
 }
@@ -139,7 +144,10 @@ pub trait Runs {
 }
 
 /// Everything the engine needs from storage.
-pub trait Store: Transactions + ConnectorSpaces + Metaverse + Blobs + ConnectorState + Runs {}
+pub trait Store:
+    Transactions + ConnectorSpaces + Metaverse + Blobs + ConnectorState + Runs
+{
+}
 impl<T: Transactions + ConnectorSpaces + Metaverse + Blobs + ConnectorState + Runs> Store for T {}
 
 /// Seconds since the epoch.

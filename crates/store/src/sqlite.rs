@@ -1,12 +1,12 @@
 //! The SQLite backend: one file, no server, the embedded default.
 
 use crate::{
-    now, Blobs, ConnectorSpaces, ConnectorState, CsCounts, CsFilter, Error, Metaverse, ObjectError, Result,
-    RunRecord, Runs, Transactions,
+    now, Blobs, ConnectorSpaces, ConnectorState, CsCounts, CsFilter, Error, Metaverse, ObjectError,
+    Result, RunRecord, Runs, Transactions,
 };
 use idsync_model::{
-    Anchor, AttributeChange, AttributeDelta, Attributes, ConnectorId, ContentHash, CsId, CsObject, Dn, MvId,
-    MvObject, ObjectTypeName, PendingExport, RunId, Value,
+    Anchor, AttributeChange, AttributeDelta, Attributes, ConnectorId, ContentHash, CsId, CsObject,
+    Dn, MvId, MvObject, ObjectTypeName, PendingExport, RunId, Value,
 };
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use std::path::Path;
@@ -86,7 +86,9 @@ impl SqliteStore {
         };
         let conn = Connection::open(path).map_err(|e| open_err(e.to_string()))?;
         Self::init(conn).map_err(|e| match e {
-            Error::Sqlite(s) => open_err(format!("{s} (is this an idsync store, and is it intact?)")),
+            Error::Sqlite(s) => {
+                open_err(format!("{s} (is this an idsync store, and is it intact?)"))
+            }
             other => other,
         })
     }
@@ -107,7 +109,11 @@ impl SqliteStore {
         }
         conn.execute_batch(SCHEMA)?;
         let version: Option<String> = conn
-            .query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0))
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'schema_version'",
+                [],
+                |r| r.get(0),
+            )
             .optional()?;
         match version.as_deref() {
             None => {
@@ -181,9 +187,19 @@ fn cs_from_row(r: &Row<'_>) -> rusqlite::Result<Result<CsObject>> {
             object_type: ObjectTypeName::new(r.get::<_, String>(4)?),
             object_classes: from_json(&what, &classes)?,
             hologram: from_json(&what, &hologram)?,
-            pending_import: pending_import.as_deref().map(|s| from_json(&what, s)).transpose()?,
-            pending_export: pending_export.as_deref().map(|s| from_json(&what, s)).transpose()?,
-            awaiting: awaiting.as_deref().map(|s| from_json(&what, s)).transpose()?.unwrap_or_default(),
+            pending_import: pending_import
+                .as_deref()
+                .map(|s| from_json(&what, s))
+                .transpose()?,
+            pending_export: pending_export
+                .as_deref()
+                .map(|s| from_json(&what, s))
+                .transpose()?,
+            awaiting: awaiting
+                .as_deref()
+                .map(|s| from_json(&what, s))
+                .transpose()?
+                .unwrap_or_default(),
             awaiting_add: r.get::<_, i64>(10)? != 0,
             export_error: r.get(11)?,
             retry_count: r.get::<_, i64>(12)? as u32,
@@ -228,11 +244,18 @@ impl SqliteStore {
 impl ConnectorSpaces for SqliteStore {
     fn cs_get(&mut self, id: &CsId) -> Result<Option<CsObject>> {
         Ok(self
-            .cs_query(&format!("SELECT {CS_COLUMNS} FROM cs_object WHERE id = ?1"), [id.as_str()])?
+            .cs_query(
+                &format!("SELECT {CS_COLUMNS} FROM cs_object WHERE id = ?1"),
+                [id.as_str()],
+            )?
             .pop())
     }
 
-    fn cs_by_anchor(&mut self, connector: &ConnectorId, anchor: &Anchor) -> Result<Option<CsObject>> {
+    fn cs_by_anchor(
+        &mut self,
+        connector: &ConnectorId,
+        anchor: &Anchor,
+    ) -> Result<Option<CsObject>> {
         Ok(self
             .cs_query(
                 &format!("SELECT {CS_COLUMNS} FROM cs_object WHERE connector = ?1 AND anchor = ?2"),
@@ -303,7 +326,9 @@ impl ConnectorSpaces for SqliteStore {
     }
 
     fn cs_delete(&mut self, id: &CsId) -> Result<()> {
-        let mut st = self.conn.prepare_cached("DELETE FROM cs_object WHERE id = ?1")?;
+        let mut st = self
+            .conn
+            .prepare_cached("DELETE FROM cs_object WHERE id = ?1")?;
         st.execute([id.as_str()])?;
         Ok(())
     }
@@ -331,7 +356,12 @@ impl ConnectorSpaces for SqliteStore {
         );
         self.cs_query(
             &sql,
-            params![connector.as_str(), after.map_or("", CsId::as_str), limit as i64, run],
+            params![
+                connector.as_str(),
+                after.map_or("", CsId::as_str),
+                limit as i64,
+                run
+            ],
         )
     }
 
@@ -351,21 +381,31 @@ impl ConnectorSpaces for SqliteStore {
         })?)
     }
 
-    fn pending_ref_add(&mut self, connector: &ConnectorId, target_dn: &Dn, cs: &CsId) -> Result<()> {
-        let mut st = self
-            .conn
-            .prepare_cached("INSERT OR IGNORE INTO pending_ref(connector, target, cs_id) VALUES (?1, ?2, ?3)")?;
-        st.execute(params![connector.as_str(), target_dn.normalized(), cs.as_str()])?;
+    fn pending_ref_add(
+        &mut self,
+        connector: &ConnectorId,
+        target_dn: &Dn,
+        cs: &CsId,
+    ) -> Result<()> {
+        let mut st = self.conn.prepare_cached(
+            "INSERT OR IGNORE INTO pending_ref(connector, target, cs_id) VALUES (?1, ?2, ?3)",
+        )?;
+        st.execute(params![
+            connector.as_str(),
+            target_dn.normalized(),
+            cs.as_str()
+        ])?;
         Ok(())
     }
 
     fn pending_ref_take(&mut self, connector: &ConnectorId, target_dn: &Dn) -> Result<Vec<CsId>> {
         let norm = target_dn.normalized();
         let ids = {
-            let mut st = self
-                .conn
-                .prepare_cached("SELECT cs_id FROM pending_ref WHERE connector = ?1 AND target = ?2")?;
-            let rows = st.query_map(params![connector.as_str(), norm], |r| r.get::<_, String>(0))?;
+            let mut st = self.conn.prepare_cached(
+                "SELECT cs_id FROM pending_ref WHERE connector = ?1 AND target = ?2",
+            )?;
+            let rows =
+                st.query_map(params![connector.as_str(), norm], |r| r.get::<_, String>(0))?;
             rows.collect::<rusqlite::Result<Vec<String>>>()?
         };
         if !ids.is_empty() {
@@ -381,10 +421,13 @@ impl ConnectorSpaces for SqliteStore {
 impl Metaverse for SqliteStore {
     fn mv_get(&mut self, id: &MvId) -> Result<Option<MvObject>> {
         let doc: Option<String> = {
-            let mut st = self.conn.prepare_cached("SELECT doc FROM mv_object WHERE id = ?1")?;
+            let mut st = self
+                .conn
+                .prepare_cached("SELECT doc FROM mv_object WHERE id = ?1")?;
             st.query_row([id.as_str()], |r| r.get(0)).optional()?
         };
-        doc.map(|d| from_json(&format!("metaverse object {id}"), &d)).transpose()
+        doc.map(|d| from_json(&format!("metaverse object {id}"), &d))
+            .transpose()
     }
 
     fn mv_put(&mut self, o: &MvObject, join_keys: &[(String, String)]) -> Result<()> {
@@ -392,17 +435,17 @@ impl Metaverse for SqliteStore {
             self.put_blobs(&c.values)?;
         }
         {
-            let mut st = self
-                .conn
-                .prepare_cached("INSERT OR REPLACE INTO mv_object(id, object_type, doc) VALUES (?1, ?2, ?3)")?;
+            let mut st = self.conn.prepare_cached(
+                "INSERT OR REPLACE INTO mv_object(id, object_type, doc) VALUES (?1, ?2, ?3)",
+            )?;
             st.execute(params![o.id.as_str(), o.object_type.as_str(), to_json(o)])?;
         }
         // Join keys change rarely: compare before rewriting so a sync that changes a title does
         // not touch the key index.
         let existing: Vec<(String, String)> = {
-            let mut st = self
-                .conn
-                .prepare_cached("SELECT rule, key FROM mv_join_key WHERE mv_id = ?1 ORDER BY rule, key")?;
+            let mut st = self.conn.prepare_cached(
+                "SELECT rule, key FROM mv_join_key WHERE mv_id = ?1 ORDER BY rule, key",
+            )?;
             let rows = st.query_map([o.id.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))?;
             rows.collect::<rusqlite::Result<_>>()?
         };
@@ -413,9 +456,9 @@ impl Metaverse for SqliteStore {
             self.conn
                 .prepare_cached("DELETE FROM mv_join_key WHERE mv_id = ?1")?
                 .execute([o.id.as_str()])?;
-            let mut st = self
-                .conn
-                .prepare_cached("INSERT OR IGNORE INTO mv_join_key(rule, key, mv_id) VALUES (?1, ?2, ?3)")?;
+            let mut st = self.conn.prepare_cached(
+                "INSERT OR IGNORE INTO mv_join_key(rule, key, mv_id) VALUES (?1, ?2, ?3)",
+            )?;
             for (rule, key) in &wanted {
                 st.execute(params![rule, key, o.id.as_str()])?;
             }
@@ -463,23 +506,28 @@ impl Metaverse for SqliteStore {
     fn mv_count(&mut self) -> Result<u64> {
         Ok(self
             .conn
-            .query_row("SELECT count(*) FROM mv_object", [], |r| r.get::<_, i64>(0))? as u64)
+            .query_row("SELECT count(*) FROM mv_object", [], |r| r.get::<_, i64>(0))?
+            as u64)
     }
 }
 
 impl Blobs for SqliteStore {
     fn blob_get(&mut self, hash: &ContentHash) -> Result<Option<Vec<u8>>> {
-        let mut st = self.conn.prepare_cached("SELECT data FROM blob WHERE hash = ?1")?;
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT data FROM blob WHERE hash = ?1")?;
         Ok(st.query_row([hash.to_hex()], |r| r.get(0)).optional()?)
     }
 }
 
 impl ConnectorState for SqliteStore {
     fn state_get(&mut self, connector: &ConnectorId, key: &str) -> Result<Option<String>> {
-        let mut st = self
-            .conn
-            .prepare_cached("SELECT value FROM connector_state WHERE connector = ?1 AND key = ?2")?;
-        Ok(st.query_row(params![connector.as_str(), key], |r| r.get(0)).optional()?)
+        let mut st = self.conn.prepare_cached(
+            "SELECT value FROM connector_state WHERE connector = ?1 AND key = ?2",
+        )?;
+        Ok(st
+            .query_row(params![connector.as_str(), key], |r| r.get(0))
+            .optional()?)
     }
 
     fn state_set(&mut self, connector: &ConnectorId, key: &str, value: Option<&str>) -> Result<()> {
@@ -520,7 +568,9 @@ impl Runs for SqliteStore {
             params![id.0, now(), status, stats.to_string(), message],
         )?;
         {
-            let mut st = tx.prepare_cached("INSERT INTO run_error(run_id, object, message) VALUES (?1, ?2, ?3)")?;
+            let mut st = tx.prepare_cached(
+                "INSERT INTO run_error(run_id, object, message) VALUES (?1, ?2, ?3)",
+            )?;
             for e in errors {
                 st.execute(params![id.0, e.object, e.message])?;
             }
@@ -553,9 +603,9 @@ impl Runs for SqliteStore {
     }
 
     fn run_errors(&mut self, id: RunId) -> Result<Vec<ObjectError>> {
-        let mut st = self
-            .conn
-            .prepare_cached("SELECT object, message FROM run_error WHERE run_id = ?1 ORDER BY rowid")?;
+        let mut st = self.conn.prepare_cached(
+            "SELECT object, message FROM run_error WHERE run_id = ?1 ORDER BY rowid",
+        )?;
         let rows = st.query_map([id.0], |r| {
             Ok(ObjectError {
                 object: r.get(0)?,
@@ -574,7 +624,10 @@ mod tests {
     fn cs(id: &str, anchor: &str, photo: &[u8]) -> CsObject {
         let mut hologram = Attributes::new();
         hologram.set("cn", vec!["Ann".into()]);
-        hologram.set("jpegPhoto", vec![Value::Binary(Blob::from_bytes(photo.to_vec()))]);
+        hologram.set(
+            "jpegPhoto",
+            vec![Value::Binary(Blob::from_bytes(photo.to_vec()))],
+        );
         CsObject {
             id: CsId::new(id),
             connector: ConnectorId::new("dir"),
@@ -601,19 +654,45 @@ mod tests {
         let o = cs("c1", "a1", b"jpeg-bytes");
         s.cs_put(&o).unwrap();
         s.cs_put(&cs("c2", "a2", b"jpeg-bytes")).unwrap();
-        let blobs: i64 = s.conn.query_row("SELECT count(*) FROM blob", [], |r| r.get(0)).unwrap();
+        let blobs: i64 = s
+            .conn
+            .query_row("SELECT count(*) FROM blob", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(blobs, 1);
-        let back = s.cs_by_anchor(&o.connector, &Anchor::new("a1")).unwrap().unwrap();
+        let back = s
+            .cs_by_anchor(&o.connector, &Anchor::new("a1"))
+            .unwrap()
+            .unwrap();
         assert_eq!(back, o); // binary values compare by hash
-        assert_eq!(s.cs_by_dn(&o.connector, &Dn::new("UID=ann, ou=people")).unwrap().unwrap().id, o.id);
+        assert_eq!(
+            s.cs_by_dn(&o.connector, &Dn::new("UID=ann, ou=people"))
+                .unwrap()
+                .unwrap()
+                .id,
+            o.id
+        );
         let hash = ContentHash::of(b"jpeg-bytes");
         assert_eq!(s.blob_get(&hash).unwrap().unwrap(), b"jpeg-bytes");
-        let page = s.cs_scan(&o.connector, CsFilter::PendingImport, None, 1).unwrap();
+        let page = s
+            .cs_scan(&o.connector, CsFilter::PendingImport, None, 1)
+            .unwrap();
         assert_eq!(page.len(), 1);
-        let page2 = s.cs_scan(&o.connector, CsFilter::PendingImport, Some(&page[0].id), 10).unwrap();
+        let page2 = s
+            .cs_scan(&o.connector, CsFilter::PendingImport, Some(&page[0].id), 10)
+            .unwrap();
         assert_eq!(page2.len(), 1);
-        assert_eq!(s.cs_scan(&o.connector, CsFilter::NotSeenIn(RunId(1)), None, 10).unwrap().len(), 0);
-        assert_eq!(s.cs_scan(&o.connector, CsFilter::NotSeenIn(RunId(2)), None, 10).unwrap().len(), 2);
+        assert_eq!(
+            s.cs_scan(&o.connector, CsFilter::NotSeenIn(RunId(1)), None, 10)
+                .unwrap()
+                .len(),
+            0
+        );
+        assert_eq!(
+            s.cs_scan(&o.connector, CsFilter::NotSeenIn(RunId(2)), None, 10)
+                .unwrap()
+                .len(),
+            2
+        );
     }
 
     #[test]
@@ -651,7 +730,11 @@ mod tests {
     fn a_file_that_is_not_a_store_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("x.db");
-        std::fs::write(&p, b"this is not a database file at all, just some text that is long enough").unwrap();
+        std::fs::write(
+            &p,
+            b"this is not a database file at all, just some text that is long enough",
+        )
+        .unwrap();
         let e = SqliteStore::open(&p).err().expect("must fail");
         assert!(e.to_string().contains("x.db"), "{e}");
     }

@@ -1,0 +1,190 @@
+//! Export: send pending exports to a connected system in batches.
+//!
+//! Each object's result is kept on it: success makes its changes *awaiting confirmation* (the
+//! next import checks they arrived); failure keeps the pending export with the system's message
+//! and a retry count, and the other objects go on. Binary values are read back from the store
+//! by content hash only here, where their bytes are needed.
+
+use crate::{Engine, Error, Result, StepReport};
+use idsync_connectors::{ExportItem, ExportOp, ExportResult};
+use idsync_model::{
+    AttributeChange, AttributeDelta, Attributes, ConnectorId, CsId, CsObject, PendingExport, Value,
+};
+use idsync_store::{CsFilter, ObjectError, Store};
+
+/// Gives binary values their bytes back from the store.
+fn load_blobs<S: Store>(store: &mut S, values: &mut [Value]) -> std::result::Result<(), String> {
+    for v in values {
+        if let Value::Binary(b) = v {
+            if b.data.is_none() {
+                let data = store
+                    .blob_get(&b.hash)
+                    .map_err(|e| e.to_string())?
+                    .ok_or_else(|| format!("binary value {} is missing from the store", b.hash))?;
+                b.data = Some(data.into());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn load_attr_blobs<S: Store>(
+    store: &mut S,
+    attrs: &mut Attributes,
+) -> std::result::Result<(), String> {
+    for (_, values) in attrs.iter_mut() {
+        load_blobs(store, values)?;
+    }
+    Ok(())
+}
+
+fn load_delta_blobs<S: Store>(
+    store: &mut S,
+    deltas: &mut [AttributeDelta],
+) -> std::result::Result<(), String> {
+    for d in deltas {
+        match &mut d.change {
+            AttributeChange::Replace(v) => load_blobs(store, v)?,
+            AttributeChange::Update { add, remove } => {
+                load_blobs(store, add)?;
+                load_blobs(store, remove)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+impl<S: Store> Engine<S> {
+    pub(crate) fn export(&mut self, id: &ConnectorId, report: &mut StepReport) -> Result<()> {
+        if self.options.staging {
+            report
+                .notes
+                .push("staging mode: pending exports kept, nothing sent".to_owned());
+            return Ok(());
+        }
+        let batch_size = self
+            .rules
+            .connector(id.as_str())
+            .ok_or_else(|| Error::UnknownConnector(id.to_string()))?
+            .export_batch_size;
+        let mut connector = self.take_connector(id)?;
+        let result = self.export_with(&mut *connector, id, batch_size, report);
+        // The connector makes its batches durable only when every batch was staged.
+        let result = result.and_then(|()| connector.finish_export().map_err(Error::from));
+        self.put_connector(connector);
+        result
+    }
+
+    fn export_with(
+        &mut self,
+        connector: &mut dyn idsync_connectors::Connector,
+        id: &ConnectorId,
+        batch_size: usize,
+        report: &mut StepReport,
+    ) -> Result<()> {
+        let counts = self.store.cs_counts(id)?;
+        self.progress
+            .start(&format!("export {id}"), Some(counts.pending_export));
+        let mut after: Option<CsId> = None;
+        loop {
+            let page =
+                self.store
+                    .cs_scan(id, CsFilter::PendingExport, after.as_ref(), batch_size)?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id.clone());
+            let mut items = Vec::with_capacity(page.len());
+            let mut objects: Vec<CsObject> = Vec::with_capacity(page.len());
+            for o in page {
+                let op = match o.pending_export.clone() {
+                    Some(PendingExport::Add {
+                        object_classes,
+                        mut attributes,
+                    }) => {
+                        load_attr_blobs(&mut self.store, &mut attributes).map(|()| ExportOp::Add {
+                            object_classes,
+                            attributes,
+                        })
+                    }
+                    Some(PendingExport::Update {
+                        new_dn,
+                        mut changes,
+                    }) => load_delta_blobs(&mut self.store, &mut changes)
+                        .map(|()| ExportOp::Update { new_dn, changes }),
+                    Some(PendingExport::Delete) => Ok(ExportOp::Delete),
+                    None => continue,
+                };
+                match op {
+                    Ok(op) => {
+                        items.push(ExportItem {
+                            cs_id: o.id.clone(),
+                            anchor: o.anchor.clone(),
+                            dn: o.dn.clone(),
+                            object_type: o.object_type.clone(),
+                            op,
+                        });
+                        objects.push(o);
+                    }
+                    Err(m) => report.errors.push(ObjectError {
+                        object: o.dn.to_string(),
+                        message: m,
+                    }),
+                }
+            }
+            if items.is_empty() {
+                continue;
+            }
+            let results = connector.export(&items)?;
+            self.progress.advance(items.len() as u64);
+            for ((mut o, item), result) in objects.into_iter().zip(items).zip(results) {
+                match result {
+                    ExportResult::Applied { anchor } => {
+                        report.stats.exported += 1;
+                        o.export_error = None;
+                        o.retry_count = 0;
+                        o.pending_export = None;
+                        match item.op {
+                            ExportOp::Delete => {
+                                self.store.cs_delete(&o.id)?;
+                                continue;
+                            }
+                            ExportOp::Add { attributes, .. } => {
+                                o.awaiting = attributes
+                                    .iter()
+                                    .map(|(k, v)| AttributeDelta {
+                                        name: k.clone(),
+                                        change: AttributeChange::Replace(v.clone()),
+                                    })
+                                    .collect();
+                                o.awaiting_add = true;
+                            }
+                            ExportOp::Update { new_dn, changes } => {
+                                if let Some(d) = new_dn {
+                                    o.dn = d;
+                                }
+                                o.awaiting.extend(changes);
+                            }
+                        }
+                        if o.anchor.is_none() {
+                            o.anchor = anchor;
+                        }
+                        self.store.cs_put(&o)?;
+                    }
+                    ExportResult::Failed(message) => {
+                        report.stats.export_errors += 1;
+                        o.retry_count += 1;
+                        o.export_error = Some(message.clone());
+                        report.errors.push(ObjectError {
+                            object: o.dn.to_string(),
+                            message: format!(
+                                "export failed (attempt {}): {message}",
+                                o.retry_count
+                            ),
+                        });
+                        self.store.cs_put(&o)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,399 @@
+//! Full and delta import: read a connected system into its connector space.
+//!
+//! Every object read is compared by content with its hologram: new objects become pending adds,
+//! changed ones pending updates with attribute-level deltas, unchanged ones nothing. Objects a full
+//! import did not see become pending deletes only after the read completed; a read that fails
+//! rolls the whole step back. An import also confirms exports: what was exported must come back.
+
+use crate::{state, Engine, Error, Result, StepReport};
+use idsync_connectors::{ImportChange, ImportSink};
+use idsync_model::{
+    apply_delta, diff_attributes, AttributeChange, AttributeDelta, Attributes, ConnectorId,
+    CsEntry, CsId, CsObject, Dn, PendingImport, RunId, Value,
+};
+use idsync_rules::ConnectorRules;
+use idsync_store::{CsFilter, ObjectError, Store};
+use std::collections::HashSet;
+
+const PAGE: usize = 1000;
+
+struct Session<'a, S: Store> {
+    store: &'a mut S,
+    rules: &'a ConnectorRules,
+    run: RunId,
+    report: &'a mut StepReport,
+    progress: &'a dyn crate::Progress,
+}
+
+/// Whether the system now holds what an export sent.
+fn satisfied(hologram: &Attributes, d: &AttributeDelta) -> bool {
+    let have = hologram.get_name(&d.name).unwrap_or(&[]);
+    let keys: HashSet<_> = have.iter().map(Value::compare_key).collect();
+    match &d.change {
+        AttributeChange::Replace(v) => {
+            let want: HashSet<_> = v.iter().map(Value::compare_key).collect();
+            want == keys
+        }
+        AttributeChange::Update { add, remove } => {
+            add.iter().all(|v| keys.contains(&v.compare_key()))
+                && remove.iter().all(|v| !keys.contains(&v.compare_key()))
+        }
+    }
+}
+
+fn merge_pending(
+    old: Option<PendingImport>,
+    changes: Vec<AttributeDelta>,
+    renamed_from: Option<Dn>,
+) -> PendingImport {
+    match old {
+        Some(PendingImport::Add) => PendingImport::Add,
+        Some(PendingImport::Update {
+            changes: mut before,
+            renamed_from: r,
+        }) => {
+            before.extend(changes);
+            PendingImport::Update {
+                changes: before,
+                renamed_from: r.or(renamed_from),
+            }
+        }
+        _ => PendingImport::Update {
+            changes,
+            renamed_from,
+        },
+    }
+}
+
+impl<S: Store> Session<'_, S> {
+    fn object_error(&mut self, object: impl Into<String>, message: impl Into<String>) {
+        self.report.errors.push(ObjectError {
+            object: object.into(),
+            message: message.into(),
+        });
+    }
+
+    /// Confirms exported changes against the state just read, and clears them.
+    fn confirm(&mut self, o: &mut CsObject) {
+        if o.awaiting.is_empty() && !o.awaiting_add {
+            return;
+        }
+        let missing: Vec<String> = o
+            .awaiting
+            .iter()
+            .filter(|d| !satisfied(&o.hologram, d))
+            .map(|d| d.name.to_string())
+            .collect();
+        if missing.is_empty() {
+            self.report.stats.confirmed += 1;
+            o.export_error = None;
+        } else {
+            self.report.stats.not_confirmed += 1;
+            let msg = format!("exported change not confirmed: {}", missing.join(", "));
+            self.object_error(o.dn.to_string(), msg.clone());
+            o.export_error = Some(msg);
+        }
+        o.awaiting.clear();
+        o.awaiting_add = false;
+    }
+
+    /// Stages one whole object as read.
+    fn stage_entry(&mut self, entry: CsEntry) -> std::result::Result<(), String> {
+        self.report.stats.read += 1;
+        if self.report.stats.read % 1024 == 0 {
+            self.progress.advance(1024);
+        }
+        let otype = match self.rules.classify(&entry) {
+            Ok(t) => t.name.clone(),
+            Err(reason) => {
+                self.report.stats.filter(reason.to_string());
+                return Ok(());
+            }
+        };
+        let store_err = |e: idsync_store::Error| e.to_string();
+        let existing = match self
+            .store
+            .cs_by_anchor(&self.rules.name, &entry.anchor)
+            .map_err(store_err)?
+        {
+            Some(o) => Some(o),
+            // An object idsync created and exported has no anchor until its confirming import
+            // finds it by identifier.
+            None => self
+                .store
+                .cs_by_dn(&self.rules.name, &entry.dn)
+                .map_err(store_err)?
+                .filter(|o| o.anchor.is_none() || o.awaiting_add),
+        };
+        match existing {
+            None => {
+                let o = CsObject {
+                    id: CsId::new(uuid::Uuid::now_v7().to_string()),
+                    connector: self.rules.name.clone(),
+                    anchor: Some(entry.anchor),
+                    dn: entry.dn,
+                    object_type: otype,
+                    object_classes: entry.object_classes,
+                    hologram: entry.attributes,
+                    pending_import: Some(PendingImport::Add),
+                    pending_export: None,
+                    awaiting: vec![],
+                    awaiting_add: false,
+                    export_error: None,
+                    retry_count: 0,
+                    mv_id: None,
+                    seen_run: Some(self.run),
+                    provisioned: false,
+                };
+                self.report.stats.added += 1;
+                self.store.cs_put(&o).map_err(store_err)?;
+            }
+            Some(mut o) => {
+                let changes = diff_attributes(&o.hologram, &entry.attributes);
+                let renamed = o.dn.as_str() != entry.dn.as_str();
+                let awaiting = !o.awaiting.is_empty() || o.awaiting_add;
+                let retyped = o.object_type != otype || o.object_classes != entry.object_classes;
+                if changes.is_empty() && !renamed && !awaiting && !retyped && o.anchor.is_some() {
+                    self.report.stats.unchanged += 1;
+                    self.store
+                        .cs_mark_seen(&o.id, self.run)
+                        .map_err(store_err)?;
+                    return Ok(());
+                }
+                let from = renamed.then(|| o.dn.clone());
+                if renamed {
+                    self.report.stats.renamed += 1;
+                }
+                if !changes.is_empty() || retyped {
+                    self.report.stats.updated += 1;
+                } else if !renamed {
+                    self.report.stats.unchanged += 1;
+                }
+                o.anchor = Some(entry.anchor);
+                o.dn = entry.dn;
+                o.object_type = otype;
+                o.object_classes = entry.object_classes;
+                o.hologram = entry.attributes;
+                o.seen_run = Some(self.run);
+                self.confirm(&mut o);
+                if !changes.is_empty()
+                    || renamed
+                    || retyped
+                    || o.pending_import == Some(PendingImport::Delete)
+                {
+                    o.pending_import = Some(merge_pending(o.pending_import.take(), changes, from));
+                } else if awaiting && o.mv_id.is_some() {
+                    // A confirmed export changes nothing in the metaverse, but an object whose
+                    // export was not confirmed is evaluated again so the export is retried.
+                    if o.export_error.is_some() {
+                        o.pending_import = Some(PendingImport::Reevaluate);
+                    }
+                }
+                self.store.cs_put(&o).map_err(store_err)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn find(
+        &mut self,
+        anchor: Option<&idsync_model::Anchor>,
+        dn: &Dn,
+    ) -> std::result::Result<Option<CsObject>, String> {
+        let e = |e: idsync_store::Error| e.to_string();
+        if let Some(a) = anchor {
+            if let Some(o) = self.store.cs_by_anchor(&self.rules.name, a).map_err(e)? {
+                return Ok(Some(o));
+            }
+        }
+        self.store.cs_by_dn(&self.rules.name, dn).map_err(e)
+    }
+
+    fn stage_change(&mut self, change: ImportChange) -> std::result::Result<(), String> {
+        let e = |e: idsync_store::Error| e.to_string();
+        match change {
+            ImportChange::Upsert(entry) => self.stage_entry(entry),
+            ImportChange::Modify {
+                anchor,
+                dn,
+                changes,
+            } => {
+                self.report.stats.read += 1;
+                let Some(mut o) = self.find(anchor.as_ref(), &dn)? else {
+                    self.object_error(
+                        dn.to_string(),
+                        "modify of an object not in the connector space",
+                    );
+                    return Ok(());
+                };
+                let mut after = o.hologram.clone();
+                apply_delta(&mut after, &changes);
+                let actual = diff_attributes(&o.hologram, &after);
+                if actual.is_empty() {
+                    self.report.stats.unchanged += 1;
+                    return Ok(());
+                }
+                self.report.stats.updated += 1;
+                o.hologram = after;
+                self.confirm(&mut o);
+                o.pending_import = Some(merge_pending(o.pending_import.take(), actual, None));
+                self.store.cs_put(&o).map_err(e)
+            }
+            ImportChange::Delete { anchor, dn } => {
+                self.report.stats.read += 1;
+                let Some(mut o) = self.find(anchor.as_ref(), &dn)? else {
+                    // Deleting what was never imported (or was filtered) changes nothing.
+                    self.report.stats.unchanged += 1;
+                    return Ok(());
+                };
+                self.report.stats.deleted += 1;
+                o.pending_import = Some(PendingImport::Delete);
+                self.store.cs_put(&o).map_err(e)
+            }
+            ImportChange::Rename { anchor, dn, new_dn } => {
+                self.report.stats.read += 1;
+                let Some(mut o) = self.find(anchor.as_ref(), &dn)? else {
+                    self.object_error(
+                        dn.to_string(),
+                        "rename of an object not in the connector space",
+                    );
+                    return Ok(());
+                };
+                self.report.stats.renamed += 1;
+                let from = Some(o.dn.clone());
+                o.dn = new_dn;
+                o.pending_import = Some(merge_pending(o.pending_import.take(), vec![], from));
+                self.store.cs_put(&o).map_err(e)
+            }
+        }
+    }
+}
+
+impl<S: Store> ImportSink for Session<'_, S> {
+    fn entry(&mut self, entry: CsEntry) -> std::result::Result<(), String> {
+        self.stage_entry(entry)
+    }
+    fn change(&mut self, change: ImportChange) -> std::result::Result<(), String> {
+        self.stage_change(change)
+    }
+    fn object_error(&mut self, place: String, message: String) {
+        Session::object_error(self, place, message);
+    }
+}
+
+impl<S: Store> Engine<S> {
+    pub(crate) fn import(
+        &mut self,
+        id: &ConnectorId,
+        full: bool,
+        report: &mut StepReport,
+    ) -> Result<()> {
+        let mut connector = self.take_connector(id)?;
+        let result = self.import_with(&mut *connector, id, full, report);
+        self.put_connector(connector);
+        result
+    }
+
+    fn import_with(
+        &mut self,
+        connector: &mut dyn idsync_connectors::Connector,
+        id: &ConnectorId,
+        mut full: bool,
+        report: &mut StepReport,
+    ) -> Result<()> {
+        let rules = self
+            .rules
+            .connector(id.as_str())
+            .ok_or_else(|| Error::UnknownConnector(id.to_string()))?;
+        let scope = rules.scope_version().to_owned();
+        let stored_scope = self.store.state_get(id, state::SCOPE_VERSION)?;
+        let watermark = self.store.state_get(id, state::WATERMARK)?;
+        if !full {
+            if !connector.capabilities().delta_import {
+                report
+                    .notes
+                    .push("the connector has no delta import: ran a full import".to_owned());
+                full = true;
+            } else if stored_scope.as_deref() != Some(scope.as_str()) {
+                report.notes.push(match stored_scope {
+                    None => "first import of this connector: ran a full import".to_owned(),
+                    Some(_) => "the import scope changed since the last import: ran a full import"
+                        .to_owned(),
+                });
+                full = true;
+            }
+        }
+        self.progress.start(
+            &format!("{} import {id}", if full { "full" } else { "delta" }),
+            None,
+        );
+        let run = report.run;
+        let mut session = Session {
+            store: &mut self.store,
+            rules,
+            run,
+            report,
+            progress: &*self.progress,
+        };
+        let delivered_all = if full {
+            connector.full_import(&mut session)?;
+            true
+        } else {
+            let outcome = connector.delta_import(watermark.as_deref(), &mut session)?;
+            session
+                .report
+                .notes
+                .push(format!("delta by {}", outcome.method));
+            session
+                .store
+                .state_set(id, state::WATERMARK, outcome.watermark.as_deref())?;
+            outcome.full
+        };
+        if delivered_all {
+            // Obsoletion happens only now that the whole read completed.
+            let mut after: Option<CsId> = None;
+            loop {
+                let page =
+                    session
+                        .store
+                        .cs_scan(id, CsFilter::NotSeenIn(run), after.as_ref(), PAGE)?;
+                let Some(last) = page.last() else { break };
+                after = Some(last.id.clone());
+                for mut o in page {
+                    if o.provisioned && (o.awaiting_add || o.pending_export.is_some()) {
+                        if o.awaiting_add {
+                            session.report.stats.not_confirmed += 1;
+                            let msg =
+                                "exported add not confirmed: the object was not found".to_owned();
+                            session.object_error(o.dn.to_string(), msg.clone());
+                            o.export_error = Some(msg);
+                            o.awaiting_add = false;
+                            o.awaiting.clear();
+                            o.anchor = None;
+                            o.pending_export = None;
+                            o.pending_import = Some(PendingImport::Reevaluate);
+                            session.store.cs_put(&o)?;
+                        }
+                        continue;
+                    }
+                    if o.pending_import == Some(PendingImport::Delete) {
+                        continue;
+                    }
+                    session.report.stats.deleted += 1;
+                    o.pending_import = Some(PendingImport::Delete);
+                    session.store.cs_put(&o)?;
+                }
+            }
+            if full {
+                // A full import read everything there is: the next delta starts from now.
+                let w = connector.watermark_after_full_import()?;
+                session
+                    .store
+                    .state_set(id, state::WATERMARK, w.as_deref())?;
+            }
+        }
+        self.store
+            .state_set(id, state::SCOPE_VERSION, Some(&scope))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,561 @@
+//! Full and delta sync: connector space → metaverse → pending exports.
+//!
+//! For each object: join (by the join rules' keys) or project (only where the object type may
+//! create people) or stay a disconnector; flow attributes into the metaverse with precedence;
+//! resolve references through the metaverse, keeping the unresolved ones pending until their
+//! target arrives; then evaluate export flows and provisioning for every target, staging
+//! value-level pending exports against what each target holds (or will hold once unconfirmed
+//! exports land). Deletes disconnect, and remove the metaverse object when its last projecting
+//! source goes, which deprovisions it from targets.
+
+use crate::{state, Engine, Result, StepReport};
+use idsync_model::{
+    diff_attributes, AttributeName, Attributes, ConnectorId, Contribution, CsId, CsObject, MvId,
+    MvObject, PendingExport, PendingImport, Reference, Value,
+};
+use idsync_rules::{ConnectorRules, DeprovisionAction, Role, Rules};
+use idsync_store::{now, CsFilter, ObjectError, Store};
+use std::collections::BTreeSet;
+
+const PAGE: usize = 1000;
+
+pub(crate) struct SyncCtx<'a> {
+    pub report: &'a mut StepReport,
+    pub full: bool,
+    /// Objects to evaluate again before the step ends (their references can now resolve).
+    pub requeue: BTreeSet<CsId>,
+    /// Set while requeued objects are evaluated: their exports are evaluated even when their
+    /// metaverse object did not change.
+    pub force_exports: bool,
+    pub time: i64,
+}
+
+impl SyncCtx<'_> {
+    fn error(&mut self, object: impl Into<String>, message: impl Into<String>) {
+        self.report.errors.push(ObjectError {
+            object: object.into(),
+            message: message.into(),
+        });
+    }
+}
+
+/// The pending-reference key of a metaverse object awaited in a target.
+fn mv_ref_key(m: &MvId) -> idsync_model::Dn {
+    idsync_model::Dn::new(format!("mv:{m}"))
+}
+
+fn rank_fn(rules: &Rules) -> impl Fn(&AttributeName, &ConnectorId) -> usize + '_ {
+    |a, c| rules.precedence_rank(a.as_str(), c)
+}
+
+impl<S: Store> Engine<S> {
+    pub(crate) fn sync(
+        &mut self,
+        id: &ConnectorId,
+        mut full: bool,
+        report: &mut StepReport,
+    ) -> Result<()> {
+        let version = self.rules.sync_version().to_owned();
+        let stored = self.store.state_get(id, state::SYNC_VERSION)?;
+        if !full && stored.as_deref() != Some(version.as_str()) {
+            report.notes.push(match stored {
+                None => "first sync of this connector: ran a full sync".to_owned(),
+                Some(_) => "the sync rules changed since the last sync: ran a full sync so every object is evaluated under the new rules".to_owned(),
+            });
+            full = true;
+        }
+        self.progress.start(
+            &format!("{} sync {id}", if full { "full" } else { "delta" }),
+            None,
+        );
+        let mut cx = SyncCtx {
+            report,
+            full,
+            requeue: BTreeSet::new(),
+            force_exports: false,
+            time: now(),
+        };
+        let filter = if full {
+            CsFilter::All
+        } else {
+            CsFilter::PendingImport
+        };
+        let mut after: Option<CsId> = None;
+        loop {
+            let page = self.store.cs_scan(id, filter, after.as_ref(), PAGE)?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id.clone());
+            self.progress.advance(page.len() as u64);
+            for o in page {
+                sync_object(&self.rules, &mut self.store, o, &mut cx)?;
+            }
+        }
+        // References that arrived after the objects holding them: evaluate those objects again,
+        // until nothing more resolves.
+        let mut rounds = 0;
+        cx.force_exports = true;
+        while !cx.requeue.is_empty() && rounds < 8 {
+            rounds += 1;
+            let ids = std::mem::take(&mut cx.requeue);
+            for cs in ids {
+                if let Some(o) = self.store.cs_get(&cs)? {
+                    sync_object(&self.rules, &mut self.store, o, &mut cx)?;
+                }
+            }
+        }
+        self.store
+            .state_set(id, state::SYNC_VERSION, Some(&version))?;
+        Ok(())
+    }
+}
+
+/// Evaluates one connector-space object.
+pub(crate) fn sync_object<S: Store>(
+    rules: &Rules,
+    store: &mut S,
+    mut o: CsObject,
+    cx: &mut SyncCtx<'_>,
+) -> Result<()> {
+    let Some(crules) = rules.connector(o.connector.as_str()) else {
+        return Ok(());
+    };
+    if o.pending_import == Some(PendingImport::Delete) {
+        return sync_delete(rules, store, o, cx);
+    }
+    let Some(otype) = crules.object_type(&o.object_type) else {
+        cx.error(
+            o.dn.to_string(),
+            format!("object type `{}` is no longer configured", o.object_type),
+        );
+        return Ok(());
+    };
+    let mv_type = otype.mv_type.clone();
+    let may_project = otype.project;
+
+    // Join or project.
+    let mut mv = match &o.mv_id {
+        Some(m) => store.mv_get(m)?,
+        None => None,
+    };
+    if mv.is_none() {
+        if o.provisioned {
+            // Its metaverse object is gone; deprovisioning handles it.
+            return Ok(());
+        }
+        let mut candidates: BTreeSet<MvId> = BTreeSet::new();
+        for (rule, keys) in rules.cs_join_keys(&o.connector, &o.object_type, &o.hologram) {
+            match keys {
+                Err(m) => cx.error(
+                    o.dn.to_string(),
+                    format!("join rule {}: {m}", rule.describe()),
+                ),
+                Ok(keys) => {
+                    for k in keys {
+                        for m in store.mv_find(&rule.id, &k)? {
+                            candidates.insert(m);
+                        }
+                    }
+                }
+            }
+            if !candidates.is_empty() {
+                break;
+            }
+        }
+        let mut usable = Vec::new();
+        for m in candidates {
+            let Some(obj) = store.mv_get(&m)? else {
+                continue;
+            };
+            if obj.object_type != mv_type {
+                continue;
+            }
+            // One object per connector per metaverse object: a second one is a conflict.
+            let taken = store
+                .cs_by_mv(&m)?
+                .iter()
+                .any(|c| c.connector == o.connector && c.id != o.id);
+            if !taken {
+                usable.push(obj);
+            }
+        }
+        match usable.len() {
+            1 => {
+                mv = usable.pop();
+                cx.report.stats.joined += 1;
+            }
+            0 if may_project => {
+                mv = Some(MvObject {
+                    id: MvId::new(uuid::Uuid::now_v7().to_string()),
+                    object_type: mv_type.clone(),
+                    contributions: vec![],
+                });
+                cx.report.stats.projected += 1;
+            }
+            0 => {
+                // An augmenting row with no person: counted and kept, never projected.
+                cx.report.stats.disconnectors += 1;
+                o.pending_import = None;
+                store.cs_put(&o)?;
+                return Ok(());
+            }
+            n => {
+                cx.error(
+                    o.dn.to_string(),
+                    format!(
+                        "ambiguous join: {n} metaverse objects match ({})",
+                        usable
+                            .iter()
+                            .map(|m| m.id.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                );
+                return Ok(());
+            }
+        }
+    }
+    let Some(mut mv) = mv else { return Ok(()) };
+    let newly_linked = o.mv_id.as_ref() != Some(&mv.id);
+    o.mv_id = Some(mv.id.clone());
+
+    // Import flows.
+    let mut contributions = Vec::new();
+    for flow in crules.import_values(&o.object_type, &o.hologram) {
+        match flow.values {
+            Err(m) => cx.error(
+                o.dn.to_string(),
+                format!("import flow to `{}`: {m}", flow.attribute),
+            ),
+            Ok(values) => {
+                let mut resolved = Vec::with_capacity(values.len());
+                for v in values {
+                    match v {
+                        Value::Reference(Reference::Dn(d)) => {
+                            match store.cs_by_dn(&o.connector, &d)?.and_then(|t| t.mv_id) {
+                                Some(m) => resolved.push(Value::Reference(Reference::Mv(m))),
+                                None => store.pending_ref_add(&o.connector, &d, &o.id)?,
+                            }
+                        }
+                        other => resolved.push(other),
+                    }
+                }
+                contributions.push(Contribution {
+                    attribute: AttributeName::new(flow.attribute),
+                    connector: o.connector.clone(),
+                    cs_id: o.id.clone(),
+                    rule: flow.rule_id.to_owned(),
+                    values: resolved,
+                    time: cx.time,
+                });
+            }
+        }
+    }
+    let old: Vec<&Contribution> = mv
+        .contributions
+        .iter()
+        .filter(|c| c.cs_id == o.id)
+        .collect();
+    let same = old.len() == contributions.len()
+        && old
+            .iter()
+            .zip(&contributions)
+            .all(|(a, b)| a.attribute == b.attribute && a.rule == b.rule && a.values == b.values);
+    let mv_changed = !same || newly_linked;
+    if !same {
+        mv.contributions.retain(|c| c.cs_id != o.id);
+        mv.contributions.extend(contributions);
+        cx.report.stats.flowed += 1;
+    }
+    if mv_changed {
+        let (attrs, _) = mv.effective(rank_fn(rules));
+        let keys = rules.mv_join_keys(&attrs);
+        store.mv_put(&mv, &keys)?;
+    }
+    o.pending_import = None;
+    store.cs_put(&o)?;
+
+    // Objects whose references point here can resolve now.
+    if newly_linked {
+        for waiting in store.pending_ref_take(&o.connector, &o.dn)? {
+            cx.requeue.insert(waiting);
+        }
+    }
+    if mv_changed || cx.full || cx.force_exports {
+        evaluate_exports(rules, store, &mv, cx)?;
+    }
+    Ok(())
+}
+
+/// An object gone from its system: disconnect it, and delete the metaverse object when its
+/// last projecting source went.
+fn sync_delete<S: Store>(
+    rules: &Rules,
+    store: &mut S,
+    o: CsObject,
+    cx: &mut SyncCtx<'_>,
+) -> Result<()> {
+    store.cs_delete(&o.id)?;
+    let Some(m) = &o.mv_id else { return Ok(()) };
+    let Some(mut mv) = store.mv_get(m)? else {
+        return Ok(());
+    };
+    mv.contributions.retain(|c| c.cs_id != o.id);
+    let linked = store.cs_by_mv(&mv.id)?;
+    let projecting = |c: &CsObject| {
+        rules
+            .connector(c.connector.as_str())
+            .and_then(|r| r.object_type(&c.object_type))
+            .is_some_and(|t| t.project)
+    };
+    if !linked.iter().any(projecting) {
+        deprovision(rules, store, mv, linked, cx)
+    } else {
+        let (attrs, _) = mv.effective(rank_fn(&rules));
+        let keys = rules.mv_join_keys(&attrs);
+        store.mv_put(&mv, &keys)?;
+        evaluate_exports(rules, store, &mv, cx)
+    }
+}
+
+fn deprovision<S: Store>(
+    rules: &Rules,
+    store: &mut S,
+    mv: MvObject,
+    linked: Vec<CsObject>,
+    cx: &mut SyncCtx<'_>,
+) -> Result<()> {
+    for mut t in linked {
+        let Some(r) = rules.connector(t.connector.as_str()) else {
+            continue;
+        };
+        t.mv_id = None;
+        if r.role != Role::Target {
+            // Sources are never written to because a person left: only the link goes.
+            store.cs_put(&t)?;
+            continue;
+        }
+        cx.report.stats.deprovisioned += 1;
+        match r.deprovision {
+            DeprovisionAction::Delete => {
+                if matches!(t.pending_export, Some(PendingExport::Add { .. })) && t.anchor.is_none()
+                {
+                    // Never exported: nothing to delete in the system.
+                    store.cs_delete(&t.id)?;
+                    continue;
+                }
+                t.pending_export = Some(PendingExport::Delete);
+            }
+            DeprovisionAction::Disable => {
+                if let Some((attr, value)) = &r.disable {
+                    let mut desired = Attributes::new();
+                    desired.set(attr.as_str(), vec![Value::String(value.clone())]);
+                    let mut current = Attributes::new();
+                    current.set(
+                        attr.as_str(),
+                        t.expected().get(attr).unwrap_or(&[]).to_vec(),
+                    );
+                    let changes = diff_attributes(&current, &desired);
+                    if !changes.is_empty() {
+                        t.pending_export = Some(PendingExport::Update {
+                            new_dn: None,
+                            changes,
+                        });
+                    }
+                }
+            }
+            DeprovisionAction::Disconnect => {}
+        }
+        store.cs_put(&t)?;
+    }
+    store.mv_delete(&mv.id)?;
+    cx.report.stats.mv_deleted += 1;
+    Ok(())
+}
+
+/// Evaluates export flows and provisioning of one metaverse object for every target.
+pub(crate) fn evaluate_exports<S: Store>(
+    rules: &Rules,
+    store: &mut S,
+    mv: &MvObject,
+    cx: &mut SyncCtx<'_>,
+) -> Result<()> {
+    let (attrs, _) = mv.effective(rank_fn(rules));
+    let linked = store.cs_by_mv(&mv.id)?;
+    for target in &rules.connectors {
+        let provisions: Vec<_> = rules
+            .provisioning
+            .iter()
+            .filter(|p| p.connector == target.name)
+            .collect();
+        if target.export_flows.is_empty() && provisions.is_empty() {
+            continue;
+        }
+        let objs: Vec<&CsObject> = linked
+            .iter()
+            .filter(|c| c.connector == target.name)
+            .collect();
+        if objs.is_empty() {
+            for p in provisions {
+                match p.applies(&mv.object_type, &attrs) {
+                    Err(m) => {
+                        cx.error(
+                            format!("mv:{}", mv.id),
+                            format!("provisioning condition: {m}"),
+                        );
+                        continue;
+                    }
+                    Ok(false) => continue,
+                    Ok(true) => {}
+                }
+                let dn = match p.render_dn(&attrs) {
+                    Ok(d) => idsync_model::Dn::new(d),
+                    Err(m) => {
+                        cx.error(
+                            format!("mv:{}", mv.id),
+                            format!("provisioning to `{}`: dn: {m}", target.name),
+                        );
+                        continue;
+                    }
+                };
+                if let Some(existing) = store.cs_by_dn(&target.name, &dn)? {
+                    if existing.mv_id.is_none() {
+                        cx.error(
+                            dn.to_string(),
+                            format!(
+                                "cannot provision to `{}`: an object with this identifier exists and is not joined (add a join rule for it)",
+                                target.name
+                            ),
+                        );
+                    }
+                    continue;
+                }
+                let attributes =
+                    export_values(store, target, &p.object_type, &attrs, true, &mv.id, cx)?;
+                let o = CsObject {
+                    id: CsId::new(uuid::Uuid::now_v7().to_string()),
+                    connector: target.name.clone(),
+                    anchor: None,
+                    dn,
+                    object_type: p.object_type.clone(),
+                    object_classes: p.object_classes.clone(),
+                    hologram: Attributes::new(),
+                    pending_import: None,
+                    pending_export: Some(PendingExport::Add {
+                        object_classes: p.object_classes.clone(),
+                        attributes,
+                    }),
+                    awaiting: vec![],
+                    awaiting_add: false,
+                    export_error: None,
+                    retry_count: 0,
+                    mv_id: Some(mv.id.clone()),
+                    seen_run: None,
+                    provisioned: true,
+                };
+                store.cs_put(&o)?;
+                cx.report.stats.provisioned += 1;
+                // Objects whose exports referred to this person can name it now.
+                for waiting in store.pending_ref_take(&target.name, &mv_ref_key(&mv.id))? {
+                    cx.requeue.insert(waiting);
+                }
+                break;
+            }
+            continue;
+        }
+        for o in objs {
+            let mut o = o.clone();
+            let creating = matches!(o.pending_export, Some(PendingExport::Add { .. }));
+            let desired =
+                export_values(store, target, &o.object_type, &attrs, creating, &mv.id, cx)?;
+            let before = o.pending_export.clone();
+            if let Some(PendingExport::Add { attributes, .. }) = &mut o.pending_export {
+                *attributes = desired;
+            } else {
+                let expected = o.expected();
+                // Only attributes an export flow manages are compared: others belong to the
+                // target and are left alone.
+                let mut current = Attributes::new();
+                for f in target.export_flows.iter() {
+                    if f.object_type.as_ref().is_none_or(|t| t == &o.object_type)
+                        && (creating || !f.initial_only)
+                    {
+                        current.set(f.cs.as_str(), expected.get(&f.cs).unwrap_or(&[]).to_vec());
+                    }
+                }
+                let changes = diff_attributes(&current, &desired);
+                let new_dn = rules
+                    .provisioning
+                    .iter()
+                    .find(|p| p.connector == target.name && p.object_type == o.object_type)
+                    .and_then(|p| p.render_dn(&attrs).ok())
+                    .map(idsync_model::Dn::new)
+                    .filter(|d| d.as_str() != o.dn.as_str());
+                o.pending_export = if changes.is_empty() && new_dn.is_none() {
+                    match o.pending_export {
+                        Some(PendingExport::Delete) => Some(PendingExport::Delete),
+                        _ => None,
+                    }
+                } else {
+                    Some(PendingExport::Update { new_dn, changes })
+                };
+            }
+            if o.pending_export != before {
+                store.cs_put(&o)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The values a target should hold, with metaverse references turned into the target's own
+/// identifiers. A reference whose target object is not in that system yet is left out and the
+/// object evaluated again once it is.
+fn export_values<S: Store>(
+    store: &mut S,
+    target: &ConnectorRules,
+    object_type: &idsync_model::ObjectTypeName,
+    attrs: &Attributes,
+    creating: bool,
+    mv: &MvId,
+    cx: &mut SyncCtx<'_>,
+) -> Result<Attributes> {
+    let mut out = Attributes::new();
+    let mut unresolved = Vec::new();
+    for flow in target.export_values(object_type, attrs, creating) {
+        match flow.values {
+            Err(m) => cx.error(
+                format!("mv:{mv}"),
+                format!("export flow to `{}`.{}: {m}", target.name, flow.attribute),
+            ),
+            Ok(values) => {
+                let mut vs = Vec::with_capacity(values.len());
+                for v in values {
+                    match v {
+                        Value::Reference(Reference::Mv(m)) => {
+                            let found = store
+                                .cs_by_mv(&m)?
+                                .into_iter()
+                                .find(|c| c.connector == target.name);
+                            match found {
+                                Some(c) => vs.push(Value::Reference(Reference::Dn(c.dn))),
+                                None => unresolved.push(m),
+                            }
+                        }
+                        other => vs.push(other),
+                    }
+                }
+                out.set(flow.attribute, vs);
+            }
+        }
+    }
+    if !unresolved.is_empty() {
+        // Evaluate a source object of this person again when the referenced person gets an
+        // object in this target.
+        if let Some(src) = store.cs_by_mv(mv)?.into_iter().find(|c| !c.provisioned) {
+            for m in unresolved {
+                store.pending_ref_add(&target.name, &mv_ref_key(&m), &src.id)?;
+            }
+        }
+    }
+    Ok(out)
+}
