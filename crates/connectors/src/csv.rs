@@ -41,6 +41,10 @@ struct CsvSettings {
     /// The columns written on export; defaults to the existing file's header.
     #[serde(default)]
     columns: Vec<String>,
+    /// The file may not exist yet (a target idsync creates): a missing file reads as empty.
+    /// Off by default, so a source file that went missing is an error, not a mass delete.
+    #[serde(default)]
+    optional: bool,
     /// The field delimiter; a comma by default.
     #[serde(default = "default_delimiter")]
     delimiter: char,
@@ -87,6 +91,9 @@ impl CsvConnector {
     }
 
     fn content_hash(&self) -> Result<String> {
+        if self.s.optional && !self.path.exists() {
+            return Ok(String::new());
+        }
         let mut h = blake3::Hasher::new();
         let mut f = std::fs::File::open(&self.path).map_err(io_err(&self.path))?;
         std::io::copy(&mut f, &mut h).map_err(io_err(&self.path))?;
@@ -391,6 +398,9 @@ impl Connector for CsvConnector {
     }
 
     fn full_import(&mut self, sink: &mut dyn ImportSink) -> Result<()> {
+        if self.s.optional && !self.path.exists() {
+            return Ok(());
+        }
         let format = CsvFormat { c: self };
         format.read(&self.path, &mut |e| sink.entry(e).map_err(Error::Sink))?;
         Ok(())
@@ -405,7 +415,7 @@ impl Connector for CsvConnector {
         // otherwise every row is compared with the connector space (the engine treats the rows
         // as a full import, including rows that disappeared).
         let current = self.content_hash()?;
-        if watermark == Some(current.as_str()) {
+        if watermark == Some(current.as_str()) || (current.is_empty() && self.s.optional) {
             return Ok(DeltaOutcome {
                 watermark: Some(current),
                 method: "file unchanged since last import".to_owned(),

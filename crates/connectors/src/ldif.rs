@@ -25,8 +25,9 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct LdifSettings {
-    /// The content file, relative to the configuration file.
-    path: String,
+    /// The content file, relative to the configuration file. Without it the connector is an
+    /// export-only change log (`export_changes`), like a pipe into `ldapmodify`.
+    path: Option<String>,
     /// The attribute holding each entry's immutable identifier.
     #[serde(default = "default_anchor")]
     anchor: String,
@@ -34,6 +35,10 @@ struct LdifSettings {
     delta_path: Option<String>,
     /// Where export also writes its changes as LDIF change records.
     export_changes: Option<String>,
+    /// The content file may not exist yet (a target idsync creates): a missing file reads as
+    /// empty. Off by default, so a directory file that went missing is an error.
+    #[serde(default)]
+    optional: bool,
     /// Attribute types other than text (photos and DN-valued attributes are typed by default).
     #[serde(default)]
     attribute_types: BTreeMap<String, TypeHint>,
@@ -56,8 +61,15 @@ pub struct LdifConnector {
 impl LdifConnector {
     pub fn new(id: ConnectorId, raw: &toml::Table, base_dir: &Path) -> Result<Self> {
         let s: LdifSettings = settings(&id, raw)?;
+        if s.path.is_none() && s.export_changes.is_none() {
+            return Err(Error::Config {
+                connector: id.to_string(),
+                message: "set `path` (a content file) or `export_changes` (an export-only change log), or both"
+                    .to_owned(),
+            });
+        }
         Ok(Self {
-            path: base_dir.join(&s.path),
+            path: base_dir.join(s.path.as_deref().unwrap_or("")),
             base: base_dir.to_owned(),
             types: AttributeTypes::new(&s.attribute_types),
             id,
@@ -307,14 +319,23 @@ impl Connector for LdifConnector {
 
     fn capabilities(&self) -> Capabilities {
         Capabilities {
-            full_import: true,
-            delta_import: self.s.delta_path.is_some(),
+            full_import: self.s.path.is_some(),
+            delta_import: self.s.path.is_some() && self.s.delta_path.is_some(),
             export: true,
             delta_sees_own_exports: false,
         }
     }
 
     fn full_import(&mut self, sink: &mut dyn ImportSink) -> Result<()> {
+        if self.s.path.is_none() {
+            return Err(Error::Unsupported {
+                connector: self.id.to_string(),
+                operation: "import: it is an export-only change log",
+            });
+        }
+        if self.s.optional && !self.path.exists() {
+            return Ok(());
+        }
         let f = LdifFormat { c: self };
         f.read_file(&self.path, &mut |e| sink.entry(e).map_err(Error::Sink))
     }
@@ -419,11 +440,25 @@ impl Connector for LdifConnector {
                 }
             }
         }
+        let anchor = self.s.anchor.clone();
+        if self.s.path.is_none() {
+            // A change log only: what was written is applied as far as idsync can know.
+            return Ok(batch
+                .iter()
+                .map(|item| ExportResult::Applied {
+                    anchor: match &item.op {
+                        ExportOp::Add { .. } => {
+                            crate::csv::make_entry(item, &anchor).ok().map(|e| e.anchor)
+                        }
+                        _ => None,
+                    },
+                })
+                .collect());
+        }
         let mut staged = self
             .staged
             .take()
             .unwrap_or_else(|| StagedExport::new(self.path.clone()));
-        let anchor = self.s.anchor.clone();
         let f = LdifFormat { c: self };
         let res = staged.stage(&f, batch, &|item| crate::csv::make_entry(item, &anchor));
         self.staged = Some(staged);

@@ -50,7 +50,9 @@ impl<S: Store> Engine<S> {
         };
         let mut steps = Vec::new();
         for c in &order {
-            steps.push(self.run_step(import, c.as_str())?);
+            if self.can_import(c)? {
+                steps.push(self.run_step(import, c.as_str())?);
+            }
         }
         for c in &order {
             steps.push(self.run_step(sync, c.as_str())?);
@@ -77,6 +79,9 @@ impl<S: Store> Engine<S> {
                 // Confirming imports: a delta import where the connector's change feed shows its
                 // own exports, a full import otherwise.
                 for c in &exported {
+                    if !self.can_import(c)? {
+                        continue;
+                    }
                     let confirm = match kind {
                         CycleKind::Delta if self.sees_own_exports(c)? => Step::DeltaImport,
                         _ => Step::FullImport,
@@ -102,6 +107,13 @@ impl<S: Store> Engine<S> {
             pending_exports_left: self.pending_exports()?,
             seconds: started.elapsed().as_secs_f64(),
         })
+    }
+
+    fn can_import(&mut self, c: &ConnectorId) -> Result<bool> {
+        let conn = self.take_connector(c)?;
+        let yes = conn.capabilities().full_import;
+        self.put_connector(conn);
+        Ok(yes)
     }
 
     fn sees_own_exports(&mut self, c: &ConnectorId) -> Result<bool> {

@@ -68,6 +68,11 @@ impl<S: Store> Engine<S> {
             .ok_or_else(|| Error::UnknownConnector(id.to_string()))?
             .export_batch_size;
         let mut connector = self.take_connector(id)?;
+        if !connector.capabilities().full_import {
+            report.notes.push(
+                "the connector cannot be read back: exports are taken as applied, without a confirming import".to_owned(),
+            );
+        }
         let result = self.export_with(&mut *connector, id, batch_size, report);
         // The connector makes its batches durable only when every batch was staged.
         let result = result.and_then(|()| connector.finish_export().map_err(Error::from));
@@ -83,6 +88,7 @@ impl<S: Store> Engine<S> {
         report: &mut StepReport,
     ) -> Result<()> {
         let counts = self.store.cs_counts(id)?;
+        let confirms = connector.capabilities().full_import;
         self.progress
             .start(&format!("export {id}"), Some(counts.pending_export));
         let mut after: Option<CsId> = None;
@@ -166,6 +172,12 @@ impl<S: Store> Engine<S> {
                         }
                         if o.anchor.is_none() {
                             o.anchor = anchor;
+                        }
+                        if !confirms {
+                            // Nothing will be read back: what was sent is what the system holds.
+                            idsync_model::apply_delta(&mut o.hologram, &o.awaiting);
+                            o.awaiting.clear();
+                            o.awaiting_add = false;
                         }
                         self.store.cs_put(&o)?;
                     }

@@ -54,7 +54,7 @@ mod writer;
 pub use error::{Error, Result};
 pub use reader::{Reader, DEFAULT_MAX_LINE_LEN};
 pub use syntax::{is_valid_attribute_description, is_valid_oid, needs_base64};
-pub use url::{FileUrlResolver, NoUrlResolver, UrlResolver};
+pub use url::{FileUrlResolver, NoUrlResolver, UrlResolver, MAX_URL_VALUE_LEN};
 pub use writer::Writer;
 
 /// The raw bytes of an attribute value; text values are their UTF-8 bytes.

@@ -239,9 +239,6 @@ impl<R: BufRead> Reader<R> {
         if value.trim_end_matches(' ') == "1" {
             Ok(())
         } else {
-            // A file of another version may mean anything, so nothing after
-            // this line is interpreted.
-            self.done = true;
             Err(self.error(
                 line.number,
                 format!(
@@ -267,6 +264,9 @@ impl<R: BufRead> Reader<R> {
                 if keyword_is(&lines[0].text, "version") {
                     let version_line = lines.remove(0);
                     if let Err(e) = self.check_version(&version_line) {
+                        // A file of another (or an unreadable) version may
+                        // mean anything, so nothing after it is interpreted.
+                        self.done = true;
                         return Some(Err(e));
                     }
                     if lines.is_empty() {
@@ -831,6 +831,13 @@ mod tests {
             .with_max_line_len(16)
             .collect();
         assert!(got[0].is_ok(), "{got:?}");
+    }
+
+    #[test]
+    fn reader_is_send() {
+        fn assert_send<T: Send>() {}
+        assert_send::<Reader<&[u8]>>();
+        assert_send::<crate::Writer<Vec<u8>>>();
     }
 
     #[test]

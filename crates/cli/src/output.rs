@@ -1,0 +1,545 @@
+//! What the command line prints: progress bars, summary tables, plans, history, objects.
+
+use anyhow::Result;
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, Table};
+use idsync_engine::{CycleReport, Engine, Progress, StepReport};
+use idsync_model::{
+    AttributeChange, Attributes, ConnectorId, CsId, CsObject, MvId, PendingExport, Reference,
+    RunId, Value,
+};
+use idsync_store::{ConnectorSpaces, CsFilter, Metaverse, Runs, SqliteStore};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+use std::io::IsTerminal;
+
+struct Bars {
+    bar: std::cell::RefCell<Option<ProgressBar>>,
+}
+
+impl Progress for Bars {
+    fn start(&self, label: &str, total: Option<u64>) {
+        let bar = match total {
+            Some(n) => ProgressBar::new(n).with_style(
+                ProgressStyle::with_template("{msg:28} {bar:30} {pos}/{len} {per_sec}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            ),
+            None => ProgressBar::new_spinner().with_style(
+                ProgressStyle::with_template("{spinner} {msg:28} {pos} objects {per_sec}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            ),
+        };
+        bar.set_message(label.to_owned());
+        *self.bar.borrow_mut() = Some(bar);
+    }
+    fn advance(&self, n: u64) {
+        if let Some(b) = self.bar.borrow().as_ref() {
+            b.inc(n);
+        }
+    }
+    fn finish(&self) {
+        if let Some(b) = self.bar.borrow_mut().take() {
+            b.finish_and_clear();
+        }
+    }
+}
+
+/// Progress bars on a terminal, nothing otherwise.
+pub fn progress() -> Box<dyn Progress> {
+    if std::io::stderr().is_terminal() {
+        Box::new(Bars {
+            bar: std::cell::RefCell::new(None),
+        })
+    } else {
+        Box::new(idsync_engine::Quiet)
+    }
+}
+
+fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED);
+    t.set_header(header.iter().map(|h| Cell::new(*h)));
+    t
+}
+
+fn n(v: u64) -> String {
+    if v == 0 {
+        String::new()
+    } else {
+        v.to_string()
+    }
+}
+
+/// One row per step.
+pub fn steps(reports: &[StepReport]) {
+    let mut t = table(&[
+        "step",
+        "connector",
+        "read",
+        "added",
+        "updated",
+        "renamed",
+        "deleted",
+        "unchanged",
+        "filtered",
+        "joined",
+        "projected",
+        "not joined",
+        "provisioned",
+        "exported",
+        "confirmed",
+        "errors",
+        "seconds",
+    ]);
+    for r in reports {
+        let s = &r.stats;
+        t.add_row(vec![
+            r.step_name().to_owned(),
+            r.connector.clone(),
+            n(s.read),
+            n(s.added),
+            n(s.updated),
+            n(s.renamed),
+            n(s.deleted),
+            n(s.unchanged),
+            n(s.filtered_total()),
+            n(s.joined),
+            n(s.projected),
+            n(s.disconnectors),
+            n(s.provisioned),
+            n(s.exported),
+            n(s.confirmed),
+            n(s.object_errors + s.not_confirmed + s.export_errors),
+            format!("{:.2}", r.seconds),
+        ]);
+    }
+    println!("{t}");
+    for r in reports {
+        for note in &r.notes {
+            println!("  {} {}: {note}", r.step_name(), r.connector);
+        }
+        for (reason, count) in &r.stats.filtered {
+            println!(
+                "  {} {}: {count} not taken: {reason}",
+                r.step_name(),
+                r.connector
+            );
+        }
+    }
+}
+
+trait StepName {
+    fn step_name(&self) -> &'static str;
+}
+impl StepName for StepReport {
+    fn step_name(&self) -> &'static str {
+        self.step.name()
+    }
+}
+
+/// Per-object errors, the first few per step.
+pub fn errors(reports: &[StepReport]) {
+    for r in reports {
+        if r.errors.is_empty() {
+            continue;
+        }
+        println!(
+            "\n{} {} (run {}): {} object error(s){}",
+            r.step_name(),
+            r.connector,
+            r.run,
+            r.errors.len(),
+            if r.errors.len() > 10 {
+                ", first 10:"
+            } else {
+                ":"
+            }
+        );
+        for e in r.errors.iter().take(10) {
+            println!("  {}: {}", e.object, e.message);
+        }
+    }
+}
+
+pub fn cycle(report: &CycleReport, engine: &mut Engine<SqliteStore>) -> Result<()> {
+    println!(
+        "{} cycle: {} steps, {} export pass(es), {:.2} s",
+        match report.kind {
+            idsync_engine::CycleKind::Full => "Full",
+            idsync_engine::CycleKind::Delta => "Delta",
+        },
+        report.steps.len(),
+        report.passes,
+        report.seconds
+    );
+    steps(&report.steps);
+    errors(&report.steps);
+    let mv = engine.store.mv_count()?;
+    println!("\nMetaverse: {mv} objects.");
+    let mut t = table(&[
+        "connector",
+        "role",
+        "objects",
+        "joined",
+        "pending import",
+        "pending export",
+        "export errors",
+    ]);
+    let names: Vec<(ConnectorId, String)> = engine
+        .rules
+        .connectors
+        .iter()
+        .map(|c| (c.name.clone(), format!("{:?}", c.role).to_lowercase()))
+        .collect();
+    for (c, role) in names {
+        let k = engine.store.cs_counts(&c)?;
+        t.add_row(vec![
+            c.to_string(),
+            role,
+            k.objects.to_string(),
+            k.joined.to_string(),
+            k.pending_import.to_string(),
+            k.pending_export.to_string(),
+            k.export_errors.to_string(),
+        ]);
+    }
+    println!("{t}");
+    if report.bound_reached {
+        println!(
+            "The cycle stopped after {} export passes with {} exports still pending (raise [cycle] max_passes if this is expected).",
+            report.passes, report.pending_exports_left
+        );
+    }
+    Ok(())
+}
+
+/// A value for people to read: photos as their size and hash, not their bytes.
+pub fn show_value(v: &Value) -> String {
+    match v {
+        Value::Binary(b) => format!("<{} bytes, blake3 {}>", b.len, &b.hash.to_hex()[..16]),
+        Value::Reference(Reference::Mv(m)) => format!("→ mv:{m}"),
+        Value::Reference(Reference::Dn(d)) => format!("→ {d}"),
+        other => other.to_text(),
+    }
+}
+
+fn show_values(vs: &[Value]) -> String {
+    vs.iter().map(show_value).collect::<Vec<_>>().join("; ")
+}
+
+fn json_values(vs: &[Value]) -> serde_json::Value {
+    json!(vs.iter().map(show_value).collect::<Vec<_>>())
+}
+
+pub fn plan(engine: &mut Engine<SqliteStore>, only: Option<&str>, as_json: bool) -> Result<()> {
+    let names: Vec<ConnectorId> = engine
+        .rules
+        .connectors
+        .iter()
+        .map(|c| c.name.clone())
+        .filter(|c| only.is_none_or(|o| o == c.as_str()))
+        .collect();
+    let mut out = Vec::new();
+    let (mut adds, mut updates, mut renames, mut deletes) = (0u64, 0u64, 0u64, 0u64);
+    for c in names {
+        let mut after: Option<CsId> = None;
+        loop {
+            let page = engine
+                .store
+                .cs_scan(&c, CsFilter::PendingExport, after.as_ref(), 500)?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id.clone());
+            for o in page {
+                let expected = o.expected();
+                let entry = match &o.pending_export {
+                    Some(PendingExport::Add { attributes, .. }) => {
+                        adds += 1;
+                        json!({"connector": c.as_str(), "op": "add", "dn": o.dn.as_str(),
+                               "attributes": attributes.iter().map(|(k, v)| (k.to_string(), json_values(v))).collect::<serde_json::Map<_, _>>()})
+                    }
+                    Some(PendingExport::Update { new_dn, changes }) => {
+                        updates += 1;
+                        if new_dn.is_some() {
+                            renames += 1;
+                        }
+                        let ch: Vec<_> = changes
+                            .iter()
+                            .map(|d| {
+                                let old = expected.get_name(&d.name).unwrap_or(&[]);
+                                match &d.change {
+                                    AttributeChange::Replace(v) => json!({"attribute": d.name.as_str(), "old": json_values(old), "new": json_values(v)}),
+                                    AttributeChange::Update { add, remove } => json!({"attribute": d.name.as_str(), "add": json_values(add), "remove": json_values(remove)}),
+                                }
+                            })
+                            .collect();
+                        json!({"connector": c.as_str(), "op": "update", "dn": o.dn.as_str(), "new_dn": new_dn.as_ref().map(|d| d.as_str()), "changes": ch, "last_error": o.export_error})
+                    }
+                    Some(PendingExport::Delete) => {
+                        deletes += 1;
+                        json!({"connector": c.as_str(), "op": "delete", "dn": o.dn.as_str()})
+                    }
+                    None => continue,
+                };
+                out.push(entry);
+            }
+        }
+    }
+    if as_json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &json!({"summary": {"add": adds, "update": updates, "rename": renames, "delete": deletes}, "exports": out})
+            )?
+        );
+        return Ok(());
+    }
+    for e in &out {
+        let head = format!(
+            "{} {} {}",
+            e["connector"].as_str().unwrap_or(""),
+            e["op"].as_str().unwrap_or(""),
+            e["dn"].as_str().unwrap_or("")
+        );
+        println!("{head}");
+        if let Some(nd) = e["new_dn"].as_str() {
+            println!("    rename to {nd}");
+        }
+        if let Some(attrs) = e["attributes"].as_object() {
+            for (k, v) in attrs {
+                println!(
+                    "    {k}: {}",
+                    v.as_array()
+                        .map(|a| a
+                            .iter()
+                            .filter_map(|x| x.as_str())
+                            .collect::<Vec<_>>()
+                            .join("; "))
+                        .unwrap_or_default()
+                );
+            }
+        }
+        if let Some(ch) = e["changes"].as_array() {
+            for c in ch {
+                let list = |k: &str| {
+                    c[k].as_array()
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|x| x.as_str())
+                                .collect::<Vec<_>>()
+                                .join("; ")
+                        })
+                        .unwrap_or_default()
+                };
+                if c.get("new").is_some() {
+                    println!(
+                        "    {}: {} → {}",
+                        c["attribute"].as_str().unwrap_or(""),
+                        list("old"),
+                        list("new")
+                    );
+                } else {
+                    println!(
+                        "    {}: +[{}] -[{}]",
+                        c["attribute"].as_str().unwrap_or(""),
+                        list("add"),
+                        list("remove")
+                    );
+                }
+            }
+        }
+    }
+    println!("\nPlan: {adds} to add, {updates} to update ({renames} renamed), {deletes} to delete. Nothing was sent.");
+    Ok(())
+}
+
+pub fn history(
+    engine: &mut Engine<SqliteStore>,
+    limit: usize,
+    run: Option<i64>,
+    as_json: bool,
+) -> Result<()> {
+    if let Some(id) = run {
+        let runs = engine.store.runs(usize::MAX >> 1)?;
+        let Some(r) = runs.into_iter().find(|r| r.id.0 == id) else {
+            anyhow::bail!("no run {id}");
+        };
+        let errors = engine.store.run_errors(RunId(id))?;
+        if as_json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&json!({"run": r, "errors": errors}))?
+            );
+        } else {
+            println!(
+                "run {} {} {} {}",
+                r.id,
+                r.step,
+                r.connector.unwrap_or_default(),
+                r.status
+            );
+            println!("{}", serde_json::to_string_pretty(&r.stats)?);
+            if let Some(m) = r.message {
+                println!("message: {m}");
+            }
+            for e in errors {
+                println!("  {}: {}", e.object, e.message);
+            }
+        }
+        return Ok(());
+    }
+    let runs = engine.store.runs(limit)?;
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&runs)?);
+        return Ok(());
+    }
+    let mut t = table(&[
+        "run",
+        "step",
+        "connector",
+        "status",
+        "read",
+        "changes",
+        "exported",
+        "errors",
+        "seconds",
+    ]);
+    for r in runs {
+        let s = &r.stats["stats"];
+        let g = |k: &str| s[k].as_u64().unwrap_or(0);
+        t.add_row(vec![
+            r.id.to_string(),
+            r.step,
+            r.connector.unwrap_or_default(),
+            r.status,
+            n(g("read")),
+            n(g("added") + g("updated") + g("renamed") + g("deleted") + g("flowed")),
+            n(g("exported")),
+            n(g("object_errors")),
+            format!("{:.2}", r.stats["seconds"].as_f64().unwrap_or(0.0)),
+        ]);
+    }
+    println!("{t}");
+    Ok(())
+}
+
+fn cs_json(o: &CsObject) -> serde_json::Value {
+    json!({
+        "id": o.id.as_str(), "connector": o.connector.as_str(), "anchor": o.anchor.as_ref().map(|a| a.as_str()),
+        "dn": o.dn.as_str(), "object_type": o.object_type.as_str(), "mv_id": o.mv_id.as_ref().map(|m| m.as_str()),
+        "hologram": attrs_json(&o.hologram), "pending_import": o.pending_import.is_some(),
+        "pending_export": o.pending_export.is_some(), "export_error": o.export_error, "retry_count": o.retry_count,
+    })
+}
+
+fn attrs_json(a: &Attributes) -> serde_json::Value {
+    serde_json::Value::Object(
+        a.iter()
+            .map(|(k, v)| (k.to_string(), json_values(v)))
+            .collect(),
+    )
+}
+
+pub fn show(
+    engine: &mut Engine<SqliteStore>,
+    id: &str,
+    connector: Option<&str>,
+    as_json: bool,
+) -> Result<()> {
+    if let Some(mv) = engine.store.mv_get(&MvId::new(id))? {
+        let rules = &engine.rules;
+        let (attrs, winners) = mv.effective(|a, c| rules.precedence_rank(a.as_str(), c));
+        let linked = engine.store.cs_by_mv(&mv.id)?;
+        if as_json {
+            let lineage: Vec<_> = winners
+                .iter()
+                .map(|c| json!({"attribute": c.attribute.as_str(), "values": json_values(&c.values), "connector": c.connector.as_str(), "cs_id": c.cs_id.as_str(), "rule": c.rule, "time": c.time}))
+                .collect();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(
+                    &json!({"mv_id": mv.id.as_str(), "object_type": mv.object_type.as_str(), "attributes": attrs_json(&attrs), "lineage": lineage, "connectors": linked.iter().map(cs_json).collect::<Vec<_>>()})
+                )?
+            );
+            return Ok(());
+        }
+        println!("metaverse {} {}", mv.object_type, mv.id);
+        let mut t = table(&["attribute", "value", "from", "rule"]);
+        for c in winners {
+            let from = linked
+                .iter()
+                .find(|o| o.id == c.cs_id)
+                .map(|o| format!("{} {}", c.connector, o.dn))
+                .unwrap_or_else(|| c.connector.to_string());
+            t.add_row(vec![
+                c.attribute.to_string(),
+                show_values(&c.values),
+                from,
+                c.rule.clone(),
+            ]);
+        }
+        println!("{t}");
+        for o in linked {
+            println!(
+                "  {} {} (anchor {}){}{}",
+                o.connector,
+                o.dn,
+                o.anchor
+                    .as_ref()
+                    .map_or("unconfirmed".to_owned(), |a| a.to_string()),
+                if o.pending_export.is_some() {
+                    ", export pending"
+                } else {
+                    ""
+                },
+                o.export_error
+                    .as_ref()
+                    .map(|e| format!(", last error: {e}"))
+                    .unwrap_or_default()
+            );
+        }
+        return Ok(());
+    }
+    let names: Vec<ConnectorId> = engine
+        .rules
+        .connectors
+        .iter()
+        .map(|c| c.name.clone())
+        .filter(|c| connector.is_none_or(|o| o == c.as_str()))
+        .collect();
+    for c in names {
+        let found = match engine
+            .store
+            .cs_by_anchor(&c, &idsync_model::Anchor::new(id))?
+        {
+            Some(o) => Some(o),
+            None => engine.store.cs_by_dn(&c, &idsync_model::Dn::new(id))?,
+        };
+        if let Some(o) = found {
+            if as_json {
+                println!("{}", serde_json::to_string_pretty(&cs_json(&o))?);
+            } else {
+                println!(
+                    "{} {} (anchor {})",
+                    o.connector,
+                    o.dn,
+                    o.anchor
+                        .as_ref()
+                        .map_or("unconfirmed".to_owned(), |a| a.to_string())
+                );
+                println!(
+                    "  metaverse: {}",
+                    o.mv_id
+                        .as_ref()
+                        .map_or("not joined".to_owned(), |m| m.to_string())
+                );
+                for (k, v) in o.hologram.iter() {
+                    println!("  {k}: {}", show_values(v));
+                }
+                if let Some(e) = &o.export_error {
+                    println!("  last export error ({} attempts): {e}", o.retry_count);
+                }
+            }
+            return Ok(());
+        }
+    }
+    anyhow::bail!("no metaverse object, anchor or DN `{id}`")
+}
