@@ -145,12 +145,11 @@ fn run(cli: Cli) -> Result<()> {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 output::cycle(&report, &mut engine)?;
+                let c = g.config.display();
                 println!(
-                    "\nThe profiles are in {}. Try:\n  idsync -c {} show <metaverse id>\n  idsync -c {} history\n  idsync -c {} run delta-cycle",
+                    "\nThe profiles are in {}. Try:\n  idsync -c {c} show {} --connector directory   (a person and where each value came from)\n  idsync -c {c} history\n  idsync -c {c} plan\n  idsync -c {c} run delta-cycle",
                     dir.join("profiles.csv").display(),
-                    g.config.display(),
-                    g.config.display(),
-                    g.config.display()
+                    idsync_sample::person_dn(1),
                 );
             }
         }

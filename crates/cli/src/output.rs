@@ -69,9 +69,9 @@ fn n(v: u64) -> String {
     }
 }
 
-/// One row per step.
+/// One row per step; counter columns that are empty in every row are left out.
 pub fn steps(reports: &[StepReport]) {
-    let mut t = table(&[
+    let header = [
         "step",
         "connector",
         "read",
@@ -89,28 +89,38 @@ pub fn steps(reports: &[StepReport]) {
         "confirmed",
         "errors",
         "seconds",
-    ]);
-    for r in reports {
-        let s = &r.stats;
-        t.add_row(vec![
-            r.step_name().to_owned(),
-            r.connector.clone(),
-            n(s.read),
-            n(s.added),
-            n(s.updated),
-            n(s.renamed),
-            n(s.deleted),
-            n(s.unchanged),
-            n(s.filtered_total()),
-            n(s.joined),
-            n(s.projected),
-            n(s.disconnectors),
-            n(s.provisioned),
-            n(s.exported),
-            n(s.confirmed),
-            n(s.object_errors + s.not_confirmed + s.export_errors),
-            format!("{:.2}", r.seconds),
-        ]);
+    ];
+    let rows: Vec<Vec<String>> = reports
+        .iter()
+        .map(|r| {
+            let s = &r.stats;
+            vec![
+                r.step_name().to_owned(),
+                r.connector.clone(),
+                n(s.read),
+                n(s.added),
+                n(s.updated),
+                n(s.renamed),
+                n(s.deleted),
+                n(s.unchanged),
+                n(s.filtered_total()),
+                n(s.joined),
+                n(s.projected),
+                n(s.disconnectors),
+                n(s.provisioned),
+                n(s.exported),
+                n(s.confirmed),
+                n(s.object_errors + s.not_confirmed + s.export_errors),
+                format!("{:.2}", r.seconds),
+            ]
+        })
+        .collect();
+    let keep: Vec<usize> = (0..header.len())
+        .filter(|&i| i < 2 || i == header.len() - 1 || rows.iter().any(|r| !r[i].is_empty()))
+        .collect();
+    let mut t = table(&keep.iter().map(|&i| header[i]).collect::<Vec<_>>());
+    for r in rows {
+        t.add_row(keep.iter().map(|&i| r[i].clone()).collect::<Vec<_>>());
     }
     println!("{t}");
     for r in reports {
@@ -536,6 +546,10 @@ pub fn show(
                 }
                 if let Some(e) = &o.export_error {
                     println!("  last export error ({} attempts): {e}", o.retry_count);
+                }
+                if let Some(m) = &o.mv_id {
+                    println!();
+                    return show(engine, m.as_str(), None, false);
                 }
             }
             return Ok(());

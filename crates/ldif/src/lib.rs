@@ -39,7 +39,13 @@
 //!   knows.
 //! * The writer base64-encodes everything [`needs_base64`] asks for and, to
 //!   survive tools that trim whitespace, also any value holding another ASCII
-//!   control character.
+//!   control character. It always writes a control's criticality, because
+//!   OpenLDAP cannot read `control: 1.2.3: value` (it wants a space before
+//!   the colon, which the RFC grammar does not allow), while
+//!   `control: 1.2.3 false: value` suits both. It ends every record with a
+//!   blank line, the last one included, as `ldapsearch` and python-ldap do.
+//! * Base64 input may leave out its `=` padding; anything else outside the
+//!   base64 alphabet is an error (RFC 2849 note 10).
 //!
 //! After a syntax error inside a record the reader skips to the next record,
 //! so a caller may go on iterating to collect every error; after an I/O

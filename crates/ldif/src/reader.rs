@@ -261,7 +261,10 @@ impl<R: BufRead> Reader<R> {
             };
             if !self.version_checked {
                 self.version_checked = true;
-                if keyword_is(&lines[0].text, "version") {
+                if lines
+                    .first()
+                    .is_some_and(|l| keyword_is(&l.text, "version"))
+                {
                     let version_line = lines.remove(0);
                     if let Err(e) = self.check_version(&version_line) {
                         // A file of another (or an unreadable) version may

@@ -21,6 +21,11 @@ const WIDTH: usize = 76;
 /// record without attributes, a content record after change records, ...)
 /// is refused with an [`io::ErrorKind::InvalidInput`] error before anything
 /// of it is written.
+///
+/// A control is written `control: OID true|false[: value]`, criticality
+/// always spelled out (see `put_control` for why). OpenLDAP's `ldapmodify`
+/// reads only one `control:` line per record; a record with several is
+/// valid RFC 2849 and reads back here, but not there.
 pub struct Writer<W: Write> {
     out: W,
     /// Whether the file holds change records, once the first record said so.
