@@ -111,7 +111,11 @@ pub(crate) fn open_engine(config: &Path) -> Result<Engine<SqliteStore>> {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or_else(|| PathBuf::from("."));
     let store = SqliteStore::open(&base.join(&rules.store_path))?;
-    Ok(Engine::new(rules, store, base))
+    let mut engine = Engine::new(rules, store, base);
+    if let Some((line, message)) = engine.check_connectors().into_iter().next() {
+        bail!("{}:{line}: {message}", config.display());
+    }
+    Ok(engine)
 }
 
 fn run(cli: Cli) -> Result<()> {

@@ -166,7 +166,26 @@ fn a_config_error_names_file_and_line_and_exits_1() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("idsync.toml:9:"), "{err}");
+    // The error points at the expression itself (line 12), not at its table.
+    assert!(err.contains("idsync.toml:12:"), "{err}");
+    // A misspelt connector setting is reported when the configuration loads, at its connector.
+    std::fs::write(
+        &config,
+        "[[connector]]\nname = \"d\"\ntype = \"ldif\"\nrole = \"directory\"\npath = \"x.ldif\"\ndelta_pth = \"changes\"\n[[connector.object_type]]\nname = \"person\"\n",
+    )
+    .unwrap();
+    let out = idsync()
+        .arg("-c")
+        .arg(&config)
+        .args(["plan"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("idsync.toml:1:") && err.contains("delta_pth"),
+        "{err}"
+    );
     let out = idsync()
         .arg("-c")
         .arg(&config)

@@ -415,7 +415,17 @@ impl Connector for CsvConnector {
         // otherwise every row is compared with the connector space (the engine treats the rows
         // as a full import, including rows that disappeared).
         let current = self.content_hash()?;
-        if watermark == Some(current.as_str()) || (current.is_empty() && self.s.optional) {
+        // Cells that name files (picture URLs) point at content the file's own bytes do not
+        // cover: with such columns every row is compared, so a new photo behind an unchanged
+        // name is seen by delta import as by full import (seed 000).
+        let names_files = self
+            .s
+            .attribute_types
+            .values()
+            .any(|t| *t == TypeHint::BinaryFile);
+        if !names_files
+            && (watermark == Some(current.as_str()) || (current.is_empty() && self.s.optional))
+        {
             return Ok(DeltaOutcome {
                 watermark: Some(current),
                 method: "file unchanged since last import".to_owned(),

@@ -272,6 +272,64 @@ fn parent_dn(dn: &str) -> &str {
     ""
 }
 
+/// The first RDN of a DN as (attribute, value), for simple single-valued RDNs.
+fn first_rdn(dn: &str) -> Option<(String, String)> {
+    let end = dn.len() - parent_dn(dn).len();
+    let rdn = dn[..end].trim_end_matches([',', ' ']);
+    if rdn.contains('+') || rdn.contains('\\') {
+        return None;
+    }
+    let (a, v) = rdn.split_once('=')?;
+    Some((a.trim().to_owned(), v.trim().to_owned()))
+}
+
+/// The attribute change a modrdn makes to the RDN attribute.
+fn rdn_delta(
+    f: &LdifFormat<'_>,
+    old_dn: &str,
+    new_rdn: &str,
+    delete_old: bool,
+    file: &Path,
+    line: usize,
+) -> Result<Option<Vec<AttributeDelta>>> {
+    let (Some((old_attr, old_value)), Some((new_attr, new_value))) =
+        (first_rdn(old_dn), first_rdn(new_rdn))
+    else {
+        return Ok(None);
+    };
+    if old_attr.eq_ignore_ascii_case(&new_attr) && old_value == new_value {
+        return Ok(None);
+    }
+    let mut out = Vec::new();
+    let add = f.values(&new_attr, vec![new_value.into_bytes()], file, line, old_dn)?;
+    if delete_old && old_attr.eq_ignore_ascii_case(&new_attr) {
+        let remove = f.values(&old_attr, vec![old_value.into_bytes()], file, line, old_dn)?;
+        out.push(AttributeDelta {
+            name: AttributeName::from(new_attr.as_str()),
+            change: AttributeChange::Update { add, remove },
+        });
+    } else {
+        out.push(AttributeDelta {
+            name: AttributeName::from(new_attr.as_str()),
+            change: AttributeChange::Update {
+                add,
+                remove: vec![],
+            },
+        });
+        if delete_old {
+            let remove = f.values(&old_attr, vec![old_value.into_bytes()], file, line, old_dn)?;
+            out.push(AttributeDelta {
+                name: AttributeName::from(old_attr.as_str()),
+                change: AttributeChange::Update {
+                    add: vec![],
+                    remove,
+                },
+            });
+        }
+    }
+    Ok(Some(out))
+}
+
 /// The deltas of an LDIF modify record.
 fn modifications(
     f: &LdifFormat<'_>,
@@ -384,18 +442,32 @@ impl Connector for LdifConnector {
                         codec::ChangeKind::ModDn {
                             new_rdn,
                             new_superior,
-                            ..
+                            delete_old_rdn,
                         } => {
                             let parent = new_superior.unwrap_or_else(|| parent_dn(&dn).to_owned());
                             let new_dn = if parent.is_empty() {
-                                new_rdn
+                                new_rdn.clone()
                             } else {
                                 format!("{new_rdn},{parent}")
                             };
-                            ImportChange::Rename {
+                            // The RDN's attribute value changes with the name, as the directory
+                            // changes it: the new value is added, the old one removed with
+                            // deleteoldrdn.
+                            let rdn_change =
+                                rdn_delta(&f, &dn, &new_rdn, delete_old_rdn, &path, line)?;
+                            sink.change(ImportChange::Rename {
                                 anchor: None,
                                 dn: Dn::new(dn),
-                                new_dn: Dn::new(new_dn),
+                                new_dn: Dn::new(new_dn.clone()),
+                            })
+                            .map_err(Error::Sink)?;
+                            match rdn_change {
+                                Some(changes) => ImportChange::Modify {
+                                    anchor: None,
+                                    dn: Dn::new(new_dn),
+                                    changes,
+                                },
+                                None => continue,
                             }
                         }
                     },

@@ -100,7 +100,7 @@ impl<S: Store> Session<'_, S> {
     /// Stages one whole object as read.
     fn stage_entry(&mut self, entry: CsEntry) -> std::result::Result<(), String> {
         self.report.stats.read += 1;
-        if self.report.stats.read % 1024 == 0 {
+        if self.report.stats.read.is_multiple_of(1024) {
             self.progress.advance(1024);
         }
         let otype = match self.rules.classify(&entry) {

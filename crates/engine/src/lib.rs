@@ -172,6 +172,26 @@ impl<S: Store> Engine<S> {
         )?)
     }
 
+    /// Opens every configured connector, so a bad connector setting is reported when the
+    /// configuration is loaded rather than at the first step. Returns each failure with the line
+    /// its connector is declared on.
+    pub fn check_connectors(&mut self) -> Vec<(usize, String)> {
+        let mut failures = Vec::new();
+        let ids: Vec<(ConnectorId, usize)> = self
+            .rules
+            .connectors
+            .iter()
+            .map(|c| (c.name.clone(), c.line))
+            .collect();
+        for (id, line) in ids {
+            match self.take_connector(&id) {
+                Ok(c) => self.put_connector(c),
+                Err(e) => failures.push((line, e.to_string())),
+            }
+        }
+        failures
+    }
+
     pub(crate) fn put_connector(&mut self, c: Box<dyn Connector>) {
         self.connectors.insert(c.id().clone(), c);
     }

@@ -310,7 +310,7 @@ fn sync_delete<S: Store>(
     if !linked.iter().any(projecting) {
         deprovision(rules, store, mv, linked, cx)
     } else {
-        let (attrs, _) = mv.effective(rank_fn(&rules));
+        let (attrs, _) = mv.effective(rank_fn(rules));
         let keys = rules.mv_join_keys(&attrs);
         store.mv_put(&mv, &keys)?;
         evaluate_exports(rules, store, &mv, cx)

@@ -139,7 +139,7 @@ pub struct ObjectTypeConfig {
     #[serde(default)]
     pub object_classes: Vec<String>,
     /// An optional CEL condition over `cs`; an object for which it is not true is filtered.
-    pub filter: Option<String>,
+    pub filter: Option<Spanned<String>>,
     /// The metaverse object type it joins and projects to; defaults to `name`.
     pub mv_type: Option<String>,
     /// Whether this type may create metaverse objects; defaults to true for directories.
@@ -167,11 +167,11 @@ pub struct JoinRule {
     /// The connector-space attribute whose value is the join key...
     pub cs: Option<String>,
     /// ...or a CEL expression over `cs` computing it.
-    pub cs_expr: Option<String>,
+    pub cs_expr: Option<Spanned<String>>,
     /// The metaverse attribute it must equal...
     pub mv: Option<String>,
     /// ...or a CEL expression over `mv`.
-    pub mv_expr: Option<String>,
+    pub mv_expr: Option<Spanned<String>>,
     /// Normalisations applied to both sides before comparing.
     #[serde(default)]
     pub normalize: Vec<Normalize>,
@@ -187,7 +187,7 @@ pub struct ImportFlowRule {
     /// The connector-space attribute copied as is...
     pub cs: Option<String>,
     /// ...or a CEL expression over `cs`.
-    pub expr: Option<String>,
+    pub expr: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -200,7 +200,7 @@ pub struct ExportFlowRule {
     /// The metaverse attribute copied as is...
     pub mv: Option<String>,
     /// ...or a CEL expression over `mv`.
-    pub expr: Option<String>,
+    pub expr: Option<Spanned<String>>,
     /// Set only when the object is created (e.g. an initial password or a home directory).
     #[serde(default)]
     pub initial_only: bool,
@@ -223,7 +223,7 @@ pub struct ProvisionRule {
     #[serde(default)]
     pub object_classes: Vec<String>,
     /// An optional CEL condition over `mv`; only objects for which it is true are provisioned.
-    pub condition: Option<String>,
+    pub condition: Option<Spanned<String>>,
 }
 
 fn default_person() -> String {

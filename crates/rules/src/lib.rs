@@ -186,24 +186,31 @@ impl Ctx<'_> {
         })
     }
 
-    fn source<T>(
+    fn source(
         &self,
         span: std::ops::Range<usize>,
         attr: &Option<String>,
-        expr: &Option<String>,
-        what: &str,
+        expr: &Option<Spanned<String>>,
+        keys: (&str, &str),
     ) -> Result<Source, ConfigError> {
         match (attr, expr) {
             (Some(a), None) => Ok(Source::Attribute(a.clone())),
-            (None, Some(e)) => match Expr::compile(e) {
-                Ok(x) => Ok(Source::Expr(x)),
-                Err(m) => self.err(span, format!("{what} expression `{e}`: {m}")),
-            },
+            (None, Some(e)) => self.expr(e, keys.1).map(Source::Expr),
             _ => self.err(
                 span,
-                format!("give exactly one of `{what}` and `{what}_expr`/`expr`"),
+                format!("give exactly one of `{}` and `{}`", keys.0, keys.1),
             ),
         }
+    }
+
+    /// Compiles an expression, reporting an error at the expression's own line.
+    fn expr(&self, e: &Spanned<String>, what: &str) -> Result<Expr, ConfigError> {
+        Expr::compile(e.get_ref()).or_else(|m| {
+            self.err(
+                e.span(),
+                format!("{what}: expression `{}`: {m}", e.get_ref()),
+            )
+        })
     }
 }
 
@@ -235,12 +242,7 @@ impl Rules {
             let mut object_types = Vec::new();
             for t in &c.object_types {
                 let filter = match &t.filter {
-                    Some(f) => Some(Expr::compile(f).or_else(|m| {
-                        cx.err(
-                            span.clone(),
-                            format!("object type `{}` filter: {m}", t.name),
-                        )
-                    })?),
+                    Some(f) => Some(cx.expr(f, &format!("object type `{}` filter", t.name))?),
                     None => None,
                 };
                 object_types.push(ObjectType {
@@ -331,8 +333,8 @@ impl Rules {
             };
             let object_type =
                 check_type(&connectors, ci, &r.object_type).or_else(|m| cx.err(span.clone(), m))?;
-            let cs = cx.source::<()>(span.clone(), &r.cs, &r.cs_expr, "cs")?;
-            let mv = cx.source::<()>(span.clone(), &r.mv, &r.mv_expr, "mv")?;
+            let cs = cx.source(span.clone(), &r.cs, &r.cs_expr, ("cs", "cs_expr"))?;
+            let mv = cx.source(span.clone(), &r.mv, &r.mv_expr, ("mv", "mv_expr"))?;
             joins.push(JoinRule {
                 id: hash_of(&["join", &json(r)]),
                 connector: connectors[ci].name.clone(),
@@ -352,7 +354,7 @@ impl Rules {
             };
             let object_type =
                 check_type(&connectors, ci, &r.object_type).or_else(|m| cx.err(span.clone(), m))?;
-            let source = cx.source::<()>(span.clone(), &r.cs, &r.expr, "cs")?;
+            let source = cx.source(span.clone(), &r.cs, &r.expr, ("cs", "expr"))?;
             flows.push((
                 ci,
                 ImportFlow {
@@ -376,7 +378,7 @@ impl Rules {
             };
             let object_type =
                 check_type(&connectors, ci, &r.object_type).or_else(|m| cx.err(span.clone(), m))?;
-            let source = cx.source::<()>(span.clone(), &r.mv, &r.expr, "mv")?;
+            let source = cx.source(span.clone(), &r.mv, &r.expr, ("mv", "expr"))?;
             flows.push((
                 ci,
                 ExportFlow {
@@ -405,10 +407,7 @@ impl Rules {
                 return cx.err(span, format!("dn template `{}`: {m}", r.dn));
             }
             let condition = match &r.condition {
-                Some(c) => Some(
-                    Expr::compile(c)
-                        .or_else(|m| cx.err(span.clone(), format!("condition: {m}")))?,
-                ),
+                Some(c) => Some(cx.expr(c, "condition")?),
                 None => None,
             };
             provisioning.push(Provision {
