@@ -110,7 +110,7 @@ pub fn run(suite: &str, people: usize, changes: usize) -> Result<Value> {
                     setup.pending_exports_left
                 );
             }
-            // K people get a new title in one change file.
+            // K people get a new mail address in one change file (the directory owns mail).
             let changes_dir = dir.path().join("changes");
             std::fs::create_dir_all(&changes_dir)?;
             let mut f =
@@ -119,13 +119,9 @@ pub fn run(suite: &str, people: usize, changes: usize) -> Result<Value> {
             let step = (people / changes.max(1)).max(1);
             let mut written = 0;
             for i in (0..people).step_by(step).take(changes) {
-                if i % 8 == 7 {
-                    // Plain `person` entries have no title flow worth changing; take the next.
-                    continue;
-                }
                 writeln!(
                     f,
-                    "dn: {}\nchangetype: modify\nreplace: title\ntitle: Bench title {i}\n-\n",
+                    "dn: {}\nchangetype: modify\nreplace: mail\nmail: changed{i}@example.test\n-\n",
                     idsync_sample::person_dn(i)
                 )?;
                 written += 1;

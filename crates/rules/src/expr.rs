@@ -34,18 +34,26 @@ impl std::fmt::Debug for Expr {
     }
 }
 
-/// The variables an expression is evaluated against, converted once per object.
-pub struct Vars {
-    cs: Option<cel::Value>,
-    mv: Option<cel::Value>,
+/// The variables an expression is evaluated against. They are converted to CEL values on first
+/// use and once per object: rules that only copy attributes never pay for the conversion.
+pub struct Vars<'a> {
+    cs: Option<&'a Attributes>,
+    mv: Option<&'a Attributes>,
+    converted: std::cell::OnceCell<(Option<cel::Value>, Option<cel::Value>)>,
 }
 
-impl Vars {
-    pub fn new(cs: Option<&Attributes>, mv: Option<&Attributes>) -> Self {
+impl<'a> Vars<'a> {
+    pub fn new(cs: Option<&'a Attributes>, mv: Option<&'a Attributes>) -> Self {
         Self {
-            cs: cs.map(attributes_to_cel),
-            mv: mv.map(attributes_to_cel),
+            cs,
+            mv,
+            converted: std::cell::OnceCell::new(),
         }
+    }
+
+    fn values(&self) -> &(Option<cel::Value>, Option<cel::Value>) {
+        self.converted
+            .get_or_init(|| (self.cs.map(attributes_to_cel), self.mv.map(attributes_to_cel)))
     }
 }
 
@@ -65,12 +73,13 @@ impl Expr {
     }
 
     /// Evaluates to values: null is no value, a list is several values.
-    pub fn eval(&self, vars: &Vars) -> Result<Vec<Value>, String> {
+    pub fn eval(&self, vars: &Vars<'_>) -> Result<Vec<Value>, String> {
         let mut ctx = Context::with_env(Arc::clone(env()));
-        if let Some(cs) = &vars.cs {
+        let (cs, mv) = vars.values();
+        if let Some(cs) = cs {
             ctx.add_variable_from_value("cs", cs.clone());
         }
-        if let Some(mv) = &vars.mv {
+        if let Some(mv) = mv {
             ctx.add_variable_from_value("mv", mv.clone());
         }
         let out = self
@@ -84,7 +93,7 @@ impl Expr {
     }
 
     /// Evaluates a condition: anything but `true` is false; an error is an error.
-    pub fn eval_bool(&self, vars: &Vars) -> Result<bool, String> {
+    pub fn eval_bool(&self, vars: &Vars<'_>) -> Result<bool, String> {
         let v = self.eval(vars)?;
         Ok(matches!(v.as_slice(), [Value::Boolean(true)]))
     }

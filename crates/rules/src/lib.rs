@@ -57,7 +57,7 @@ pub enum Source {
 }
 
 impl Source {
-    fn eval(&self, attrs: &Attributes, vars: &Vars) -> Result<Vec<Value>, String> {
+    fn eval(&self, attrs: &Attributes, vars: &Vars<'_>) -> Result<Vec<Value>, String> {
         match self {
             Source::Attribute(a) => Ok(attrs.get(a).map(<[Value]>::to_vec).unwrap_or_default()),
             Source::Expr(e) => e.eval(vars),
