@@ -52,8 +52,12 @@ impl<'a> Vars<'a> {
     }
 
     fn values(&self) -> &(Option<cel::Value>, Option<cel::Value>) {
-        self.converted
-            .get_or_init(|| (self.cs.map(attributes_to_cel), self.mv.map(attributes_to_cel)))
+        self.converted.get_or_init(|| {
+            (
+                self.cs.map(attributes_to_cel),
+                self.mv.map(attributes_to_cel),
+            )
+        })
     }
 }
 
