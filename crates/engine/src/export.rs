@@ -11,6 +11,7 @@ use idsync_model::{
     AttributeChange, AttributeDelta, Attributes, ConnectorId, CsId, CsObject, PendingExport, Value,
 };
 use idsync_store::{CsFilter, ObjectError, Store};
+use std::collections::HashMap;
 
 /// Gives binary values their bytes back from the store.
 fn load_blobs<S: Store>(store: &mut S, values: &mut [Value]) -> std::result::Result<(), String> {
@@ -54,7 +55,84 @@ fn load_delta_blobs<S: Store>(
     Ok(())
 }
 
+/// A target's unique attributes and, for each value (attribute lower-cased, value text), the
+/// objects that will hold it once pending exports are applied.
+#[derive(Default)]
+struct Unique {
+    attrs: Vec<String>,
+    holders: HashMap<(String, String), Vec<(CsId, String)>>,
+}
+
+/// The state an object will have in its system once its pending export is applied.
+fn future_state(o: &CsObject) -> Attributes {
+    match &o.pending_export {
+        Some(PendingExport::Add { attributes, .. }) => attributes.clone(),
+        Some(PendingExport::Update { changes, .. }) => {
+            let mut a = o.expected();
+            idsync_model::apply_delta(&mut a, changes);
+            a
+        }
+        Some(PendingExport::Delete) => Attributes::new(),
+        None => o.expected(),
+    }
+}
+
+fn conflict(unique: &Unique, o: &CsObject) -> Option<String> {
+    let state = future_state(o);
+    for attr in &unique.attrs {
+        for v in state.get(attr).unwrap_or(&[]) {
+            let key = (attr.to_ascii_lowercase(), v.to_text().to_lowercase());
+            if let Some(others) = unique.holders.get(&key) {
+                if let Some((_, dn)) = others.iter().find(|(id, _)| id != &o.id) {
+                    return Some(format!(
+                        "uniqueness conflict: {attr} = {} is also on {dn}; not exported",
+                        v.to_text()
+                    ));
+                }
+            }
+        }
+    }
+    None
+}
+
 impl<S: Store> Engine<S> {
+    /// Builds the unique-value index of a target (empty when it has no uniqueness rule). It
+    /// holds only the unique attributes' values, one entry per object holding one.
+    fn unique_holders(&mut self, id: &ConnectorId) -> Result<Unique> {
+        let attrs = self
+            .rules
+            .connector(id.as_str())
+            .map(|c| c.unique.clone())
+            .unwrap_or_default();
+        let mut u = Unique {
+            attrs,
+            holders: HashMap::new(),
+        };
+        if u.attrs.is_empty() {
+            return Ok(u);
+        }
+        let mut after: Option<CsId> = None;
+        loop {
+            let page = self
+                .store
+                .cs_scan(id, CsFilter::All, after.as_ref(), 1000)?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id.clone());
+            for o in page {
+                let state = future_state(&o);
+                for a in &u.attrs {
+                    for v in state.get(a).unwrap_or(&[]) {
+                        u.holders
+                            .entry((a.to_ascii_lowercase(), v.to_text().to_lowercase()))
+                            .or_default()
+                            .push((o.id.clone(), o.dn.to_string()));
+                    }
+                }
+            }
+        }
+        Ok(u)
+    }
+
     pub(crate) fn export(&mut self, id: &ConnectorId, report: &mut StepReport) -> Result<()> {
         if self.options.staging {
             report
@@ -91,6 +169,7 @@ impl<S: Store> Engine<S> {
         let confirms = connector.capabilities().full_import;
         self.progress
             .start(&format!("export {id}"), Some(counts.pending_export));
+        let unique = self.unique_holders(id)?;
         let mut after: Option<CsId> = None;
         loop {
             let page =
@@ -98,7 +177,7 @@ impl<S: Store> Engine<S> {
                     .cs_scan(id, CsFilter::PendingExport, after.as_ref(), batch_size)?;
             let Some(last) = page.last() else { break };
             after = Some(last.id.clone());
-            let mut items = Vec::with_capacity(page.len());
+            let mut items: Vec<ExportItem> = Vec::with_capacity(page.len());
             let mut objects: Vec<CsObject> = Vec::with_capacity(page.len());
             for o in page {
                 let op = match o.pending_export.clone() {
@@ -135,6 +214,31 @@ impl<S: Store> Engine<S> {
                         message: m,
                     }),
                 }
+            }
+            if !unique.attrs.is_empty() {
+                // Values that must be unique in the target are checked before anything is sent:
+                // a conflict is reported with both objects and neither value goes out blindly.
+                let mut keep_items = Vec::with_capacity(items.len());
+                let mut keep_objects = Vec::with_capacity(objects.len());
+                for (mut o, item) in objects.into_iter().zip(items) {
+                    match conflict(&unique, &o) {
+                        None => {
+                            keep_items.push(item);
+                            keep_objects.push(o);
+                        }
+                        Some(message) => {
+                            report.stats.export_errors += 1;
+                            o.export_error = Some(message.clone());
+                            report.errors.push(ObjectError {
+                                object: o.dn.to_string(),
+                                message,
+                            });
+                            self.store.cs_put(&o)?;
+                        }
+                    }
+                }
+                items = keep_items;
+                objects = keep_objects;
             }
             if items.is_empty() {
                 continue;

@@ -175,7 +175,8 @@ mod tests {
 
     #[test]
     fn expressions_see_attributes_by_either_spelling() {
-        let vars = Vars::new(Some(&person()), None);
+        let p = person();
+        let vars = Vars::new(Some(&p), None);
         let e = Expr::compile("cs.givenName + ' ' + cs.sn").unwrap();
         assert_eq!(e.eval(&vars).unwrap(), vec![Value::from("Ann Lee")]);
         let e = Expr::compile("cs.givenname.lowerAscii()").unwrap();
@@ -193,7 +194,8 @@ mod tests {
 
     #[test]
     fn a_missing_attribute_is_an_error_not_a_panic() {
-        let vars = Vars::new(Some(&person()), None);
+        let p = person();
+        let vars = Vars::new(Some(&p), None);
         let e = Expr::compile("cs.title").unwrap();
         assert!(e.eval(&vars).is_err());
     }

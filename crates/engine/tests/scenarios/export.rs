@@ -226,3 +226,44 @@ fn deprovision_on_delete() {
     let r = env.step(Step::FullImport, "profiles");
     assert_eq!((r.stats.deleted, r.stats.added), (0, 0), "{:?}", r.stats);
 }
+
+#[test]
+fn unique_value_conflict_is_reported_with_both_objects_and_not_exported() {
+    // Titles are unique in this target: Ann holds "Engineer" there; then Bob becomes one too.
+    let config = format!(
+        "{}\n[[unique]]\nconnector = \"profiles\"\nattribute = \"title\"\n",
+        config()
+    );
+    let mut env = Env::new(&config, &[("directory.ldif", three_people().as_bytes())]);
+    env.cycle(idsync_engine::CycleKind::Full);
+    assert_eq!(accounts(&env), ["ann", "bob", "cat"]);
+    let changed = [
+        person("ann", "a-1", &["title: Engineer"]),
+        person("bob", "b-2", &["title: Engineer"]),
+        person("cat", "c-3", &["title: Manager"]),
+    ]
+    .concat();
+    env.write("directory.ldif", &changed);
+    env.step(Step::FullImport, "directory");
+    env.step(Step::DeltaSync, "directory");
+    let r = env.step(Step::Export, "profiles");
+    assert_eq!(r.stats.exported, 0);
+    assert_eq!(r.stats.export_errors, 1);
+    let msg = &r.errors[0].message;
+    assert!(
+        msg.contains("uniqueness conflict") && msg.contains("Engineer") && msg.contains("ann"),
+        "{msg}"
+    );
+    assert_eq!(r.errors[0].object, "bob");
+    // Bob's change stays pending with the reason; the target still has his old title.
+    let bob = env.cs_dn("profiles", "bob");
+    assert!(bob.pending_export.is_some());
+    assert!(bob
+        .export_error
+        .as_deref()
+        .unwrap_or("")
+        .contains("uniqueness conflict"));
+    let rows = env.csv_rows("profiles.csv");
+    let bob_row = rows.iter().find(|r| r["account"] == "bob").unwrap();
+    assert_eq!(bob_row["title"], "Analyst");
+}
