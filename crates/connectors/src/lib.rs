@@ -9,8 +9,10 @@ mod attr_types;
 pub mod csv;
 mod file_table;
 pub mod ldif;
+mod secret;
 
 pub use attr_types::{AttributeTypes, TypeHint};
+pub use secret::{resolve_secret, Secret};
 
 use idsync_model::{
     Anchor, AttributeDelta, Attributes, ConnectorId, CsEntry, CsId, Dn, ObjectTypeName,

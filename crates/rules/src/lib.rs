@@ -281,6 +281,22 @@ impl Rules {
                 }
                 _ => None,
             };
+            // Secrets are references (`env:NAME`, `file:PATH`), never written into the file.
+            for (key, value) in &c.settings {
+                let secret = is_secret_setting(key);
+                let is_ref = value
+                    .as_str()
+                    .is_some_and(|v| v.starts_with("env:") || v.starts_with("file:"));
+                if secret && !is_ref {
+                    return cx.err(
+                        span,
+                        format!(
+                            "connector `{}`: `{key}` must name where the secret is (env:NAME or file:PATH), never the secret itself",
+                            c.name
+                        ),
+                    );
+                }
+            }
             let line = config::line_col(source, span.start).0;
             connectors.push(ConnectorRules {
                 name: ConnectorId::new(&c.name),
@@ -571,6 +587,14 @@ impl Rules {
         }
         out
     }
+}
+
+/// Whether a connector setting's name says it holds a secret (which must then be a reference).
+pub fn is_secret_setting(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    ["password", "secret", "token", "credential", "passphrase"]
+        .iter()
+        .any(|w| n.contains(w))
 }
 
 fn keys(values: &[Value], normalize: &[Normalize]) -> Vec<String> {

@@ -137,3 +137,22 @@ fn a_changed_rule_changes_the_sync_version_only() {
         c.connector("directory").unwrap().scope_version()
     );
 }
+
+#[test]
+fn an_inline_secret_is_refused_without_echoing_it() {
+    let src = BASE.replacen(
+        "path = \"people.ldif\"",
+        "path = \"people.ldif\"\nbind_password = \"hunter2\"",
+        1,
+    );
+    let e = Rules::load(&src, "c.toml").unwrap_err();
+    assert_eq!(e.line, 2, "{e}");
+    assert!(e.message.contains("env:NAME or file:PATH"), "{e}");
+    assert!(!e.to_string().contains("hunter2"), "{e}");
+    let ok = BASE.replacen(
+        "path = \"people.ldif\"",
+        "path = \"people.ldif\"\nbind_password = \"env:LDAP_PW\"",
+        1,
+    );
+    assert!(Rules::load(&ok, "c.toml").is_ok());
+}

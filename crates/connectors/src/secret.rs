@@ -1,0 +1,74 @@
+//! Secrets by reference: a configuration names where a secret is (`env:NAME`, `file:PATH`),
+//! never the secret itself, and the value never reaches a log.
+
+use std::fmt;
+use std::path::Path;
+
+/// A secret value. Its `Debug` and `Display` print a placeholder, so a secret logged by mistake
+/// shows nothing.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The value, for the one place that sends it (a bind, a connection string).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Resolves `env:NAME` (an environment variable) or `file:PATH` (a file's content without its
+/// trailing newline; relative to `base_dir`). Anything else is refused: a secret written into
+/// the configuration is an error, not a convenience. Messages name the reference, never a value.
+pub fn resolve_secret(reference: &str, base_dir: &Path) -> Result<Secret, String> {
+    if let Some(name) = reference.strip_prefix("env:") {
+        return std::env::var(name)
+            .map(Secret)
+            .map_err(|_| format!("environment variable `{name}` (from `{reference}`) is not set"));
+    }
+    if let Some(path) = reference.strip_prefix("file:") {
+        let p = base_dir.join(path);
+        let text = std::fs::read_to_string(&p)
+            .map_err(|e| format!("cannot read secret file {}: {e}", p.display()))?;
+        return Ok(Secret(text.trim_end_matches(['\n', '\r']).to_owned()));
+    }
+    Err(
+        "a secret must be a reference, `env:NAME` or `file:PATH`, never the secret itself"
+            .to_owned(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_resolve_and_inline_secrets_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("bind.pw"), "s3cret\n").unwrap();
+        let s = resolve_secret("file:bind.pw", dir.path()).unwrap();
+        assert_eq!(s.expose(), "s3cret");
+        assert_eq!(format!("{s:?} {s}"), "Secret(***) ***");
+        std::env::set_var("IDSYNC_TEST_SECRET_X", "from-env");
+        assert_eq!(
+            resolve_secret("env:IDSYNC_TEST_SECRET_X", dir.path())
+                .unwrap()
+                .expose(),
+            "from-env"
+        );
+        let e = resolve_secret("hunter2", dir.path()).unwrap_err();
+        assert!(!e.contains("hunter2"), "{e}");
+        assert!(resolve_secret("env:IDSYNC_TEST_SECRET_UNSET", dir.path()).is_err());
+    }
+}
