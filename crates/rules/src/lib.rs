@@ -203,6 +203,34 @@ impl Ctx<'_> {
         }
     }
 
+    /// The connector a rule names (its index) and the object type it names, if any, or an error
+    /// at the rule's line.
+    fn locate(
+        &self,
+        connectors: &[ConnectorRules],
+        span: std::ops::Range<usize>,
+        connector: &str,
+        object_type: &Option<String>,
+    ) -> Result<(usize, Option<ObjectTypeName>), ConfigError> {
+        let Some(ci) = connectors.iter().position(|c| c.name.as_str() == connector) else {
+            return self.err(span, format!("unknown connector `{connector}`"));
+        };
+        let Some(t) = object_type else {
+            return Ok((ci, None));
+        };
+        if connectors[ci]
+            .object_types
+            .iter()
+            .any(|o| o.name.as_str() == t)
+        {
+            return Ok((ci, Some(ObjectTypeName::new(t))));
+        }
+        self.err(
+            span,
+            format!("connector `{connector}` has no object type `{t}`"),
+        )
+    }
+
     /// Compiles an expression, reporting an error at the expression's own line.
     fn expr(&self, e: &Spanned<String>, what: &str) -> Result<Expr, ConfigError> {
         Expr::compile(e.get_ref()).or_else(|m| {
@@ -315,40 +343,12 @@ impl Rules {
             });
         }
 
-        fn find(connectors: &[ConnectorRules], name: &str) -> Option<usize> {
-            connectors.iter().position(|c| c.name.as_str() == name)
-        }
-        fn check_type(
-            connectors: &[ConnectorRules],
-            ci: usize,
-            t: &Option<String>,
-        ) -> Result<Option<ObjectTypeName>, String> {
-            match t {
-                None => Ok(None),
-                Some(t)
-                    if connectors[ci]
-                        .object_types
-                        .iter()
-                        .any(|o| o.name.as_str() == t) =>
-                {
-                    Ok(Some(ObjectTypeName::new(t)))
-                }
-                Some(t) => Err(format!(
-                    "connector `{}` has no object type `{t}`",
-                    connectors[ci].name
-                )),
-            }
-        }
-
         let mut joins = Vec::new();
         for j in &config.joins {
             let span = j.span();
             let r = j.get_ref();
-            let Some(ci) = find(&connectors, &r.connector) else {
-                return cx.err(span, format!("unknown connector `{}`", r.connector));
-            };
-            let object_type =
-                check_type(&connectors, ci, &r.object_type).or_else(|m| cx.err(span.clone(), m))?;
+            let (ci, object_type) =
+                cx.locate(&connectors, span.clone(), &r.connector, &r.object_type)?;
             let cs = cx.source(span.clone(), &r.cs, &r.cs_expr, ("cs", "cs_expr"))?;
             let mv = cx.source(span.clone(), &r.mv, &r.mv_expr, ("mv", "mv_expr"))?;
             joins.push(JoinRule {
@@ -365,11 +365,8 @@ impl Rules {
         for f in &config.import_flows {
             let span = f.span();
             let r = f.get_ref();
-            let Some(ci) = find(&connectors, &r.connector) else {
-                return cx.err(span, format!("unknown connector `{}`", r.connector));
-            };
-            let object_type =
-                check_type(&connectors, ci, &r.object_type).or_else(|m| cx.err(span.clone(), m))?;
+            let (ci, object_type) =
+                cx.locate(&connectors, span.clone(), &r.connector, &r.object_type)?;
             let source = cx.source(span.clone(), &r.cs, &r.expr, ("cs", "expr"))?;
             flows.push((
                 ci,
@@ -389,11 +386,8 @@ impl Rules {
         for f in &config.export_flows {
             let span = f.span();
             let r = f.get_ref();
-            let Some(ci) = find(&connectors, &r.connector) else {
-                return cx.err(span, format!("unknown connector `{}`", r.connector));
-            };
-            let object_type =
-                check_type(&connectors, ci, &r.object_type).or_else(|m| cx.err(span.clone(), m))?;
+            let (ci, object_type) =
+                cx.locate(&connectors, span.clone(), &r.connector, &r.object_type)?;
             let source = cx.source(span.clone(), &r.mv, &r.expr, ("mv", "expr"))?;
             flows.push((
                 ci,
@@ -414,11 +408,12 @@ impl Rules {
         for p in &config.provisioning {
             let span = p.span();
             let r = p.get_ref();
-            let Some(ci) = find(&connectors, &r.connector) else {
-                return cx.err(span, format!("unknown connector `{}`", r.connector));
-            };
-            check_type(&connectors, ci, &Some(r.object_type.clone()))
-                .or_else(|m| cx.err(span.clone(), m))?;
+            let (ci, _) = cx.locate(
+                &connectors,
+                span.clone(),
+                &r.connector,
+                &Some(r.object_type.clone()),
+            )?;
             if let Err(m) = template::check_template(&r.dn) {
                 return cx.err(span, format!("dn template `{}`: {m}", r.dn));
             }
@@ -439,9 +434,7 @@ impl Rules {
         for u in &config.unique {
             let span = u.span();
             let r = u.get_ref();
-            let Some(ci) = find(&connectors, &r.connector) else {
-                return cx.err(span, format!("unknown connector `{}`", r.connector));
-            };
+            let (ci, _) = cx.locate(&connectors, span, &r.connector, &None)?;
             connectors[ci].unique.push(r.attribute.clone());
         }
 
@@ -454,7 +447,7 @@ impl Rules {
         for (attr, order) in precedence_table {
             let mut ids = Vec::new();
             for name in order {
-                if find(&connectors, name).is_none() {
+                if !connectors.iter().any(|c| c.name.as_str() == name) {
                     return cx.err(
                         precedence_span.clone(),
                         format!("precedence of `{attr}` names unknown connector `{name}`"),
