@@ -271,8 +271,12 @@ pub(crate) fn sync_object<S: Store>(
         let keys = rules.mv_join_keys(&attrs);
         store.mv_put(&mv, &keys)?;
     }
-    o.pending_import = None;
-    store.cs_put(&o)?;
+    // A full sync of an unchanged estate rewrites nothing: the row changes only when its
+    // pending import is cleared or its link is new.
+    if o.pending_import.is_some() || newly_linked {
+        o.pending_import = None;
+        store.cs_put(&o)?;
+    }
 
     // Objects whose references point here can resolve now.
     if newly_linked {
