@@ -95,7 +95,7 @@ pub fn steps(reports: &[StepReport]) {
         .map(|r| {
             let s = &r.stats;
             vec![
-                r.step_name().to_owned(),
+                r.step.name().to_owned(),
                 r.connector.clone(),
                 n(s.read),
                 n(s.added),
@@ -125,24 +125,15 @@ pub fn steps(reports: &[StepReport]) {
     println!("{t}");
     for r in reports {
         for note in &r.notes {
-            println!("  {} {}: {note}", r.step_name(), r.connector);
+            println!("  {} {}: {note}", r.step.name(), r.connector);
         }
         for (reason, count) in &r.stats.filtered {
             println!(
                 "  {} {}: {count} not taken: {reason}",
-                r.step_name(),
+                r.step.name(),
                 r.connector
             );
         }
-    }
-}
-
-trait StepName {
-    fn step_name(&self) -> &'static str;
-}
-impl StepName for StepReport {
-    fn step_name(&self) -> &'static str {
-        self.step.name()
     }
 }
 
@@ -154,7 +145,7 @@ pub fn errors(reports: &[StepReport]) {
         }
         println!(
             "\n{} {} (run {}): {} object error(s){}",
-            r.step_name(),
+            r.step.name(),
             r.connector,
             r.run,
             r.errors.len(),
