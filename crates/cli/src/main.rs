@@ -111,7 +111,7 @@ pub(crate) fn open_engine(config: &Path) -> Result<Engine<SqliteStore>> {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or_else(|| PathBuf::from("."));
     let store = SqliteStore::open(&base.join(&rules.store_path))?;
-    let mut engine = Engine::new(rules, store, base);
+    let mut engine = Engine::new(rules, store, base).with_opener(idsync_connectors_all::open);
     if let Some((line, message)) = engine.check_connectors().into_iter().next() {
         bail!("{}:{line}: {message}", config.display());
     }

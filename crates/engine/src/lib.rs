@@ -108,8 +108,18 @@ pub struct Options {
     pub staging: bool,
 }
 
+/// Opens a connector of a configured type: (name, type, settings, base directory). The binary
+/// passes one that knows every connector crate; the default knows the file connectors.
+pub type Opener = fn(
+    &ConnectorId,
+    &str,
+    &toml::Table,
+    &std::path::Path,
+) -> idsync_connectors::Result<Box<dyn Connector>>;
+
 pub struct Engine<S: Store> {
     pub rules: Rules,
+    opener: Opener,
     pub store: S,
     base_dir: PathBuf,
     connectors: HashMap<ConnectorId, Box<dyn Connector>>,
@@ -131,6 +141,7 @@ impl<S: Store> Engine<S> {
             rules,
             store,
             base_dir,
+            opener: idsync_connectors::open,
             connectors: HashMap::new(),
             progress: Box::new(Quiet),
             options: Options::default(),
@@ -139,6 +150,12 @@ impl<S: Store> Engine<S> {
 
     pub fn with_progress(mut self, p: Box<dyn Progress>) -> Self {
         self.progress = p;
+        self
+    }
+
+    /// Sets how connectors are opened (see [`Opener`]).
+    pub fn with_opener(mut self, opener: Opener) -> Self {
+        self.opener = opener;
         self
     }
 
@@ -164,12 +181,7 @@ impl<S: Store> Engine<S> {
             .rules
             .connector(id.as_str())
             .ok_or_else(|| Error::UnknownConnector(id.to_string()))?;
-        Ok(idsync_connectors::open(
-            id,
-            &r.kind,
-            &r.settings,
-            &self.base_dir,
-        )?)
+        Ok((self.opener)(id, &r.kind, &r.settings, &self.base_dir)?)
     }
 
     /// Opens every configured connector, so a bad connector setting is reported when the

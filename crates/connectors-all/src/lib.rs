@@ -1,0 +1,31 @@
+//! The composition point for connectors: [`open`] knows every connector crate and opens one by
+//! its configured `type`. The engine takes it as its `Opener`; connector crates never depend on
+//! each other, only on `idsync-connectors` for the trait.
+
+use idsync_connectors::{Connector, Error, Result};
+use idsync_model::ConnectorId;
+use std::path::Path;
+
+/// Every connector type this build knows, for messages and `--help`.
+pub const TYPES: &[&str] = &["ldif", "csv"];
+
+/// Opens a connector of a configured type. `base_dir` resolves relative paths (the
+/// configuration file's directory).
+pub fn open(
+    name: &ConnectorId,
+    kind: &str,
+    settings: &toml::Table,
+    base_dir: &Path,
+) -> Result<Box<dyn Connector>> {
+    match kind {
+        // Connector crates register here, one arm each (and in `TYPES`).
+        "ldif" | "csv" => idsync_connectors::open(name, kind, settings, base_dir),
+        other => Err(Error::Config {
+            connector: name.to_string(),
+            message: format!(
+                "unknown connector type `{other}` (known: {})",
+                TYPES.join(", ")
+            ),
+        }),
+    }
+}
