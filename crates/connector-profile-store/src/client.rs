@@ -44,6 +44,7 @@ fn transport(e: ureq::Error) -> HttpError {
 impl Client {
     pub fn new(
         root: &str,
+        scim_path: &str,
         token: String,
         ca_pem: Option<Vec<u8>>,
         timeout: Duration,
@@ -73,7 +74,7 @@ impl Client {
         let root = root.trim_end_matches('/').to_owned();
         Ok(Client {
             agent: cfg.build().into(),
-            scim: format!("{root}/scim/v2"),
+            scim: format!("{root}/{}", scim_path.trim_matches('/')),
             root,
             token,
         })

@@ -45,6 +45,9 @@ struct Settings {
     url: String,
     /// The bearer token, by reference (`env:NAME` or `file:PATH`).
     token: String,
+    /// Where SCIM is served under `url` (`/scim/v2` for idsync's profile store).
+    #[serde(default = "default_scim_path")]
+    scim_path: String,
     /// A PEM file of CA certificates to trust instead of the built-in roots.
     ca_file: Option<String>,
     #[serde(default = "default_page")]
@@ -61,6 +64,9 @@ struct Settings {
     attribute_types: BTreeMap<String, TypeHint>,
 }
 
+fn default_scim_path() -> String {
+    "/scim/v2".to_owned()
+}
 fn default_page() -> usize {
     500
 }
@@ -111,6 +117,7 @@ impl ProfileStoreConnector {
         }
         let client = Client::new(
             &s.url,
+            &s.scim_path,
             token.expose().to_owned(),
             ca,
             Duration::from_secs(s.timeout_seconds),
@@ -691,10 +698,6 @@ impl ProfileStoreConnector {
                         }
                     }
                 } else {
-                    r.insert(
-                        "schemas".into(),
-                        json!([USER, mapping::ENTERPRISE, mapping::PROFILE]),
-                    );
                     r.insert("userName".into(), json!(item.dn.as_str()));
                     for (k, v) in attributes.iter() {
                         let f = Field::of(k.as_str());
@@ -717,6 +720,15 @@ impl ProfileStoreConnector {
                             }
                         }
                     }
+                }
+                if !group {
+                    let mut schemas = vec![json!(USER)];
+                    for ext in [mapping::ENTERPRISE, mapping::PROFILE] {
+                        if r.contains_key(ext) {
+                            schemas.push(json!(ext));
+                        }
+                    }
+                    r.insert("schemas".into(), Json::Array(schemas));
                 }
                 op.data = Some(Json::Object(r));
             }
