@@ -59,14 +59,23 @@ fn serve(db: &Path, port: u16) -> Serve {
     let s = Serve(child);
     let t = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(t.elapsed() < Duration::from_secs(20), "idsync serve did not listen");
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "idsync serve did not listen"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     s
 }
 
 fn token(db: &Path, args: &[&str]) -> String {
-    let out = run_ok(idsync().args(["token", "create"]).args(args).arg("--db").arg(db));
+    let out = run_ok(
+        idsync()
+            .args(["token", "create"])
+            .args(args)
+            .arg("--db")
+            .arg(db),
+    );
     out.split_whitespace()
         .last()
         .expect("the token is printed")

@@ -91,7 +91,12 @@ pub struct ProfileStoreConnector {
     user_names: HashMap<String, String>,
     /// The feed cursor read before the last full import began.
     cursor_before_full: Option<String>,
+    /// The latest `meta.lastModified` read, for services without a change feed.
+    last_modified: Option<(i64, String)>,
 }
+
+/// The watermark prefix of services without a change feed.
+const LAST_MODIFIED: &str = "lastModified:";
 
 impl ProfileStoreConnector {
     pub fn new(id: ConnectorId, settings: &toml::Table, base_dir: &Path) -> Result<Self> {
@@ -137,6 +142,7 @@ impl ProfileStoreConnector {
             user_ids: HashMap::new(),
             user_names: HashMap::new(),
             cursor_before_full: None,
+            last_modified: None,
             id,
         })
     }
@@ -257,6 +263,7 @@ impl ProfileStoreConnector {
         let schema = self.schema()?.clone();
         let mut reads = Vec::with_capacity(page.len());
         for u in page {
+            self.note_modified(u);
             match mapping::read_user(u, &schema) {
                 Ok(r) => {
                     self.remember(&r.id, &r.user_name);
@@ -371,6 +378,81 @@ impl ProfileStoreConnector {
         Ok(out)
     }
 
+    /// Keeps the latest `meta.lastModified` seen (the watermark of a service without a feed).
+    fn note_modified(&mut self, r: &Json) {
+        let Some(text) = r
+            .get("meta")
+            .and_then(|m| m.get("lastModified"))
+            .and_then(Json::as_str)
+        else {
+            return;
+        };
+        if let Ok(t) =
+            time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        {
+            let t = t.unix_timestamp();
+            if self.last_modified.as_ref().is_none_or(|(m, _)| t > *m) {
+                self.last_modified = Some((t, text.to_owned()));
+            }
+        }
+    }
+
+    /// A delta by `meta.lastModified ge WATERMARK`, for SCIM services without a change feed.
+    /// Deletes are not visible this way: the next full import finds them.
+    fn delta_by_last_modified(
+        &mut self,
+        since: &str,
+        sink: &mut dyn ImportSink,
+    ) -> Result<DeltaOutcome> {
+        let mut count = 0usize;
+        let filter = format!("meta.lastModified ge {}", mapping::filter_string(since));
+        for (resource, users) in [("Users", true), ("Groups", false)] {
+            let url = format!("{}/{resource}", self.client.scim);
+            let mut start = 1usize;
+            loop {
+                let (s, c) = (start.to_string(), self.page_size.to_string());
+                let page = match self.client.get_json(
+                    &url,
+                    &[("filter", &filter), ("startIndex", &s), ("count", &c)],
+                ) {
+                    Ok(p) => p,
+                    Err(HttpError::Status(404, _)) if !users => break,
+                    Err(e) => return Err(self.err(e)),
+                };
+                let list = resources(&page);
+                let n = list.len();
+                let total = page.get("totalResults").and_then(Json::as_u64).unwrap_or(0) as usize;
+                let entries = if users {
+                    self.users_to_entries(&list, sink)?
+                } else {
+                    list.iter().for_each(|g| self.note_modified(g));
+                    self.groups_to_entries(&list, sink)?
+                };
+                count += entries.len();
+                for e in entries {
+                    sink.change(ImportChange::Upsert(e))
+                        .map_err(Self::sink_err)?;
+                }
+                start += n;
+                if n == 0 || start > total {
+                    break;
+                }
+            }
+        }
+        let watermark = self
+            .last_modified
+            .take()
+            .map(|(_, t)| t)
+            .unwrap_or_else(|| since.to_owned());
+        Ok(DeltaOutcome {
+            watermark: Some(format!("{LAST_MODIFIED}{watermark}")),
+            method: format!(
+                "meta.lastModified filter ({count} changed; no change feed, so deletes are found by the next full import)"
+            ),
+            full: false,
+        })
+    }
+
     fn latest_cursor(&self) -> Result<Option<String>> {
         let url = format!("{}/changes/latest", self.client.root);
         match self.client.get_json(&url, &[]) {
@@ -468,6 +550,7 @@ impl Connector for ProfileStoreConnector {
         // The cursor is read first: whatever changes during the read is read again by the next
         // delta import, never lost.
         self.cursor_before_full = self.latest_cursor()?;
+        self.last_modified = None;
         self.schema = None;
         self.page_through("Users", |me, page| {
             for e in me.users_to_entries(&page, sink)? {
@@ -476,6 +559,7 @@ impl Connector for ProfileStoreConnector {
             Ok(())
         })?;
         self.page_through("Groups", |me, page| {
+            page.iter().for_each(|g| me.note_modified(g));
             for e in me.groups_to_entries(&page, sink)? {
                 sink.entry(e).map_err(Self::sink_err)?;
             }
@@ -484,10 +568,13 @@ impl Connector for ProfileStoreConnector {
     }
 
     fn watermark_after_full_import(&mut self) -> Result<Option<String>> {
-        match self.cursor_before_full.take() {
-            Some(c) => Ok(Some(c)),
-            None => self.latest_cursor(),
+        if let Some(c) = self.cursor_before_full.take() {
+            return Ok(Some(c));
         }
+        Ok(self
+            .last_modified
+            .take()
+            .map(|(_, t)| format!("{LAST_MODIFIED}{t}")))
     }
 
     fn delta_import(
@@ -504,6 +591,10 @@ impl Connector for ProfileStoreConnector {
                 full: true,
             });
         };
+        if let Some(since) = cursor.strip_prefix(LAST_MODIFIED) {
+            let since = since.to_owned();
+            return self.delta_by_last_modified(&since, sink);
+        }
         let url = format!("{}/changes", self.client.root);
         let mut count = 0usize;
         loop {

@@ -537,7 +537,8 @@ object_classes = ["User"]
 /// a configuration made by [`profile_store_config_text`]; nothing else changes, and no connector
 /// space is cleared: the changed rules re-evaluate by themselves.
 pub fn photo_writeback(config: &str) -> String {
-    let from_directory = "[[import_flow]]\nconnector = \"directory\"\nmv = \"photo\"\ncs = \"jpegPhoto\"\n";
+    let from_directory =
+        "[[import_flow]]\nconnector = \"directory\"\nmv = \"photo\"\ncs = \"jpegPhoto\"\n";
     let to_profiles = "[[export_flow]]\nconnector = \"profiles\"\ncs = \"photo\"\nmv = \"photo\"\n";
     assert!(config.contains(from_directory) && config.contains(to_profiles));
     config
