@@ -6,6 +6,7 @@
 
 mod bench;
 mod output;
+mod serve;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -77,6 +78,18 @@ enum Command {
         id: String,
         #[arg(long)]
         connector: Option<String>,
+    },
+    /// Run the profile store service (SCIM 2.0 API, photos, change feed).
+    Serve {
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        #[command(flatten)]
+        store: serve::StoreArgs,
+    },
+    /// Profile store bearer tokens: create, list, revoke.
+    Token {
+        #[command(subcommand)]
+        action: serve::TokenCommand,
     },
     /// Benchmarks on generated data: ldif-import, full-sync, delta-cycle.
     Bench {
@@ -207,6 +220,8 @@ fn run(cli: Cli) -> Result<()> {
             let mut engine = open_engine(&cli.config)?;
             output::show(&mut engine, &id, connector.as_deref(), cli.json)?;
         }
+        Command::Serve { listen, store } => serve::serve(listen, &store)?,
+        Command::Token { action } => serve::token(action, cli.json)?,
         Command::Bench {
             suite,
             people,

@@ -1,0 +1,977 @@
+//! The SQLite backend: one database file (separate from the engine's store), WAL mode, one
+//! writer connection and a few readers. Users and groups are rows holding their normalised JSON
+//! document plus indexed columns (userName, externalId); SCIM filters become SQL over those
+//! columns and `json_extract`/`json_each`, so a filtered search neither scans nor deserialises
+//! every profile in Rust.
+
+use super::*;
+use crate::filter::{AttrPath, CompValue, Op};
+use crate::schema::{AttrType, Attribute, Place, Schemas};
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+const SCHEMA_VERSION: &str = "1";
+
+const DDL: &str = "
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS resource (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    id TEXT NOT NULL UNIQUE,
+    name TEXT COLLATE NOCASE,
+    external_id TEXT,
+    doc TEXT NOT NULL,
+    created TEXT NOT NULL,
+    last_modified TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    photo_hash TEXT
+);
+CREATE UNIQUE INDEX IF NOT EXISTS resource_user_name ON resource(name) WHERE kind = 'User';
+CREATE INDEX IF NOT EXISTS resource_kind ON resource(kind, seq);
+CREATE INDEX IF NOT EXISTS resource_external_id ON resource(kind, external_id);
+CREATE TABLE IF NOT EXISTS member (
+    group_id TEXT NOT NULL,
+    member_id TEXT NOT NULL,
+    PRIMARY KEY (group_id, member_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS member_by_member ON member(member_id);
+CREATE TABLE IF NOT EXISTS photo (
+    user_id TEXT PRIMARY KEY,
+    hash TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    thumbnail_type TEXT NOT NULL,
+    original BLOB NOT NULL,
+    small BLOB NOT NULL,
+    medium BLOB NOT NULL,
+    large BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS change (
+    cursor INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    id TEXT NOT NULL UNIQUE,
+    deleted INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS token (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    user_name TEXT,
+    hash TEXT NOT NULL UNIQUE,
+    created TEXT NOT NULL,
+    revoked INTEGER NOT NULL DEFAULT 0
+);
+";
+
+const READERS: usize = 4;
+
+/// The SQLite profile storage.
+pub struct SqliteStorage {
+    writer: Mutex<Connection>,
+    readers: Vec<Mutex<Connection>>,
+    next: AtomicUsize,
+    schemas: Arc<Schemas>,
+}
+
+fn open_conn(path: &Path) -> Result<Connection> {
+    let db = |source| Error::Database {
+        path: path.display().to_string(),
+        source,
+    };
+    let c = Connection::open(path).map_err(db)?;
+    c.busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(db)?;
+    c.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")
+        .map_err(db)?;
+    Ok(c)
+}
+
+use crate::error::Error;
+
+impl SqliteStorage {
+    /// Opens (creating if needed) the database at `path`.
+    pub fn open(path: &Path, schemas: Arc<Schemas>) -> Result<SqliteStorage> {
+        let writer = open_conn(path)?;
+        writer
+            .execute_batch(DDL)
+            .map_err(|source| Error::Database {
+                path: path.display().to_string(),
+                source,
+            })?;
+        let v: Option<String> = writer
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'schema_version'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match v.as_deref() {
+            None => {
+                writer.execute(
+                    "INSERT INTO meta(key, value) VALUES ('schema_version', ?1)",
+                    [SCHEMA_VERSION],
+                )?;
+            }
+            Some(SCHEMA_VERSION) => {}
+            Some(other) => return Err(Error::Corrupt(format!(
+                "{} has profile store schema version {other}, this build knows {SCHEMA_VERSION}",
+                path.display()
+            ))),
+        }
+        let readers = (0..READERS)
+            .map(|_| open_conn(path).map(Mutex::new))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(SqliteStorage {
+            writer: Mutex::new(writer),
+            readers,
+            next: AtomicUsize::new(0),
+            schemas,
+        })
+    }
+}
+
+fn lock(m: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    // A panic while holding the lock leaves the connection usable: SQLite rolls back an
+    // unfinished transaction when the next BEGIN fails, and Tx's Drop issues ROLLBACK.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl ProfileStorage for SqliteStorage {
+    fn read(&self) -> Result<Box<dyn ReadTx + '_>> {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.readers.len();
+        let conn = lock(&self.readers[i]);
+        conn.execute_batch("BEGIN")?;
+        Ok(Box::new(Tx {
+            conn,
+            schemas: &self.schemas,
+            open: true,
+        }))
+    }
+    fn write(&self) -> Result<Box<dyn WriteTx + '_>> {
+        let conn = lock(&self.writer);
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        Ok(Box::new(Tx {
+            conn,
+            schemas: &self.schemas,
+            open: true,
+        }))
+    }
+}
+
+struct Tx<'a> {
+    conn: MutexGuard<'a, Connection>,
+    schemas: &'a Schemas,
+    open: bool,
+}
+
+impl Drop for Tx<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+    }
+}
+
+fn kind_of(s: &str) -> Kind {
+    if s == "Group" {
+        Kind::Group
+    } else {
+        Kind::User
+    }
+}
+
+const COLS: &str = "kind, id, doc, created, last_modified, version, photo_hash";
+
+fn row_to_stored(
+    r: &rusqlite::Row<'_>,
+) -> rusqlite::Result<(String, String, String, String, String, i64, Option<String>)> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+    ))
+}
+
+fn to_stored(t: (String, String, String, String, String, i64, Option<String>)) -> Result<Stored> {
+    let doc: serde_json::Value =
+        serde_json::from_str(&t.2).map_err(|e| Error::Corrupt(format!("resource {}: {e}", t.1)))?;
+    let serde_json::Value::Object(doc) = doc else {
+        return Err(Error::Corrupt(format!(
+            "resource {}: document is not an object",
+            t.1
+        )));
+    };
+    Ok(Stored {
+        kind: kind_of(&t.0),
+        id: t.1,
+        doc,
+        created: t.3,
+        last_modified: t.4,
+        version: t.5,
+        photo_hash: t.6,
+    })
+}
+
+impl Tx<'_> {
+    fn record_change(&self, kind: Kind, id: &str, deleted: bool) -> Result<()> {
+        self.conn
+            .prepare_cached("INSERT OR REPLACE INTO change(kind, id, deleted) VALUES (?1, ?2, ?3)")?
+            .execute(params![kind.name(), id, deleted])?;
+        Ok(())
+    }
+
+    fn index_name(kind: Kind, doc: &Doc) -> Option<String> {
+        let key = match kind {
+            Kind::User => "userName",
+            Kind::Group => "displayName",
+        };
+        doc.get(key).and_then(|v| v.as_str()).map(str::to_string)
+    }
+
+    fn set_members(&self, kind: Kind, id: &str, doc: &Doc) -> Result<()> {
+        if kind != Kind::Group {
+            return Ok(());
+        }
+        self.conn
+            .prepare_cached("DELETE FROM member WHERE group_id = ?1")?
+            .execute([id])?;
+        if let Some(serde_json::Value::Array(ms)) = doc.get("members") {
+            let mut st = self.conn.prepare_cached(
+                "INSERT OR IGNORE INTO member(group_id, member_id) VALUES (?1, ?2)",
+            )?;
+            for m in ms {
+                if let Some(v) = m.get("value").and_then(|v| v.as_str()) {
+                    st.execute(params![id, v])?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn unique_violation(e: &rusqlite::Error) -> bool {
+        matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE)
+    }
+}
+
+impl ReadTx for Tx<'_> {
+    fn get(&self, kind: Kind, id: &str) -> Result<Option<Stored>> {
+        let t = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {COLS} FROM resource WHERE id = ?1 AND kind = ?2"
+            ))?
+            .query_row(params![id, kind.name()], row_to_stored)
+            .optional()?;
+        t.map(to_stored).transpose()
+    }
+
+    fn id_by_user_name(&self, user_name: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT id FROM resource WHERE kind = 'User' AND name = ?1")?
+            .query_row([user_name], |r| r.get(0))
+            .optional()?)
+    }
+
+    fn search(&self, kind: Kind, q: &Query) -> Result<(usize, Vec<Stored>), ScimError> {
+        let mut b = SqlBuilder {
+            schemas: self.schemas,
+            kind,
+            params: vec![SqlValue::Text(kind.name().to_string())],
+            alias: 0,
+        };
+        let mut where_ = String::from("kind = ?1");
+        if let Some(f) = &q.filter {
+            let cond = b.filter(f, None)?;
+            where_.push_str(" AND (");
+            where_.push_str(&cond);
+            where_.push(')');
+        }
+        let total: i64 = self
+            .conn
+            .prepare_cached(&format!("SELECT count(*) FROM resource WHERE {where_}"))?
+            .query_row(params_from_iter(b.params.iter()), |r| r.get(0))?;
+        if q.count == 0 {
+            return Ok((total as usize, vec![]));
+        }
+        let order = match &q.sort_by {
+            None => String::from("seq"),
+            Some(s) => {
+                let e = b.sort_expr(s)?;
+                let dir = if q.descending { "DESC" } else { "ASC" };
+                format!("{e} {dir} NULLS LAST, seq")
+            }
+        };
+        let sql = format!(
+            "SELECT {COLS} FROM resource WHERE {where_} ORDER BY {order} LIMIT {} OFFSET {}",
+            q.count, q.offset
+        );
+        let mut st = self.conn.prepare_cached(&sql)?;
+        let rows = st
+            .query_map(params_from_iter(b.params.iter()), row_to_stored)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let out = rows
+            .into_iter()
+            .map(to_stored)
+            .collect::<Result<Vec<_>>>()?;
+        Ok((total as usize, out))
+    }
+
+    fn groups_of(&self, member_id: &str) -> Result<Vec<(String, Option<String>)>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT r.id, r.name FROM member m JOIN resource r ON r.id = m.group_id WHERE m.member_id = ?1 ORDER BY r.seq",
+        )?;
+        let rows = st.query_map([member_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    fn display_name(&self, id: &str) -> Result<Option<(Kind, Option<String>)>> {
+        let r: Option<(String, Option<String>)> = self
+            .conn
+            .prepare_cached(
+                "SELECT kind, json_extract(doc, '$.displayName') FROM resource WHERE id = ?1",
+            )?
+            .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        Ok(r.map(|(k, d)| (kind_of(&k), d)))
+    }
+
+    fn photo(&self, user_id: &str, size: PhotoSize) -> Result<Option<PhotoBytes>> {
+        let (col, ty) = match size {
+            PhotoSize::Original => ("original", "content_type"),
+            PhotoSize::Small => ("small", "thumbnail_type"),
+            PhotoSize::Medium => ("medium", "thumbnail_type"),
+            PhotoSize::Large => ("large", "thumbnail_type"),
+        };
+        Ok(self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT hash, {ty}, {col} FROM photo WHERE user_id = ?1"
+            ))?
+            .query_row([user_id], |r| {
+                Ok(PhotoBytes {
+                    hash: r.get(0)?,
+                    content_type: r.get(1)?,
+                    bytes: r.get(2)?,
+                })
+            })
+            .optional()?)
+    }
+
+    fn changes(&self, since: i64, limit: usize) -> Result<Vec<Change>> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT cursor, kind, id, deleted FROM change WHERE cursor > ?1 ORDER BY cursor LIMIT ?2")?;
+        let rows = st.query_map(params![since, limit as i64], |r| {
+            Ok(Change {
+                cursor: r.get(0)?,
+                kind: kind_of(&r.get::<_, String>(1)?),
+                id: r.get(2)?,
+                deleted: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    fn latest_cursor(&self) -> Result<i64> {
+        // The sequence survives collapsed rows, so the latest cursor never goes back.
+        let seq: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT seq FROM sqlite_sequence WHERE name = 'change'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(seq.unwrap_or(0))
+    }
+
+    fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT id, name, kind, user_name, created, revoked FROM token WHERE hash = ?1 AND revoked = 0")?
+            .query_row([hash], token_row)
+            .optional()?)
+    }
+
+    fn tokens(&self) -> Result<Vec<TokenRecord>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT id, name, kind, user_name, created, revoked FROM token ORDER BY created, id",
+        )?;
+        let rows = st.query_map([], token_row)?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+}
+
+fn token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRecord> {
+    let kind: String = r.get(2)?;
+    let user: Option<String> = r.get(3)?;
+    Ok(TokenRecord {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        kind: if kind == "engine" {
+            TokenKind::Engine
+        } else {
+            TokenKind::User(user.unwrap_or_default())
+        },
+        created: r.get(4)?,
+        revoked: r.get(5)?,
+    })
+}
+
+impl WriteTx for Tx<'_> {
+    fn insert(&mut self, kind: Kind, id: &str, doc: &Doc, now: &str) -> Result<Stored, ScimError> {
+        let text = serde_json::to_string(doc).map_err(ScimError::internal)?;
+        let name = Self::index_name(kind, doc);
+        let ext = doc.get("externalId").and_then(|v| v.as_str());
+        let r = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO resource(kind, id, name, external_id, doc, created, last_modified, version) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, 1)",
+            )?
+            .execute(params![kind.name(), id, name, ext, text, now]);
+        match r {
+            Err(e) if Self::unique_violation(&e) => {
+                return Err(ScimError::new(
+                    409,
+                    Some("uniqueness"),
+                    format!("userName `{}` is already taken", name.unwrap_or_default()),
+                ))
+            }
+            r => {
+                r?;
+            }
+        }
+        self.set_members(kind, id, doc)?;
+        self.record_change(kind, id, false)?;
+        Ok(Stored {
+            kind,
+            id: id.to_string(),
+            doc: doc.clone(),
+            created: now.to_string(),
+            last_modified: now.to_string(),
+            version: 1,
+            photo_hash: None,
+        })
+    }
+
+    fn update(&mut self, kind: Kind, id: &str, doc: &Doc, now: &str) -> Result<Stored, ScimError> {
+        let text = serde_json::to_string(doc).map_err(ScimError::internal)?;
+        let name = Self::index_name(kind, doc);
+        let ext = doc.get("externalId").and_then(|v| v.as_str());
+        let r = self
+            .conn
+            .prepare_cached(
+                "UPDATE resource SET name = ?3, external_id = ?4, doc = ?5, last_modified = ?6, version = version + 1 WHERE id = ?1 AND kind = ?2",
+            )?
+            .execute(params![id, kind.name(), name, ext, text, now]);
+        match r {
+            Err(e) if Self::unique_violation(&e) => {
+                return Err(ScimError::new(
+                    409,
+                    Some("uniqueness"),
+                    format!("userName `{}` is already taken", name.unwrap_or_default()),
+                ))
+            }
+            Ok(0) => {
+                return Err(ScimError::not_found(format!(
+                    "{} {id} not found",
+                    kind.name()
+                )))
+            }
+            r => {
+                r?;
+            }
+        }
+        self.set_members(kind, id, doc)?;
+        self.record_change(kind, id, false)?;
+        self.get(kind, id)?
+            .ok_or_else(|| ScimError::not_found(format!("{} {id} not found", kind.name())))
+    }
+
+    fn delete(&mut self, kind: Kind, id: &str, now: &str) -> Result<bool> {
+        let n = self
+            .conn
+            .prepare_cached("DELETE FROM resource WHERE id = ?1 AND kind = ?2")?
+            .execute(params![id, kind.name()])?;
+        if n == 0 {
+            return Ok(false);
+        }
+        self.conn
+            .prepare_cached("DELETE FROM photo WHERE user_id = ?1")?
+            .execute([id])?;
+        self.conn
+            .prepare_cached("DELETE FROM member WHERE group_id = ?1")?
+            .execute([id])?;
+        // Groups that held the deleted resource lose it as a member: a change to each.
+        let groups: Vec<String> = {
+            let mut st = self
+                .conn
+                .prepare_cached("SELECT group_id FROM member WHERE member_id = ?1")?;
+            let rows = st.query_map([id], |r| r.get(0))?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()?
+        };
+        for g in groups {
+            if let Some(mut s) = self.get(Kind::Group, &g)? {
+                if let Some(serde_json::Value::Array(ms)) = s.doc.get_mut("members") {
+                    ms.retain(|m| m.get("value").and_then(|v| v.as_str()) != Some(id));
+                    if ms.is_empty() {
+                        s.doc.remove("members");
+                    }
+                }
+                self.update(Kind::Group, &g, &s.doc, now)
+                    .map_err(|e| Error::Corrupt(e.detail))?;
+            }
+        }
+        self.conn
+            .prepare_cached("DELETE FROM member WHERE member_id = ?1")?
+            .execute([id])?;
+        self.record_change(kind, id, true)?;
+        Ok(true)
+    }
+
+    fn put_photo(&mut self, user_id: &str, p: &PhotoSet, now: &str) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO photo(user_id, hash, content_type, thumbnail_type, original, small, medium, large) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![user_id, p.hash, p.content_type, p.thumbnail_type, p.original, p.small, p.medium, p.large])?;
+        self.conn
+            .prepare_cached("UPDATE resource SET photo_hash = ?2, last_modified = ?3, version = version + 1 WHERE id = ?1")?
+            .execute(params![user_id, p.hash, now])?;
+        self.record_change(Kind::User, user_id, false)
+    }
+
+    fn delete_photo(&mut self, user_id: &str, now: &str) -> Result<bool> {
+        let n = self
+            .conn
+            .prepare_cached("DELETE FROM photo WHERE user_id = ?1")?
+            .execute([user_id])?;
+        if n == 0 {
+            return Ok(false);
+        }
+        self.conn
+            .prepare_cached("UPDATE resource SET photo_hash = NULL, last_modified = ?2, version = version + 1 WHERE id = ?1")?
+            .execute(params![user_id, now])?;
+        self.record_change(Kind::User, user_id, false)?;
+        Ok(true)
+    }
+
+    fn insert_token(&mut self, t: &TokenRecord, hash: &str) -> Result<()> {
+        let (kind, user) = match &t.kind {
+            TokenKind::Engine => ("engine", None),
+            TokenKind::User(u) => ("user", Some(u.as_str())),
+        };
+        self.conn.execute(
+            "INSERT INTO token(id, name, kind, user_name, hash, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![t.id, t.name, kind, user, hash, t.created],
+        )?;
+        Ok(())
+    }
+
+    fn revoke_token(&mut self, id_or_name: &str) -> Result<bool> {
+        let n = self.conn.execute(
+            "UPDATE token SET revoked = 1 WHERE (id = ?1 OR name = ?1) AND revoked = 0",
+            [id_or_name],
+        )?;
+        Ok(n > 0)
+    }
+
+    fn savepoint(&mut self) -> Result<()> {
+        self.conn.execute_batch("SAVEPOINT op")?;
+        Ok(())
+    }
+    fn release(&mut self) -> Result<()> {
+        self.conn.execute_batch("RELEASE op")?;
+        Ok(())
+    }
+    fn rollback_to(&mut self) -> Result<()> {
+        self.conn.execute_batch("ROLLBACK TO op; RELEASE op")?;
+        Ok(())
+    }
+
+    fn commit(mut self: Box<Self>) -> Result<()> {
+        self.conn.execute_batch("COMMIT")?;
+        self.open = false;
+        Ok(())
+    }
+}
+
+/// Turns a filter into a SQL condition with positional parameters.
+struct SqlBuilder<'s> {
+    schemas: &'s Schemas,
+    kind: Kind,
+    params: Vec<SqlValue>,
+    alias: usize,
+}
+
+/// What an attribute path reads, in SQL.
+enum Source {
+    /// A scalar expression.
+    Scalar {
+        expr: String,
+        ty: AttrType,
+        case_exact: bool,
+        nocase_column: bool,
+    },
+    /// Some value of a JSON array (`elem` reads it from `je.value`).
+    Many {
+        array: String,
+        elem: Option<String>,
+        ty: AttrType,
+        case_exact: bool,
+    },
+}
+
+fn quote_key(k: &str) -> String {
+    format!("\"{}\"", k.replace('"', ""))
+}
+
+fn invalid(msg: String) -> ScimError {
+    ScimError::bad("invalidFilter", msg)
+}
+
+impl SqlBuilder<'_> {
+    fn push(&mut self, v: SqlValue) -> String {
+        self.params.push(v);
+        format!("?{}", self.params.len())
+    }
+
+    fn source(
+        &self,
+        p: &AttrPath,
+        within: Option<(&str, &Attribute)>,
+    ) -> Result<Source, ScimError> {
+        if let Some((base, parent)) = within {
+            // Inside a value filter: names are sub-attributes of `parent`.
+            let sub = parent
+                .sub(&p.name)
+                .filter(|_| p.sub.is_none() && p.urn.is_none())
+                .ok_or_else(|| invalid(format!("`{}` has no sub-attribute `{p}`", parent.name)))?;
+            return Ok(Source::Scalar {
+                expr: format!("json_extract({base}, '$.{}')", quote_key(&sub.name)),
+                ty: sub.ty,
+                case_exact: sub.case_exact,
+                nocase_column: false,
+            });
+        }
+        let n = p.name.to_ascii_lowercase();
+        let core_urn = p.urn.is_none()
+            || p.urn
+                .as_deref()
+                .is_some_and(|u| u.eq_ignore_ascii_case(self.schemas.core(self.kind).id));
+        let scalar = |expr: &str, ty, case_exact, nocase_column| Source::Scalar {
+            expr: expr.to_string(),
+            ty,
+            case_exact,
+            nocase_column,
+        };
+        if core_urn && p.sub.is_none() {
+            match n.as_str() {
+                "id" => return Ok(scalar("id", AttrType::String, true, false)),
+                "externalid" => return Ok(scalar("external_id", AttrType::String, true, false)),
+                "username" if self.kind == Kind::User => {
+                    return Ok(scalar("name", AttrType::String, false, true))
+                }
+                _ => {}
+            }
+        }
+        if core_urn && n == "meta" {
+            match p.sub.as_deref().map(str::to_ascii_lowercase).as_deref() {
+                Some("created") => return Ok(scalar("created", AttrType::DateTime, false, false)),
+                Some("lastmodified") => {
+                    return Ok(scalar("last_modified", AttrType::DateTime, false, false))
+                }
+                Some("resourcetype") => {
+                    return Ok(scalar(
+                        &format!("'{}'", self.kind.name()),
+                        AttrType::String,
+                        false,
+                        false,
+                    ))
+                }
+                _ => return Err(invalid(format!("cannot filter on `{p}`"))),
+            }
+        }
+        if core_urn && n == "groups" && self.kind == Kind::User {
+            if p.sub
+                .as_deref()
+                .is_none_or(|s| s.eq_ignore_ascii_case("value"))
+            {
+                return Ok(Source::Many {
+                    array: "(SELECT json_group_array(group_id) FROM member WHERE member_id = resource.id)".into(),
+                    elem: None,
+                    ty: AttrType::String,
+                    case_exact: true,
+                });
+            }
+            return Err(invalid(format!(
+                "cannot filter on `{p}` (only groups.value)"
+            )));
+        }
+        let (place, attr) = self
+            .schemas
+            .resolve(self.kind, p.urn.as_deref(), &p.name)
+            .ok_or_else(|| invalid(format!("unknown attribute `{p}`")))?;
+        if attr.name == "photoHash" {
+            return Ok(scalar("photo_hash", AttrType::String, true, false));
+        }
+        if attr.name == "photos" {
+            return Err(invalid("cannot filter on `photos`".into()));
+        }
+        let mut path = String::from("$");
+        if let Place::Extension(u) = place {
+            path.push('.');
+            path.push_str(&quote_key(u));
+        }
+        path.push('.');
+        path.push_str(&quote_key(&attr.name));
+        let sub = match (&p.sub, attr.ty) {
+            (Some(s), AttrType::Complex) => Some(
+                attr.sub(s)
+                    .ok_or_else(|| invalid(format!("unknown attribute `{p}`")))?,
+            ),
+            (Some(_), _) => return Err(invalid(format!("`{}` has no sub-attributes", attr.name))),
+            // `emails co "x"` means the values' `value`.
+            (None, AttrType::Complex) => Some(
+                attr.sub("value")
+                    .ok_or_else(|| invalid(format!("`{p}` is complex: name a sub-attribute")))?,
+            ),
+            (None, _) => None,
+        };
+        let (ty, case_exact) = sub
+            .map(|s| (s.ty, s.case_exact))
+            .unwrap_or((attr.ty, attr.case_exact));
+        if attr.multi_valued {
+            Ok(Source::Many {
+                array: format!("json_extract(resource.doc, '{path}')"),
+                elem: sub.map(|s| quote_key(&s.name)),
+                ty,
+                case_exact,
+            })
+        } else {
+            if let Some(s) = sub {
+                path.push('.');
+                path.push_str(&quote_key(&s.name));
+            }
+            Ok(scalar(
+                &format!("json_extract(resource.doc, '{path}')"),
+                ty,
+                case_exact,
+                false,
+            ))
+        }
+    }
+
+    fn compare(
+        &mut self,
+        expr: &str,
+        ty: AttrType,
+        case_exact: bool,
+        nocase_column: bool,
+        op: Op,
+        v: &CompValue,
+        p: &AttrPath,
+    ) -> Result<String, ScimError> {
+        if *v == CompValue::Null {
+            return match op {
+                Op::Eq => Ok(format!("({expr} IS NULL)")),
+                Op::Ne => Ok(format!("({expr} IS NOT NULL)")),
+                _ => Err(invalid(format!("`{p}`: only eq and ne compare with null"))),
+            };
+        }
+        let ordering = |o: Op| match o {
+            Op::Gt => ">",
+            Op::Ge => ">=",
+            Op::Lt => "<",
+            Op::Le => "<=",
+            Op::Eq => "=",
+            _ => "!=",
+        };
+        let cond = match (ty, v) {
+            (AttrType::String | AttrType::Reference | AttrType::DateTime, CompValue::Str(s)) => {
+                let fold = !case_exact && !nocase_column;
+                let (e, val) = if fold || (!case_exact && matches!(op, Op::Co | Op::Sw | Op::Ew)) {
+                    (format!("lower({expr})"), s.to_lowercase())
+                } else {
+                    (expr.to_string(), s.clone())
+                };
+                match op {
+                    Op::Co | Op::Sw | Op::Ew if val.is_empty() => format!("({e} IS NOT NULL)"),
+                    Op::Co => {
+                        let q = self.push(SqlValue::Text(val));
+                        format!("(instr({e}, {q}) > 0)")
+                    }
+                    Op::Sw => {
+                        let q = self.push(SqlValue::Text(val));
+                        format!("(substr({e}, 1, length({q})) = {q})")
+                    }
+                    Op::Ew => {
+                        let q = self.push(SqlValue::Text(val));
+                        format!("(substr({e}, -length({q})) = {q})")
+                    }
+                    _ if ty == AttrType::DateTime => {
+                        let q = self.push(SqlValue::Text(s.clone()));
+                        format!("(julianday({expr}) {} julianday({q}))", ordering(op))
+                    }
+                    _ => {
+                        let q = self.push(SqlValue::Text(val));
+                        format!("({e} {} {q})", ordering(op))
+                    }
+                }
+            }
+            (AttrType::Boolean, CompValue::Bool(b)) if matches!(op, Op::Eq | Op::Ne) => {
+                let q = self.push(SqlValue::Integer(*b as i64));
+                format!("({expr} {} {q})", ordering(op))
+            }
+            (AttrType::Integer | AttrType::Decimal, CompValue::Num(n))
+                if !matches!(op, Op::Co | Op::Sw | Op::Ew) =>
+            {
+                let val = match n.as_i64() {
+                    Some(i) => SqlValue::Integer(i),
+                    None => SqlValue::Real(n.as_f64().unwrap_or(0.0)),
+                };
+                let q = self.push(val);
+                format!("({expr} {} {q})", ordering(op))
+            }
+            _ => {
+                return Err(invalid(format!(
+                    "`{p}` cannot be compared with {op:?} {v:?}"
+                )))
+            }
+        };
+        // Absent values: `ne` matches, everything else does not (so `not` behaves).
+        Ok(if op == Op::Ne {
+            format!("coalesce({cond}, 1)")
+        } else {
+            format!("coalesce({cond}, 0)")
+        })
+    }
+
+    fn filter(
+        &mut self,
+        f: &Filter,
+        within: Option<(&str, &Attribute)>,
+    ) -> Result<String, ScimError> {
+        Ok(match f {
+            Filter::And(a, b) => format!(
+                "({} AND {})",
+                self.filter(a, within)?,
+                self.filter(b, within)?
+            ),
+            Filter::Or(a, b) => format!(
+                "({} OR {})",
+                self.filter(a, within)?,
+                self.filter(b, within)?
+            ),
+            Filter::Not(a) => format!("(NOT {})", self.filter(a, within)?),
+            Filter::Present(p) => match self.source(p, within)? {
+                Source::Scalar { expr, .. } => {
+                    format!("coalesce(({expr} IS NOT NULL AND {expr} != ''), 0)")
+                }
+                Source::Many {
+                    array, elem: None, ..
+                } => format!("coalesce(json_array_length({array}) > 0, 0)"),
+                Source::Many {
+                    array,
+                    elem: Some(e),
+                    ..
+                } => {
+                    self.alias += 1;
+                    let a = format!("je{}", self.alias);
+                    format!("EXISTS (SELECT 1 FROM json_each({array}) {a} WHERE json_extract({a}.value, '$.{e}') IS NOT NULL)")
+                }
+            },
+            Filter::Compare(p, op, v) => match self.source(p, within)? {
+                Source::Scalar {
+                    expr,
+                    ty,
+                    case_exact,
+                    nocase_column,
+                } => self.compare(&expr, ty, case_exact, nocase_column, *op, v, p)?,
+                Source::Many {
+                    array,
+                    elem,
+                    ty,
+                    case_exact,
+                } => {
+                    self.alias += 1;
+                    let a = format!("je{}", self.alias);
+                    let e = match elem {
+                        None => format!("{a}.value"),
+                        Some(k) => format!("json_extract({a}.value, '$.{k}')"),
+                    };
+                    if *op == Op::Ne {
+                        let c = self.compare(&e, ty, case_exact, false, Op::Eq, v, p)?;
+                        format!("NOT EXISTS (SELECT 1 FROM json_each({array}) {a} WHERE {c})")
+                    } else {
+                        let c = self.compare(&e, ty, case_exact, false, *op, v, p)?;
+                        format!("EXISTS (SELECT 1 FROM json_each({array}) {a} WHERE {c})")
+                    }
+                }
+            },
+            Filter::ValuePath(p, inner) => {
+                if within.is_some() {
+                    return Err(invalid(format!("value filters cannot nest (`{p}[...]`)")));
+                }
+                if p.sub.is_some() {
+                    return Err(invalid(format!(
+                        "`{p}[...]`: put the sub-attribute inside the brackets"
+                    )));
+                }
+                let (place, attr) = self
+                    .schemas
+                    .resolve(self.kind, p.urn.as_deref(), &p.name)
+                    .ok_or_else(|| invalid(format!("unknown attribute `{p}`")))?;
+                if !(attr.multi_valued && attr.ty == AttrType::Complex) || attr.name == "groups" {
+                    return Err(invalid(format!(
+                        "`{p}[...]` needs a multi-valued complex attribute"
+                    )));
+                }
+                let mut path = String::from("$");
+                if let Place::Extension(u) = place {
+                    path.push('.');
+                    path.push_str(&quote_key(u));
+                }
+                path.push('.');
+                path.push_str(&quote_key(&attr.name));
+                self.alias += 1;
+                let a = format!("je{}", self.alias);
+                let base = format!("{a}.value");
+                let c = self.filter(inner, Some((&base, attr)))?;
+                format!("EXISTS (SELECT 1 FROM json_each(json_extract(resource.doc, '{path}')) {a} WHERE {c})")
+            }
+        })
+    }
+
+    fn sort_expr(&mut self, s: &str) -> Result<String, ScimError> {
+        let p = crate::filter::parse_attr_path(s, 0)
+            .map_err(|e| ScimError::bad("invalidValue", format!("sortBy `{s}`: {e}")))?;
+        match self.source(&p, None) {
+            Ok(Source::Scalar {
+                expr,
+                ty,
+                case_exact,
+                ..
+            }) => Ok(match ty {
+                AttrType::String | AttrType::Reference if !case_exact => format!("lower({expr})"),
+                AttrType::DateTime => format!("julianday({expr})"),
+                _ => expr,
+            }),
+            Ok(Source::Many { array, elem, .. }) => Ok(match elem {
+                None => format!("json_extract({array}, '$[0]')"),
+                Some(e) => format!("lower(json_extract({array}, '$[0].{e}'))"),
+            }),
+            Err(e) => Err(ScimError::bad(
+                "invalidValue",
+                format!("sortBy: {}", e.detail),
+            )),
+        }
+    }
+}
