@@ -250,6 +250,15 @@ pub fn default_properties() -> Vec<PropertyConfig> {
             false,
             "The office the person works in (set by the engine).",
         ),
+        PropertyConfig {
+            ty: PropertyType::DateTime,
+            ..p(
+                "hireDate",
+                false,
+                false,
+                "The day the person joined (from HR, set by the engine).",
+            )
+        },
     ]
 }
 
@@ -382,6 +391,9 @@ impl Schemas {
             description: "Enterprise User",
             attributes: vec![
                 s("employeeNumber"),
+                s("costCenter"),
+                s("organization"),
+                s("division"),
                 s("department"),
                 s("manager").with_type(AttrType::Complex).subs(vec![
                     s("value"),

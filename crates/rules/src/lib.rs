@@ -258,15 +258,8 @@ impl Rules {
             if connectors.iter().any(|o| o.name.as_str() == c.name) {
                 return cx.err(span, format!("connector `{}` is declared twice", c.name));
             }
-            if !matches!(c.kind.as_str(), "ldif" | "csv") {
-                return cx.err(
-                    span,
-                    format!(
-                        "connector `{}`: unknown type `{}` (known: ldif, csv)",
-                        c.name, c.kind
-                    ),
-                );
-            }
+            // The connector type is checked where connectors are opened (the engine's opener
+            // knows every type this build has), with this connector's line.
             let mut object_types = Vec::new();
             for t in &c.object_types {
                 let filter = match &t.filter {

@@ -115,10 +115,12 @@ impl SqliteStorage {
                 )?;
             }
             Some(SCHEMA_VERSION) => {}
-            Some(other) => return Err(Error::Corrupt(format!(
+            Some(other) => {
+                return Err(Error::Corrupt(format!(
                 "{} has profile store schema version {other}, this build knows {SCHEMA_VERSION}",
                 path.display()
-            ))),
+            )))
+            }
         }
         let readers = (0..READERS)
             .map(|_| open_conn(path).map(Mutex::new))
