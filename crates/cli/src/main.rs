@@ -5,6 +5,7 @@
 //! 1 failed (the message says what to change), 2 bad usage.
 
 mod bench;
+mod demo;
 mod output;
 mod serve;
 
@@ -48,6 +49,10 @@ enum Command {
         /// How many people.
         #[arg(long, default_value_t = 300)]
         people: usize,
+        /// Where the profile store listens during the demo (default 127.0.0.1:8080, where
+        /// `idsync serve` listens, when it is free; another free port when it is not).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
     },
     /// Run a step on one connector, or a cycle over all.
     Run {
@@ -133,43 +138,11 @@ pub(crate) fn open_engine(config: &Path) -> Result<Engine<SqliteStore>> {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Demo { dir, people } => {
-            if dir.exists() {
-                std::fs::remove_dir_all(&dir)
-                    .with_context(|| format!("cannot replace {}", dir.display()))?;
-            }
-            let mut opts = idsync_sample::Options::demo();
-            opts.people = people;
-            let g = idsync_sample::generate(&dir, &opts)
-                .with_context(|| format!("cannot write the sample estate to {}", dir.display()))?;
-            let mut engine = open_engine(&g.config)?;
-            if !cli.json {
-                engine = engine.with_progress(output::progress());
-                println!(
-                    "Sample estate in {}: {} people ({} inetOrgPerson, {} plain person), {} devices, {} groups, {} photos, {} HR rows.\n",
-                    dir.display(),
-                    g.people,
-                    g.inet_org_people,
-                    g.plain_people,
-                    g.devices,
-                    g.groups,
-                    g.photos,
-                    g.hr_rows
-                );
-            }
-            let report = engine.run_cycle(CycleKind::Full)?;
-            if cli.json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                output::cycle(&report, &mut engine)?;
-                let c = g.config.display();
-                println!(
-                    "\nThe profiles are in {}. Try:\n  idsync -c {c} show {} --connector directory   (a person and where each value came from)\n  idsync -c {c} history\n  idsync -c {c} plan\n  idsync -c {c} run delta-cycle",
-                    dir.join("profiles.csv").display(),
-                    idsync_sample::person_dn(1),
-                );
-            }
-        }
+        Command::Demo {
+            dir,
+            people,
+            listen,
+        } => demo::run(&dir, people, listen, cli.json)?,
         Command::Run {
             what,
             connector,

@@ -55,11 +55,16 @@ fn load_config(path: Option<&Path>) -> Result<Config> {
 }
 
 fn open(store: &StoreArgs) -> Result<SqliteStorage> {
-    let config = load_config(store.store_config.as_deref())?;
+    open_storage(&store.db, store.store_config.as_deref())
+}
+
+/// Opens the profile store's database with the schema its settings describe.
+pub(crate) fn open_storage(db: &Path, store_config: Option<&Path>) -> Result<SqliteStorage> {
+    let config = load_config(store_config)?;
     let schemas =
         idsync_profile_store::schema::Schemas::new(&config.property).map_err(anyhow::Error::msg)?;
-    SqliteStorage::open(&store.db, Arc::new(schemas))
-        .with_context(|| format!("cannot open the profile store {}", store.db.display()))
+    SqliteStorage::open(db, Arc::new(schemas))
+        .with_context(|| format!("cannot open the profile store {}", db.display()))
 }
 
 /// Runs the profile store until the process is stopped.

@@ -21,8 +21,23 @@ fn json(cmd: &mut Command) -> Value {
 fn demo(dir: &Path, people: usize) -> Value {
     json(
         idsync()
-            .args(["demo", "--json", "--people", &people.to_string(), "--dir"])
+            .args(["demo", "--json", "--listen", "127.0.0.1:0"])
+            .args(["--people", &people.to_string(), "--dir"])
             .arg(dir),
+    )
+}
+
+/// The sample estate with its file-based configuration (a CSV profile table as the target), run
+/// through one full cycle.
+fn file_estate(dir: &Path, people: usize) -> Value {
+    let mut o = idsync_sample::Options::demo();
+    o.people = people;
+    let g = idsync_sample::generate(dir, &o).unwrap();
+    json(
+        idsync()
+            .arg("-c")
+            .arg(&g.config)
+            .args(["run", "full-cycle", "--json"]),
     )
 }
 
@@ -37,7 +52,7 @@ fn total(report: &Value, step: &str, field: &str) -> u64 {
 }
 
 #[test]
-fn demo_runs_one_full_cycle_into_the_profile_table() {
+fn demo_runs_one_full_cycle_into_the_profile_store() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("demo");
     let report = demo(&dir, 80);
@@ -58,15 +73,43 @@ fn demo_runs_one_full_cycle_into_the_profile_table() {
     assert_eq!(report["pending_exports_left"], 0);
     // HR rows with no person are counted, not projected.
     assert_eq!(total(&report, "full-sync", "disconnectors"), 5);
-    let profiles = std::fs::read_to_string(dir.join("profiles.csv")).unwrap();
-    assert_eq!(
-        profiles.lines().count(),
-        81,
-        "header and one row per person"
-    );
+    // After it, `idsync serve` shows the demo people over the SCIM API.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut serve = std::process::Command::new(assert_cmd::cargo::cargo_bin("idsync"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--db"])
+        .arg(dir.join("profile-store.db"))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let token = std::fs::read_to_string(dir.join("engine.token")).unwrap();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let started = std::time::Instant::now();
+    let users: Value = loop {
+        match agent
+            .get(&format!("http://127.0.0.1:{port}/scim/v2/Users?count=1"))
+            .header("Authorization", format!("Bearer {}", token.trim()))
+            .call()
+        {
+            Ok(mut r) if r.status() == 200 => break r.body_mut().read_json().unwrap(),
+            _ if started.elapsed().as_secs() < 20 => {
+                std::thread::sleep(std::time::Duration::from_millis(50))
+            }
+            other => panic!("idsync serve does not answer: {other:?}"),
+        }
+    };
+    let _ = serve.kill();
+    let _ = serve.wait();
+    assert_eq!(users["totalResults"], 80, "{users}");
     // The human summary prints too.
     idsync()
-        .args(["demo", "--people", "20", "--dir"])
+        .args(["demo", "--listen", "127.0.0.1:0", "--people", "20", "--dir"])
         .arg(tmp.path().join("demo2"))
         .assert()
         .success()
@@ -77,7 +120,7 @@ fn demo_runs_one_full_cycle_into_the_profile_table() {
 fn staging_plans_and_delta_cycle_exports_a_directory_change() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("demo");
-    demo(&dir, 30);
+    file_estate(&dir, 30);
     let config = dir.join("idsync.toml");
     std::fs::create_dir_all(dir.join("changes")).unwrap();
     std::fs::write(
