@@ -5,6 +5,7 @@
 //! 1 failed (the message says what to change), 2 bad usage.
 
 mod bench;
+mod dump;
 mod output;
 
 use anyhow::{bail, Context, Result};
@@ -78,6 +79,9 @@ enum Command {
         #[arg(long)]
         connector: Option<String>,
     },
+    /// The metaverse and every connector space as JSON lines (one object a line), for comparing
+    /// two stores.
+    Dump,
     /// Benchmarks on generated data: ldif-import, full-sync, delta-cycle.
     Bench {
         suite: String,
@@ -206,6 +210,10 @@ fn run(cli: Cli) -> Result<()> {
         Command::Show { id, connector } => {
             let mut engine = open_engine(&cli.config)?;
             output::show(&mut engine, &id, connector.as_deref(), cli.json)?;
+        }
+        Command::Dump => {
+            let mut engine = open_engine(&cli.config)?;
+            dump::dump(&mut engine)?;
         }
         Command::Bench {
             suite,

@@ -466,7 +466,9 @@ impl Connector for CsvConnector {
     }
 }
 
-/// The record for an add: the anchor column's value if the export set it, a new UUID if not.
+/// The record for an add: the anchor column's value if the export set it; otherwise the
+/// connector-space id, so an add sent again after a crash gets the same anchor (as a directory
+/// would find the entry it created already there).
 pub(crate) fn make_entry(
     item: &ExportItem,
     anchor_attr: &str,
@@ -486,7 +488,7 @@ pub(crate) fn make_entry(
                 .anchor
                 .as_ref()
                 .map(|a| a.to_string())
-                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+                .unwrap_or_else(|| item.cs_id.to_string());
             attributes.set(anchor_attr, vec![Value::String(a.clone())]);
             a
         }

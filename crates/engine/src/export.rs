@@ -6,7 +6,7 @@
 //! by content hash only here, where their bytes are needed.
 
 use crate::{Engine, Error, Result, StepReport};
-use idsync_connectors::{ExportItem, ExportOp, ExportResult};
+use idsync_connectors::{crash_point, ExportItem, ExportOp, ExportResult};
 use idsync_model::{
     AttributeChange, AttributeDelta, Attributes, ConnectorId, CsId, CsObject, PendingExport, Value,
 };
@@ -152,8 +152,12 @@ impl<S: Store> Engine<S> {
             );
         }
         let result = self.export_with(&mut *connector, id, batch_size, report);
+        crash_point!("export:{id}:staged");
         // The connector makes its batches durable only when every batch was staged.
         let result = result.and_then(|()| connector.finish_export().map_err(Error::from));
+        // The classic crash: the target has the changes, the store has not committed them. The
+        // next export sends them again, and connectors apply a repeated export idempotently.
+        crash_point!("export:{id}:applied");
         self.put_connector(connector);
         result
     }
@@ -244,6 +248,7 @@ impl<S: Store> Engine<S> {
                 continue;
             }
             let results = connector.export(&items)?;
+            crash_point!("export:{id}:batch-sent");
             self.progress.advance(items.len() as u64);
             for ((mut o, item), result) in objects.into_iter().zip(items).zip(results) {
                 match result {

@@ -6,7 +6,7 @@
 //! rolls the whole step back. An import also confirms exports: what was exported must come back.
 
 use crate::{state, Engine, Error, Result, StepReport};
-use idsync_connectors::{ImportChange, ImportSink};
+use idsync_connectors::{crash_point, ImportChange, ImportSink};
 use idsync_model::{
     apply_delta, diff_attributes, AttributeChange, AttributeDelta, Attributes, ConnectorId,
     CsEntry, CsId, CsObject, Dn, PendingImport, RunId, Value,
@@ -23,6 +23,8 @@ struct Session<'a, S: Store> {
     run: RunId,
     report: &'a mut StepReport,
     progress: &'a dyn crate::Progress,
+    /// `<step>:<connector>`, for crash points.
+    label: String,
 }
 
 /// Whether the system now holds what an export sent.
@@ -271,10 +273,14 @@ impl<S: Store> Session<'_, S> {
 
 impl<S: Store> ImportSink for Session<'_, S> {
     fn entry(&mut self, entry: CsEntry) -> std::result::Result<(), String> {
-        self.stage_entry(entry)
+        self.stage_entry(entry)?;
+        crash_point!("{}:object", self.label);
+        Ok(())
     }
     fn change(&mut self, change: ImportChange) -> std::result::Result<(), String> {
-        self.stage_change(change)
+        self.stage_change(change)?;
+        crash_point!("{}:change", self.label);
+        Ok(())
     }
     fn object_error(&mut self, place: String, message: String) {
         Session::object_error(self, place, message);
@@ -328,10 +334,12 @@ impl<S: Store> Engine<S> {
             None,
         );
         let run = report.run;
+        let label = format!("{}:{id}", self.step_label(report.step));
         let mut session = Session {
             store: &mut self.store,
             rules,
             run,
+            label,
             report,
             progress: &*self.progress,
         };
@@ -349,6 +357,7 @@ impl<S: Store> Engine<S> {
                 .state_set(id, state::WATERMARK, outcome.watermark.as_deref())?;
             outcome.full
         };
+        crash_point!("{}:read", session.label);
         if delivered_all {
             // Obsoletion happens only now that the whole read completed.
             let mut after: Option<CsId> = None;

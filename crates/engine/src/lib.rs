@@ -17,7 +17,7 @@ mod sync;
 pub use cycle::{CycleKind, CycleReport};
 pub use stats::Stats;
 
-use idsync_connectors::Connector;
+use idsync_connectors::{crash_point, Connector};
 use idsync_model::{ConnectorId, RunId};
 use idsync_rules::Rules;
 use idsync_store::{ObjectError, Store};
@@ -125,6 +125,8 @@ pub struct Engine<S: Store> {
     connectors: HashMap<ConnectorId, Box<dyn Connector>>,
     progress: Box<dyn Progress>,
     pub options: Options,
+    /// Set while a cycle runs its confirming imports (crash points and reports name them).
+    confirming: bool,
 }
 
 /// Keys of the per-connector state the engine keeps.
@@ -145,6 +147,7 @@ impl<S: Store> Engine<S> {
             connectors: HashMap::new(),
             progress: Box::new(Quiet),
             options: Options::default(),
+            confirming: false,
         }
     }
 
@@ -208,6 +211,15 @@ impl<S: Store> Engine<S> {
         self.connectors.insert(c.id().clone(), c);
     }
 
+    /// The step's name in crash points: an import that confirms exports in a cycle is a
+    /// `confirming-import`.
+    pub(crate) fn step_label(&self, step: Step) -> &'static str {
+        match step {
+            Step::FullImport | Step::DeltaImport if self.confirming => "confirming-import",
+            s => s.name(),
+        }
+    }
+
     /// Runs one step on one connector.
     pub fn run_step(&mut self, step: Step, connector: &str) -> Result<StepReport> {
         let id = self.connector_id(connector)?;
@@ -223,6 +235,8 @@ impl<S: Store> Engine<S> {
             seconds: 0.0,
         };
         self.store.begin()?;
+        let label = self.step_label(step);
+        crash_point!("{label}:{id}:begin");
         let outcome = match step {
             Step::FullImport | Step::DeltaImport => {
                 self.import(&id, step == Step::FullImport, &mut report)
@@ -236,7 +250,9 @@ impl<S: Store> Engine<S> {
         let stats = serde_json::json!({ "stats": &report.stats, "notes": &report.notes, "seconds": report.seconds });
         match outcome {
             Ok(()) => {
+                crash_point!("{label}:{id}:before-commit");
                 self.store.commit()?;
+                crash_point!("{label}:{id}:committed");
                 let status = if report.errors.is_empty() {
                     "success"
                 } else {
