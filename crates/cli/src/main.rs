@@ -59,6 +59,10 @@ enum Command {
         /// Import and sync, export nothing (staging mode).
         #[arg(long)]
         staging: bool,
+        /// Release the accidental-delete protection for steps that delete (or disable) at most
+        /// N objects: exports, and full imports that find objects gone.
+        #[arg(long, value_name = "N")]
+        allow_deletes: Option<u64>,
     },
     /// Show every pending export, attribute by attribute, without sending anything.
     Plan {
@@ -165,9 +169,11 @@ fn run(cli: Cli) -> Result<()> {
             what,
             connector,
             staging,
+            allow_deletes,
         } => {
             let mut engine = open_engine(&cli.config)?;
             engine.options.staging = staging;
+            engine.options.allow_deletes = allow_deletes;
             if !cli.json {
                 engine = engine.with_progress(output::progress());
             }

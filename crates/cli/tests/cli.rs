@@ -194,3 +194,102 @@ fn a_config_error_names_file_and_line_and_exits_1() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
 }
+
+fn run_cycle(config: &Path, args: &[&str]) -> std::process::Output {
+    idsync()
+        .arg("-c")
+        .arg(config)
+        .args(args)
+        .output()
+        .expect("idsync runs")
+}
+
+fn rows(dir: &Path) -> usize {
+    std::fs::read_to_string(dir.join("profiles.csv"))
+        .unwrap()
+        .lines()
+        .count()
+}
+
+#[test]
+fn delete_threshold_stops_a_mass_export_delete_until_released() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    demo(&dir, 16);
+    let config = dir.join("idsync.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("{text}\n[safety]\nmax_deletes = 3\n")).unwrap();
+    std::fs::create_dir_all(dir.join("changes")).unwrap();
+    let deletes: String = (2..7)
+        .map(|i| format!("dn: uid=u{i:07},ou=People,dc=example,dc=test\nchangetype: delete\n\n"))
+        .collect();
+    std::fs::write(
+        dir.join("changes/0001.ldif"),
+        format!("version: 1\n\n{deletes}"),
+    )
+    .unwrap();
+    let before = std::fs::read(dir.join("profiles.csv")).unwrap();
+    let out = run_cycle(&config, &["run", "delta-cycle"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("export of `profiles` would delete or disable 5 of 16 objects")
+            && err.contains("u0000002")
+            && err.contains("--allow-deletes 5"),
+        "{err}"
+    );
+    // Nothing was sent.
+    assert_eq!(std::fs::read(dir.join("profiles.csv")).unwrap(), before);
+    let plan = json(idsync().arg("-c").arg(&config).args(["plan", "--json"]));
+    assert_eq!(plan["summary"]["delete"], 5, "{plan}");
+    // A release for fewer is not enough; for 5 it goes through.
+    let out = run_cycle(&config, &["run", "delta-cycle", "--allow-deletes", "4"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(std::fs::read(dir.join("profiles.csv")).unwrap(), before);
+    let out = run_cycle(&config, &["run", "delta-cycle", "--allow-deletes", "5"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(rows(&dir), 1 + 16 - 5);
+}
+
+#[test]
+fn a_full_import_that_finds_the_space_gone_stops_until_released() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    demo(&dir, 16);
+    let config = dir.join("idsync.toml");
+    let ldif = dir.join("directory.ldif");
+    let full = std::fs::read(&ldif).unwrap();
+    // The directory export came back empty (a wrong base DN, a failed dump).
+    std::fs::write(&ldif, "version: 1\n").unwrap();
+    let out = run_cycle(&config, &["run", "full-cycle"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("full import of `directory` would delete or disable 16 of 16 objects"),
+        "{err}"
+    );
+    // Nothing was stored: with the file back, a full cycle finds nothing to do.
+    assert_eq!(rows(&dir), 17);
+    std::fs::write(&ldif, &full).unwrap();
+    let report = json(
+        idsync()
+            .arg("-c")
+            .arg(&config)
+            .args(["run", "full-cycle", "--json"]),
+    );
+    assert_eq!(total(&report, "full-import", "deleted"), 0);
+    assert_eq!(total(&report, "export", "exported"), 0);
+    // Released, the import and then the export of the deletes go through.
+    std::fs::write(&ldif, "version: 1\n").unwrap();
+    let out = run_cycle(&config, &["run", "full-cycle", "--allow-deletes", "16"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(rows(&dir), 1);
+}

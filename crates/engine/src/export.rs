@@ -5,6 +5,7 @@
 //! and a retry count, and the other objects go on. Binary values are read back from the store
 //! by content hash only here, where their bytes are needed.
 
+use crate::safety::DeleteGuard;
 use crate::{Engine, Error, Result, StepReport};
 use idsync_connectors::{crash_point, ExportItem, ExportOp, ExportResult};
 use idsync_model::{
@@ -95,7 +96,51 @@ fn conflict(unique: &Unique, o: &CsObject) -> Option<String> {
     None
 }
 
+/// Whether a pending export deletes the object, or disables it (sets the connector's disable
+/// attribute to its disable value).
+fn deletes_or_disables(o: &CsObject, disable: Option<&(String, String)>) -> bool {
+    match &o.pending_export {
+        Some(PendingExport::Delete) => true,
+        Some(PendingExport::Update { changes, .. }) => disable.is_some_and(|(attr, value)| {
+            changes.iter().any(|d| {
+                d.name.as_str().eq_ignore_ascii_case(attr)
+                    && match &d.change {
+                        AttributeChange::Replace(v) => v.iter().any(|x| x.to_text() == *value),
+                        AttributeChange::Update { add, .. } => {
+                            add.iter().any(|x| x.to_text() == *value)
+                        }
+                    }
+            })
+        }),
+        _ => false,
+    }
+}
+
 impl<S: Store> Engine<S> {
+    /// Counts the pending deletes and disables of a target before anything is sent, and stops
+    /// the export when they are over the threshold.
+    fn check_deletes(&mut self, id: &ConnectorId, space: u64) -> Result<()> {
+        let disable = self
+            .rules
+            .connector(id.as_str())
+            .and_then(|c| c.disable.clone());
+        let mut guard = DeleteGuard::new(self.rules.safety, self.options.allow_deletes);
+        let mut after: Option<CsId> = None;
+        loop {
+            let page = self
+                .store
+                .cs_scan(id, CsFilter::PendingExport, after.as_ref(), 1000)?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id.clone());
+            for o in &page {
+                if deletes_or_disables(o, disable.as_ref()) {
+                    guard.count(o.dn.as_str());
+                }
+            }
+        }
+        guard.check("export", id.as_str(), space)
+    }
+
     /// Builds the unique-value index of a target (empty when it has no uniqueness rule). It
     /// holds only the unique attributes' values, one entry per object holding one.
     fn unique_holders(&mut self, id: &ConnectorId) -> Result<Unique> {
@@ -171,6 +216,7 @@ impl<S: Store> Engine<S> {
     ) -> Result<()> {
         let counts = self.store.cs_counts(id)?;
         let confirms = connector.capabilities().full_import;
+        self.check_deletes(id, counts.objects)?;
         self.progress
             .start(&format!("export {id}"), Some(counts.pending_export));
         let unique = self.unique_holders(id)?;

@@ -5,6 +5,7 @@
 //! import did not see become pending deletes only after the read completed; a read that fails
 //! rolls the whole step back. An import also confirms exports: what was exported must come back.
 
+use crate::safety::DeleteGuard;
 use crate::{state, Engine, Error, Result, StepReport};
 use idsync_connectors::{crash_point, ImportChange, ImportSink};
 use idsync_model::{
@@ -334,6 +335,8 @@ impl<S: Store> Engine<S> {
             None,
         );
         let run = report.run;
+        let space = self.store.cs_counts(id)?.objects;
+        let mut guard = DeleteGuard::new(self.rules.safety, self.options.allow_deletes);
         let label = format!("{}:{id}", self.step_label(report.step));
         let mut session = Session {
             store: &mut self.store,
@@ -389,10 +392,22 @@ impl<S: Store> Engine<S> {
                         continue;
                     }
                     session.report.stats.deleted += 1;
+                    guard.count(o.dn.as_str());
                     o.pending_import = Some(PendingImport::Delete);
                     session.store.cs_put(&o)?;
                 }
             }
+            // A read that finds most of the space gone (an empty file, a wrong base DN) is more
+            // likely a fault than a mass departure: the step stops and stores nothing.
+            guard.check(
+                if full {
+                    "full import"
+                } else {
+                    "delta import (the whole content)"
+                },
+                id.as_str(),
+                space,
+            )?;
             if full {
                 // A full import read everything there is: the next delta starts from now.
                 let w = connector.watermark_after_full_import()?;

@@ -11,6 +11,7 @@
 mod cycle;
 mod export;
 mod import;
+mod safety;
 mod stats;
 mod sync;
 
@@ -33,6 +34,15 @@ pub enum Error {
     Connector(#[from] idsync_connectors::Error),
     #[error("no connector named `{0}` in the configuration")]
     UnknownConnector(String),
+    #[error("{what} of `{connector}` would delete or disable {deletes} of {space} objects, {why}: {sample}. Nothing was sent or stored; `idsync plan` lists them. If this is intended, run again with --allow-deletes {deletes}")]
+    DeleteThreshold {
+        what: String,
+        connector: String,
+        deletes: u64,
+        space: u64,
+        why: String,
+        sample: String,
+    },
     #[error("{step} of `{connector}` stopped: {message}")]
     Stopped {
         step: String,
@@ -106,6 +116,8 @@ impl Progress for Quiet {}
 pub struct Options {
     /// Import and sync only; export nothing (Entra Connect's staging mode).
     pub staging: bool,
+    /// Releases the accidental-delete protection for a step that deletes at most this many.
+    pub allow_deletes: Option<u64>,
 }
 
 /// Opens a connector of a configured type: (name, type, settings, base directory). The binary

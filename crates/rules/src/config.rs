@@ -40,6 +40,45 @@ pub struct Config {
     pub unique: Vec<Spanned<UniqueRule>>,
     #[serde(default)]
     pub cycle: CycleConfig,
+    #[serde(default)]
+    pub safety: SafetyConfig,
+}
+
+/// Accidental-delete protection: an export that would delete or disable more objects than this,
+/// or a full import that finds them gone, stops before anything is sent or stored, until an
+/// operator releases it (`--allow-deletes N`).
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SafetyConfig {
+    /// At most this many deletes (and disables) per step; 500 as in Entra Connect.
+    #[serde(default = "default_max_deletes")]
+    pub max_deletes: u64,
+    /// At most this share of the connector space, in percent (checked when more than
+    /// `min_deletes_for_share` objects would go, so a small space can still lose one object).
+    #[serde(default = "default_max_delete_percent")]
+    pub max_delete_percent: u64,
+    #[serde(default = "default_min_deletes_for_share")]
+    pub min_deletes_for_share: u64,
+}
+
+impl Default for SafetyConfig {
+    fn default() -> Self {
+        Self {
+            max_deletes: default_max_deletes(),
+            max_delete_percent: default_max_delete_percent(),
+            min_deletes_for_share: default_min_deletes_for_share(),
+        }
+    }
+}
+
+fn default_max_deletes() -> u64 {
+    500
+}
+fn default_max_delete_percent() -> u64 {
+    80
+}
+fn default_min_deletes_for_share() -> u64 {
+    10
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -150,6 +150,7 @@ pub struct Rules {
     precedence: HashMap<String, Vec<ConnectorId>>,
     pub max_passes: usize,
     pub store_path: String,
+    pub safety: config::SafetyConfig,
     sync_version: String,
 }
 
@@ -517,6 +518,7 @@ impl Rules {
             precedence,
             max_passes: config.cycle.max_passes.max(1),
             store_path: config.store.path.clone(),
+            safety: config.safety,
             sync_version,
         })
     }
