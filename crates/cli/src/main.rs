@@ -12,7 +12,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use idsync_engine::{CycleKind, Engine, Step};
 use idsync_rules::Rules;
-use idsync_store::SqliteStore;
+use idsync_store::{RunnerLock, SqliteStore};
 use std::path::{Path, PathBuf};
 
 #[derive(Parser)]
@@ -63,6 +63,10 @@ enum Command {
         /// N objects: exports, and full imports that find objects gone.
         #[arg(long, value_name = "N")]
         allow_deletes: Option<u64>,
+        /// Wait up to this many seconds for another run on the same store to finish (by
+        /// default a second run stops at once and says which process holds the store).
+        #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+        wait: u64,
     },
     /// Show every pending export, attribute by attribute, without sending anything.
     Plan {
@@ -110,6 +114,23 @@ fn main() {
 
 /// Loads the configuration and opens the store it names.
 pub(crate) fn open_engine(config: &Path) -> Result<Engine<SqliteStore>> {
+    let (rules, base) = load_rules(config)?;
+    open_with(config, rules, base)
+}
+
+/// Like [`open_engine`], holding the store's runner lock first (one runner per store): a
+/// second run waits up to `wait` or says who holds the store.
+pub(crate) fn open_engine_locked(
+    config: &Path,
+    what: &str,
+    wait: std::time::Duration,
+) -> Result<(Engine<SqliteStore>, RunnerLock)> {
+    let (rules, base) = load_rules(config)?;
+    let lock = RunnerLock::acquire(&base.join(&rules.store_path), what, wait)?;
+    Ok((open_with(config, rules, base)?, lock))
+}
+
+fn load_rules(config: &Path) -> Result<(Rules, PathBuf)> {
     let text = std::fs::read_to_string(config)
         .with_context(|| format!("cannot read the configuration file {}", config.display()))?;
     let rules = Rules::load(&text, &config.display().to_string())?;
@@ -118,6 +139,10 @@ pub(crate) fn open_engine(config: &Path) -> Result<Engine<SqliteStore>> {
         .map(Path::to_path_buf)
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or_else(|| PathBuf::from("."));
+    Ok((rules, base))
+}
+
+fn open_with(config: &Path, rules: Rules, base: PathBuf) -> Result<Engine<SqliteStore>> {
     let store = SqliteStore::open(&base.join(&rules.store_path))?;
     let mut engine = Engine::new(rules, store, base).with_opener(idsync_connectors_all::open);
     if let Some((line, message)) = engine.check_connectors().into_iter().next() {
@@ -170,8 +195,14 @@ fn run(cli: Cli) -> Result<()> {
             connector,
             staging,
             allow_deletes,
+            wait,
         } => {
-            let mut engine = open_engine(&cli.config)?;
+            let running = match &connector {
+                Some(c) => format!("run {what} --connector {c}"),
+                None => format!("run {what}"),
+            };
+            let (mut engine, _lock) =
+                open_engine_locked(&cli.config, &running, std::time::Duration::from_secs(wait))?;
             engine.options.staging = staging;
             engine.options.allow_deletes = allow_deletes;
             if !cli.json {

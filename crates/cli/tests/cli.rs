@@ -293,3 +293,103 @@ fn a_full_import_that_finds_the_space_gone_stops_until_released() {
     );
     assert_eq!(rows(&dir), 1);
 }
+
+/// Waits until the store's lock file names `pid` (the first run holds the store).
+fn wait_for_holder(lock: &Path, pid: u32) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        if std::fs::read_to_string(lock).is_ok_and(|t| t.contains(&format!("pid {pid} "))) {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("the first run never took the store lock");
+}
+
+#[test]
+fn two_runs_on_one_store_never_overlap_and_a_killed_run_leaves_no_lock() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    demo(&dir, 10);
+    let config = dir.join("idsync.toml");
+    let lock = dir.join("idsync.db.lock");
+    let bin = assert_cmd::cargo::cargo_bin("idsync");
+    // The first run stalls 3 s inside its first sync, holding the store.
+    let mut first = std::process::Command::new(&bin)
+        .arg("-c")
+        .arg(&config)
+        .args(["run", "full-cycle"])
+        .env("IDSYNC_CRASH_AT", "full-sync:directory:begin:1:sleep-3000")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_holder(&lock, first.id());
+    // A second run says who holds the store and runs nothing.
+    let out = run_cycle(&config, &["run", "export", "--connector", "profiles"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("in use by another idsync run")
+            && err.contains(&format!("pid {}", first.id()))
+            && err.contains("run full-cycle"),
+        "{err}"
+    );
+    // With --wait it runs once the first has finished.
+    let out = run_cycle(&config, &["run", "full-cycle", "--wait", "60"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(first.wait().unwrap().success());
+    // A run killed (SIGKILL) while it holds the store leaves it free.
+    let mut killed = std::process::Command::new(&bin)
+        .arg("-c")
+        .arg(&config)
+        .args(["run", "full-cycle"])
+        .env("IDSYNC_CRASH_AT", "full-sync:directory:begin:1:sleep-30000")
+        .spawn()
+        .unwrap();
+    wait_for_holder(&lock, killed.id());
+    killed.kill().unwrap();
+    killed.wait().unwrap();
+    let out = run_cycle(&config, &["run", "full-cycle"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_damaged_store_is_refused_at_start_with_a_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    demo(&dir, 60);
+    let config = dir.join("idsync.toml");
+    let db = dir.join("idsync.db");
+    let good = std::fs::read(&db).unwrap();
+    for (how, bytes) in [
+        ("truncated", good[..good.len() / 2].to_vec()),
+        ("overwritten", {
+            let mut b = good.clone();
+            let mid = b.len() / 2;
+            for (i, x) in b[mid..mid + 8192].iter_mut().enumerate() {
+                *x = (i * 31 % 251) as u8;
+            }
+            b
+        }),
+    ] {
+        std::fs::write(&db, &bytes).unwrap();
+        let out = run_cycle(&config, &["run", "delta-cycle"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{how}: {err}");
+        assert!(
+            err.contains("idsync.db") && !err.contains("panicked"),
+            "{how}: {err}"
+        );
+        // Not repaired silently either.
+        assert_eq!(std::fs::read(&db).unwrap(), bytes, "{how}");
+    }
+}

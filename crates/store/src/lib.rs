@@ -7,8 +7,10 @@
 //! and contributions, binary values kept once per content hash in their own table) and its own
 //! schema version. A step runs inside one transaction: it commits whole or not at all.
 
+mod lock;
 mod sqlite;
 
+pub use lock::RunnerLock;
 pub use sqlite::SqliteStore;
 
 use idsync_model::{Anchor, ConnectorId, ContentHash, CsId, CsObject, Dn, MvId, MvObject, RunId};
@@ -20,6 +22,12 @@ pub enum Error {
     Open { path: String, message: String },
     #[error("store: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("store {store} is in use by another idsync run ({holder}); waited {waited} s. Run again when it finishes, or pass --wait SECONDS")]
+    Busy {
+        store: String,
+        holder: String,
+        waited: u64,
+    },
     #[error("store: corrupt row for {what}: {message}")]
     Corrupt { what: String, message: String },
 }

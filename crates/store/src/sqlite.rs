@@ -12,6 +12,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use std::path::Path;
 
 const SCHEMA_VERSION: &str = "1";
+const INTEGRITY: &str = "the store file's integrity check";
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -89,6 +90,10 @@ impl SqliteStore {
             Error::Sqlite(s) => {
                 open_err(format!("{s} (is this an idsync store, and is it intact?)"))
             }
+            Error::Corrupt { what, message } if what == INTEGRITY => open_err(format!(
+                "the store file is damaged, SQLite's integrity check says: {} (idsync does not repair it: restore the file from a backup, or start a new store)",
+                message.split_whitespace().collect::<Vec<_>>().join(" ")
+            )),
             other => other,
         })
     }
@@ -109,7 +114,7 @@ impl SqliteStore {
         conn.pragma_update(None, "temp_store", "MEMORY")?;
         let check: String = conn.query_row("PRAGMA quick_check(1)", [], |r| r.get(0))?;
         if check != "ok" {
-            return Err(corrupt("the store file", check));
+            return Err(corrupt(INTEGRITY, check));
         }
         conn.execute_batch(SCHEMA)?;
         let version: Option<String> = conn
@@ -728,6 +733,60 @@ mod tests {
         s.mv_put(&mv, &[("join1".into(), "anne".into())]).unwrap();
         assert!(s.mv_find("join1", "ann").unwrap().is_empty());
         assert_eq!(s.mv_get(&mv.id).unwrap().unwrap(), mv);
+    }
+
+    /// A store with enough rows to span many pages, closed cleanly.
+    fn filled_store(p: &Path) {
+        let mut s = SqliteStore::open(p).unwrap();
+        s.begin().unwrap();
+        for i in 0..400 {
+            s.cs_put(&cs(
+                &format!("c{i}"),
+                &format!("a{i}"),
+                format!("photo {i}").as_bytes(),
+            ))
+            .unwrap();
+        }
+        s.commit().unwrap();
+    }
+
+    fn refused(p: &Path) -> String {
+        match SqliteStore::open(p) {
+            Ok(_) => panic!("a damaged store was opened"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_truncated_store_file_is_detected_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("idsync.db");
+        filled_store(&p);
+        let len = std::fs::metadata(&p).unwrap().len();
+        assert!(len > 64 * 1024, "{len}");
+        let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+        f.set_len(len / 2).unwrap();
+        drop(f);
+        let m = refused(&p);
+        assert!(m.contains("idsync.db"), "{m}");
+    }
+
+    #[test]
+    fn a_corrupted_store_file_is_detected_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("idsync.db");
+        filled_store(&p);
+        let mut bytes = std::fs::read(&p).unwrap();
+        // Overwrite pages in the middle of the file (rows, indexes) with garbage.
+        let mid = bytes.len() / 2;
+        for (i, b) in bytes[mid..mid + 8192].iter_mut().enumerate() {
+            *b = (i * 31 % 251) as u8;
+        }
+        std::fs::write(&p, &bytes).unwrap();
+        let m = refused(&p);
+        assert!(m.contains("idsync.db"), "{m}");
+        // Nothing was repaired: the file is as damaged as it was.
+        assert_eq!(std::fs::read(&p).unwrap(), bytes);
     }
 
     #[test]
