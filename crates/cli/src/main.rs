@@ -4,6 +4,7 @@
 //! Exit codes: 0 done (object-level errors are listed in the summary and in `idsync history`),
 //! 1 failed (the message says what to change), 2 bad usage.
 
+mod audit;
 mod bench;
 mod dump;
 mod output;
@@ -79,6 +80,9 @@ enum Command {
         limit: usize,
         #[arg(long)]
         run: Option<i64>,
+        /// With --run: every export the run sent (what, to which system, when, by which rule).
+        #[arg(long, requires = "run")]
+        exports: bool,
     },
     /// A metaverse object (by id) or a connector-space object (by anchor or DN), with where each
     /// value came from.
@@ -240,9 +244,16 @@ fn run(cli: Cli) -> Result<()> {
             let mut engine = open_engine(&cli.config)?;
             output::plan(&mut engine, connector.as_deref(), cli.json)?;
         }
-        Command::History { limit, run } => {
+        Command::History {
+            limit,
+            run,
+            exports,
+        } => {
             let mut engine = open_engine(&cli.config)?;
-            output::history(&mut engine, limit, run, cli.json)?;
+            match run {
+                Some(id) if exports => audit::exports(&mut engine, id, cli.json)?,
+                _ => output::history(&mut engine, limit, run, cli.json)?,
+            }
         }
         Command::Show { id, connector } => {
             let mut engine = open_engine(&cli.config)?;

@@ -393,3 +393,52 @@ fn a_damaged_store_is_refused_at_start_with_a_clear_error() {
         assert_eq!(std::fs::read(&db).unwrap(), bytes, "{how}");
     }
 }
+
+#[test]
+fn every_export_sent_is_audited_with_its_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    demo(&dir, 6);
+    let config = dir.join("idsync.toml");
+    let runs = json(
+        idsync()
+            .arg("-c")
+            .arg(&config)
+            .args(["history", "--json", "--limit", "100"]),
+    );
+    let export_run = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["step"] == "export")
+        .expect("the demo exported")["id"]
+        .as_i64()
+        .unwrap();
+    let audit = json(idsync().arg("-c").arg(&config).args([
+        "history",
+        "--run",
+        &export_run.to_string(),
+        "--exports",
+        "--json",
+    ]));
+    let rows = audit.as_array().unwrap();
+    assert_eq!(rows.len(), 6, "{audit}");
+    for r in rows {
+        assert_eq!(r["run"], export_run);
+        assert_eq!(r["connector"], "profiles");
+        assert_eq!(r["op"], "add");
+        assert_eq!(r["result"], "applied");
+        assert!(r["at"].as_i64().unwrap() > 0);
+        let rules = r["rules"].to_string();
+        assert!(rules.contains("provision person profiles"), "{rules}");
+        assert!(rules.contains("export flow account"), "{rules}");
+        assert!(r["changes"]["account"].is_array(), "{r}");
+    }
+    // --exports needs a run.
+    idsync()
+        .arg("-c")
+        .arg(&config)
+        .args(["history", "--exports"])
+        .assert()
+        .code(2);
+}

@@ -11,7 +11,7 @@ use idsync_connectors::{crash_point, ExportItem, ExportOp, ExportResult};
 use idsync_model::{
     AttributeChange, AttributeDelta, Attributes, ConnectorId, CsId, CsObject, PendingExport, Value,
 };
-use idsync_store::{CsFilter, ObjectError, Store};
+use idsync_store::{CsFilter, ExportRecord, ObjectError, Store};
 use std::collections::HashMap;
 
 /// Gives binary values their bytes back from the store.
@@ -117,6 +117,77 @@ fn deletes_or_disables(o: &CsObject, disable: Option<&(String, String)>) -> bool
 }
 
 impl<S: Store> Engine<S> {
+    /// What the audit keeps of one export sent: the change (binary values as hashes), the
+    /// rules behind it, and the system's answer.
+    fn audit_record(
+        &self,
+        id: &ConnectorId,
+        run: idsync_model::RunId,
+        item: &ExportItem,
+        result: &ExportResult,
+    ) -> ExportRecord {
+        let flows = self.rules.connector(id.as_str()).map(|c| &c.export_flows);
+        let flow_ids = |names: &mut dyn Iterator<Item = &str>| -> Vec<String> {
+            let names: Vec<&str> = names.collect();
+            flows
+                .into_iter()
+                .flatten()
+                .filter(|f| names.iter().any(|n| n.eq_ignore_ascii_case(&f.cs)))
+                .map(|f| format!("export flow {} ({})", f.cs, f.id))
+                .collect()
+        };
+        let (op, object, changes, rules) = match &item.op {
+            ExportOp::Add { attributes, .. } => {
+                let mut rules: Vec<String> = self
+                    .rules
+                    .provisioning
+                    .iter()
+                    .filter(|p| &p.connector == id && p.object_type == item.object_type)
+                    .map(|p| format!("provision {} {} as {}", p.mv_type, p.connector, p.dn))
+                    .collect();
+                rules.extend(flow_ids(&mut attributes.iter().map(|(k, _)| k.as_str())));
+                (
+                    "add",
+                    item.dn.to_string(),
+                    serde_json::to_value(attributes).unwrap_or_default(),
+                    rules,
+                )
+            }
+            ExportOp::Update { new_dn, changes } => {
+                let mut rules = flow_ids(&mut changes.iter().map(|d| d.name.as_str()));
+                if new_dn.is_some() {
+                    rules.push("provisioning identifier template (rename)".to_owned());
+                }
+                (
+                    if new_dn.is_some() { "rename" } else { "update" },
+                    new_dn.as_ref().unwrap_or(&item.dn).to_string(),
+                    serde_json::json!({"from": item.dn.as_str(), "changes": changes}),
+                    rules,
+                )
+            }
+            ExportOp::Delete => (
+                "delete",
+                item.dn.to_string(),
+                serde_json::Value::Null,
+                vec!["deprovisioning (delete)".to_owned()],
+            ),
+        };
+        ExportRecord {
+            run,
+            connector: id.to_string(),
+            object,
+            cs_id: item.cs_id.to_string(),
+            op: op.to_owned(),
+            changes,
+            rules,
+            at: idsync_store::now(),
+            result: match result {
+                ExportResult::Applied { .. } => "applied".to_owned(),
+                ExportResult::Failed(m) => format!("failed: {m}"),
+            },
+        }
+    }
+
     /// Counts the pending deletes and disables of a target before anything is sent, and stops
     /// the export when they are over the threshold.
     fn check_deletes(&mut self, id: &ConnectorId, space: u64) -> Result<()> {
@@ -297,6 +368,8 @@ impl<S: Store> Engine<S> {
             crash_point!("export:{id}:batch-sent");
             self.progress.advance(items.len() as u64);
             for ((mut o, item), result) in objects.into_iter().zip(items).zip(results) {
+                let record = self.audit_record(id, report.run, &item, &result);
+                self.store.audit_export(&record)?;
                 match result {
                     ExportResult::Applied { anchor } => {
                         report.stats.exported += 1;

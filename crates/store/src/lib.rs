@@ -136,6 +136,27 @@ pub struct ObjectError {
     pub message: String,
 }
 
+/// One export sent to a connected system, as the audit keeps it: what, to which system, when, by
+/// which run and rule, and what the system answered.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExportRecord {
+    pub run: RunId,
+    pub connector: String,
+    /// The object's identifier in the target (its DN, or its new DN after a rename).
+    pub object: String,
+    pub cs_id: String,
+    /// `add`, `update`, `rename` or `delete`.
+    pub op: String,
+    /// The attributes sent (binary values as their content hash).
+    pub changes: serde_json::Value,
+    /// The rules that produced the change (provisioning, export flows, deprovisioning).
+    pub rules: Vec<String>,
+    /// Seconds since the epoch.
+    pub at: i64,
+    /// `applied`, or `failed: <the system's message>`.
+    pub result: String,
+}
+
 /// Run history. Written outside step transactions so a failed step is still recorded.
 pub trait Runs {
     fn run_start(&mut self, step: &str, connector: Option<&ConnectorId>) -> Result<RunId>;
@@ -149,6 +170,18 @@ pub trait Runs {
     ) -> Result<()>;
     fn runs(&mut self, limit: usize) -> Result<Vec<RunRecord>>;
     fn run_errors(&mut self, id: RunId) -> Result<Vec<ObjectError>>;
+    /// Records one export sent. Written in the step's transaction: an export step that is
+    /// rolled back (its changes not made durable in the target) leaves no audit row, and the run
+    /// that sends the changes again records them.
+    fn audit_export(&mut self, record: &ExportRecord) -> Result<()>;
+    /// The exports a run sent, in the order sent, a page after `after` (a position the previous
+    /// page returned) at a time.
+    fn run_exports(
+        &mut self,
+        run: RunId,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, ExportRecord)>>;
 }
 
 /// Everything the engine needs from storage.

@@ -1,8 +1,8 @@
 //! The SQLite backend: one file, no server, the embedded default.
 
 use crate::{
-    now, Blobs, ConnectorSpaces, ConnectorState, CsCounts, CsFilter, Error, Metaverse, ObjectError,
-    Result, RunRecord, Runs, Transactions,
+    now, Blobs, ConnectorSpaces, ConnectorState, CsCounts, CsFilter, Error, ExportRecord,
+    Metaverse, ObjectError, Result, RunRecord, Runs, Transactions,
 };
 use idsync_model::{
     Anchor, AttributeChange, AttributeDelta, Attributes, ConnectorId, ContentHash, CsId, CsObject,
@@ -54,6 +54,10 @@ CREATE TABLE IF NOT EXISTS run(id INTEGER PRIMARY KEY AUTOINCREMENT, step TEXT N
     started_at INTEGER NOT NULL, finished_at INTEGER, status TEXT NOT NULL, stats TEXT, message TEXT);
 CREATE TABLE IF NOT EXISTS run_error(run_id INTEGER NOT NULL, object TEXT NOT NULL, message TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS run_error_run ON run_error(run_id);
+CREATE TABLE IF NOT EXISTS export_audit(id INTEGER PRIMARY KEY AUTOINCREMENT, run_id INTEGER NOT NULL,
+    connector TEXT NOT NULL, object TEXT NOT NULL, cs_id TEXT NOT NULL, op TEXT NOT NULL, changes TEXT NOT NULL,
+    rules TEXT NOT NULL, at INTEGER NOT NULL, result TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS export_audit_run ON export_audit(run_id, id);
 "#;
 
 pub struct SqliteStore {
@@ -609,6 +613,70 @@ impl Runs for SqliteStore {
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    fn audit_export(&mut self, r: &ExportRecord) -> Result<()> {
+        let mut st = self.conn.prepare_cached(
+            "INSERT INTO export_audit(run_id, connector, object, cs_id, op, changes, rules, at, result) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?;
+        st.execute(params![
+            r.run.0,
+            r.connector,
+            r.object,
+            r.cs_id,
+            r.op,
+            r.changes.to_string(),
+            to_json(&r.rules),
+            r.at,
+            r.result
+        ])?;
+        Ok(())
+    }
+
+    fn run_exports(
+        &mut self,
+        run: RunId,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, ExportRecord)>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT id, connector, object, cs_id, op, changes, rules, at, result FROM export_audit \
+             WHERE run_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+        )?;
+        let rows = st.query_map(params![run.0, after, limit as i64], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
+                r.get::<_, String>(6)?,
+                r.get::<_, i64>(7)?,
+                r.get::<_, String>(8)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, connector, object, cs_id, op, changes, rules, at, result) = row?;
+            let what = format!("export audit row {id}");
+            out.push((
+                id,
+                ExportRecord {
+                    run,
+                    connector,
+                    object,
+                    cs_id,
+                    op,
+                    changes: from_json(&what, &changes)?,
+                    rules: from_json(&what, &rules)?,
+                    at,
+                    result,
+                },
+            ));
+        }
+        Ok(out)
     }
 
     fn run_errors(&mut self, id: RunId) -> Result<Vec<ObjectError>> {
