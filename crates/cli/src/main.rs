@@ -68,6 +68,9 @@ enum Command {
         /// default a second run stops at once and says which process holds the store).
         #[arg(long, value_name = "SECONDS", default_value_t = 0)]
         wait: u64,
+        /// Retry failed exports now instead of waiting for their backoff.
+        #[arg(long)]
+        retry_now: bool,
     },
     /// Show every pending export, attribute by attribute, without sending anything.
     Plan {
@@ -200,6 +203,7 @@ fn run(cli: Cli) -> Result<()> {
             staging,
             allow_deletes,
             wait,
+            retry_now,
         } => {
             let running = match &connector {
                 Some(c) => format!("run {what} --connector {c}"),
@@ -209,6 +213,7 @@ fn run(cli: Cli) -> Result<()> {
                 open_engine_locked(&cli.config, &running, std::time::Duration::from_secs(wait))?;
             engine.options.staging = staging;
             engine.options.allow_deletes = allow_deletes;
+            engine.options.retry_now = retry_now;
             if !cli.json {
                 engine = engine.with_progress(output::progress());
             }

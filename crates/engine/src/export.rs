@@ -268,6 +268,12 @@ impl<S: Store> Engine<S> {
             );
         }
         let result = self.export_with(&mut *connector, id, batch_size, report);
+        if report.stats.export_deferred > 0 {
+            report.notes.push(format!(
+                "{} object(s) failed before and wait for their next attempt (backoff); --retry-now sends them now",
+                report.stats.export_deferred
+            ));
+        }
         crash_point!("export:{id}:staged");
         // The connector makes its batches durable only when every batch was staged.
         let result = result.and_then(|()| connector.finish_export().map_err(Error::from));
@@ -291,6 +297,8 @@ impl<S: Store> Engine<S> {
         self.progress
             .start(&format!("export {id}"), Some(counts.pending_export));
         let unique = self.unique_holders(id)?;
+        let retry = self.rules.retry;
+        let now = idsync_store::now();
         let mut after: Option<CsId> = None;
         loop {
             let page =
@@ -301,6 +309,14 @@ impl<S: Store> Engine<S> {
             let mut items: Vec<ExportItem> = Vec::with_capacity(page.len());
             let mut objects: Vec<CsObject> = Vec::with_capacity(page.len());
             for o in page {
+                if o.retry_count > 0 && !self.options.retry_now {
+                    if let Some(t) = self.store.retry_at(&o.id)? {
+                        if t > now {
+                            report.stats.export_deferred += 1;
+                            continue;
+                        }
+                    }
+                }
                 let op = match o.pending_export.clone() {
                     Some(PendingExport::Add {
                         object_classes,
@@ -373,6 +389,9 @@ impl<S: Store> Engine<S> {
                 match result {
                     ExportResult::Applied { anchor } => {
                         report.stats.exported += 1;
+                        if o.retry_count > 0 {
+                            self.store.retry_set(&o.id, None)?;
+                        }
                         o.export_error = None;
                         o.retry_count = 0;
                         o.pending_export = None;
@@ -413,10 +432,18 @@ impl<S: Store> Engine<S> {
                         report.stats.export_errors += 1;
                         o.retry_count += 1;
                         o.export_error = Some(message.clone());
+                        let delay = retry.delay(o.retry_count);
+                        self.store
+                            .retry_set(&o.id, Some(now.saturating_add(delay as i64)))?;
+                        let how = if o.retry_count >= retry.report_after {
+                            "export keeps failing"
+                        } else {
+                            "export failed"
+                        };
                         report.errors.push(ObjectError {
                             object: o.dn.to_string(),
                             message: format!(
-                                "export failed (attempt {}): {message}",
+                                "{how} (attempt {}, next attempt in {delay} s or with --retry-now): {message}",
                                 o.retry_count
                             ),
                         });

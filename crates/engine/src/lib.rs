@@ -118,6 +118,8 @@ pub struct Options {
     pub staging: bool,
     /// Releases the accidental-delete protection for a step that deletes at most this many.
     pub allow_deletes: Option<u64>,
+    /// Retry failed exports now, not waiting for their backoff.
+    pub retry_now: bool,
 }
 
 /// Opens a connector of a configured type: (name, type, settings, base directory). The binary

@@ -151,6 +151,7 @@ pub struct Rules {
     pub max_passes: usize,
     pub store_path: String,
     pub safety: config::SafetyConfig,
+    pub retry: config::RetryConfig,
     sync_version: String,
 }
 
@@ -519,6 +520,7 @@ impl Rules {
             max_passes: config.cycle.max_passes.max(1),
             store_path: config.store.path.clone(),
             safety: config.safety,
+            retry: config.retry,
             sync_version,
         })
     }

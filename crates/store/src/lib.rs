@@ -184,12 +184,24 @@ pub trait Runs {
     ) -> Result<Vec<(i64, ExportRecord)>>;
 }
 
+/// When an object whose export failed may be tried again (its attempt count and last error are
+/// on the object itself).
+pub trait ExportRetries {
+    /// Seconds since the epoch before which the object's export is not retried.
+    fn retry_at(&mut self, cs: &CsId) -> Result<Option<i64>>;
+    fn retry_set(&mut self, cs: &CsId, next_attempt: Option<i64>) -> Result<()>;
+}
+
 /// Everything the engine needs from storage.
 pub trait Store:
-    Transactions + ConnectorSpaces + Metaverse + Blobs + ConnectorState + Runs
+    Transactions + ConnectorSpaces + Metaverse + Blobs + ConnectorState + Runs + ExportRetries
 {
 }
-impl<T: Transactions + ConnectorSpaces + Metaverse + Blobs + ConnectorState + Runs> Store for T {}
+impl<
+        T: Transactions + ConnectorSpaces + Metaverse + Blobs + ConnectorState + Runs + ExportRetries,
+    > Store for T
+{
+}
 
 /// Seconds since the epoch.
 pub fn now() -> i64 {

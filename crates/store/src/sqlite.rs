@@ -2,7 +2,7 @@
 
 use crate::{
     now, Blobs, ConnectorSpaces, ConnectorState, CsCounts, CsFilter, Error, ExportRecord,
-    Metaverse, ObjectError, Result, RunRecord, Runs, Transactions,
+    ExportRetries, Metaverse, ObjectError, Result, RunRecord, Runs, Transactions,
 };
 use idsync_model::{
     Anchor, AttributeChange, AttributeDelta, Attributes, ConnectorId, ContentHash, CsId, CsObject,
@@ -58,6 +58,7 @@ CREATE TABLE IF NOT EXISTS export_audit(id INTEGER PRIMARY KEY AUTOINCREMENT, ru
     connector TEXT NOT NULL, object TEXT NOT NULL, cs_id TEXT NOT NULL, op TEXT NOT NULL, changes TEXT NOT NULL,
     rules TEXT NOT NULL, at INTEGER NOT NULL, result TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS export_audit_run ON export_audit(run_id, id);
+CREATE TABLE IF NOT EXISTS export_retry(cs_id TEXT PRIMARY KEY, next_at INTEGER NOT NULL);
 "#;
 
 pub struct SqliteStore {
@@ -343,6 +344,9 @@ impl ConnectorSpaces for SqliteStore {
             .conn
             .prepare_cached("DELETE FROM cs_object WHERE id = ?1")?;
         st.execute([id.as_str()])?;
+        self.conn
+            .prepare_cached("DELETE FROM export_retry WHERE cs_id = ?1")?
+            .execute([id.as_str()])?;
         Ok(())
     }
 
@@ -521,6 +525,31 @@ impl Metaverse for SqliteStore {
             .conn
             .query_row("SELECT count(*) FROM mv_object", [], |r| r.get::<_, i64>(0))?
             as u64)
+    }
+}
+
+impl ExportRetries for SqliteStore {
+    fn retry_at(&mut self, cs: &CsId) -> Result<Option<i64>> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT next_at FROM export_retry WHERE cs_id = ?1")?;
+        Ok(st.query_row([cs.as_str()], |r| r.get(0)).optional()?)
+    }
+
+    fn retry_set(&mut self, cs: &CsId, next_attempt: Option<i64>) -> Result<()> {
+        match next_attempt {
+            Some(t) => self
+                .conn
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO export_retry(cs_id, next_at) VALUES (?1, ?2)",
+                )?
+                .execute(params![cs.as_str(), t])?,
+            None => self
+                .conn
+                .prepare_cached("DELETE FROM export_retry WHERE cs_id = ?1")?
+                .execute([cs.as_str()])?,
+        };
+        Ok(())
     }
 }
 
