@@ -442,3 +442,54 @@ fn every_export_sent_is_audited_with_its_run() {
         .assert()
         .code(2);
 }
+
+#[test]
+fn a_staging_cycle_sends_nothing_and_the_plan_shows_it_per_target() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("estate");
+    let mut o = idsync_sample::Options::demo();
+    o.people = 12;
+    let g = idsync_sample::generate(&dir, &o).unwrap();
+    let before: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    let report =
+        json(
+            idsync()
+                .arg("-c")
+                .arg(&g.config)
+                .args(["run", "full-cycle", "--staging", "--json"]),
+        );
+    assert_eq!(total(&report, "full-sync", "provisioned"), 12);
+    assert!(
+        report["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["step"] != "export" || s["stats"]["exported"] == 0),
+        "{report}"
+    );
+    // No target file was created; only the store appeared.
+    assert!(!dir.join("profiles.csv").exists());
+    let after: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| !n.to_string_lossy().starts_with("idsync.db"))
+        .collect();
+    assert_eq!(after.len(), before.len(), "{after:?}");
+    let plan = json(idsync().arg("-c").arg(&g.config).args(["plan", "--json"]));
+    assert_eq!(plan["targets"]["profiles"]["add"], 12, "{plan}");
+    assert_eq!(plan["summary"]["add"], 12, "{plan}");
+    let out = idsync()
+        .arg("-c")
+        .arg(&g.config)
+        .arg("plan")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("profiles: 12 to add, 0 to update (0 renamed), 0 to delete."),
+        "{text}"
+    );
+}
