@@ -13,7 +13,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use idsync_engine::{CycleKind, Engine, Step};
 use idsync_rules::Rules;
-use idsync_store::{RunnerLock, SqliteStore};
+use idsync_store::{RunnerLock, Runs, SqliteStore};
 use std::path::{Path, PathBuf};
 
 #[derive(Parser)]
@@ -134,7 +134,12 @@ pub(crate) fn open_engine_locked(
 ) -> Result<(Engine<SqliteStore>, RunnerLock)> {
     let (rules, base) = load_rules(config)?;
     let lock = RunnerLock::acquire(&base.join(&rules.store_path), what, wait)?;
-    Ok((open_with(config, rules, base)?, lock))
+    let mut engine = open_with(config, rules, base)?;
+    let interrupted = engine.store.mark_interrupted()?;
+    if interrupted > 0 {
+        eprintln!("note: {interrupted} step(s) of an earlier run were interrupted (the process ended mid-step); they were rolled back and are marked so in `idsync history`");
+    }
+    Ok((engine, lock))
 }
 
 fn load_rules(config: &Path) -> Result<(Rules, PathBuf)> {

@@ -355,10 +355,26 @@ fn two_runs_on_one_store_never_overlap_and_a_killed_run_leaves_no_lock() {
     killed.kill().unwrap();
     killed.wait().unwrap();
     let out = run_cycle(&config, &["run", "full-cycle"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    // The killed run's step is recorded as interrupted, not left running.
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        err.contains("1 step(s) of an earlier run were interrupted"),
+        "{err}"
+    );
+    let runs = json(
+        idsync()
+            .arg("-c")
+            .arg(&config)
+            .args(["history", "--json", "--limit", "500"]),
+    );
+    let runs = runs.as_array().unwrap();
+    assert!(runs.iter().all(|r| r["status"] != "running"));
+    assert_eq!(
+        runs.iter()
+            .filter(|r| r["status"] == "interrupted" && r["step"] == "full-sync")
+            .count(),
+        1
     );
 }
 

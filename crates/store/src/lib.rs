@@ -174,6 +174,9 @@ pub trait Runs {
     /// rolled back (its changes not made durable in the target) leaves no audit row, and the run
     /// that sends the changes again records them.
     fn audit_export(&mut self, record: &ExportRecord) -> Result<()>;
+    /// Marks runs still recorded as running as interrupted (their process died; their step was
+    /// rolled back). Called by a process that holds the runner lock, so none is really running.
+    fn mark_interrupted(&mut self) -> Result<u64>;
     /// The exports a run sent, in the order sent, a page after `after` (a position the previous
     /// page returned) at a time.
     fn run_exports(

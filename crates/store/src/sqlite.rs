@@ -644,6 +644,16 @@ impl Runs for SqliteStore {
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
+    fn mark_interrupted(&mut self) -> Result<u64> {
+        let n = self.conn.execute(
+            "UPDATE run SET status = 'interrupted', finished_at = ?1, \
+             message = 'the process ended before the step finished (killed or crashed); the step was rolled back' \
+             WHERE status = 'running'",
+            [now()],
+        )?;
+        Ok(n as u64)
+    }
+
     fn audit_export(&mut self, r: &ExportRecord) -> Result<()> {
         let mut st = self.conn.prepare_cached(
             "INSERT INTO export_audit(run_id, connector, object, cs_id, op, changes, rules, at, result) \
