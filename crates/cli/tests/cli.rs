@@ -352,6 +352,24 @@ fn two_runs_on_one_store_never_overlap_and_a_killed_run_leaves_no_lock() {
         .spawn()
         .unwrap();
     wait_for_holder(&lock, killed.id());
+    // Killed inside its first sync (stalled there), with that step recorded as running.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let runs = json(
+            idsync()
+                .arg("-c")
+                .arg(&config)
+                .args(["history", "--json", "--limit", "5"]),
+        );
+        if runs[0]["status"] == "running" && runs[0]["step"] == "full-sync" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never reached the sync"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     killed.kill().unwrap();
     killed.wait().unwrap();
     let out = run_cycle(&config, &["run", "full-cycle"]);
