@@ -25,6 +25,8 @@ struct Scenario {
     people: usize,
     /// A configuration file (beside scenarios.toml) that replaces the estate's idsync.toml.
     config: Option<String>,
+    /// Text appended to the estate's idsync.toml (another connector and its rules).
+    config_append: Option<String>,
     /// Commands run in the estate's folder before anything else (start and fill servers).
     #[serde(default)]
     setup: Vec<Vec<String>>,
@@ -139,6 +141,11 @@ fn prepare(s: &Scenario, dir: &Path) {
             .join("tests/crash")
             .join(c);
         std::fs::copy(&src, dir.join("idsync.toml")).unwrap();
+    }
+    if let Some(extra) = &s.config_append {
+        let p = dir.join("idsync.toml");
+        let text = std::fs::read_to_string(&p).unwrap();
+        std::fs::write(&p, format!("{text}\n{extra}")).unwrap();
     }
     run_cmds(dir, &s.setup);
     for args in &s.prepare {
