@@ -4,8 +4,10 @@
 //! Exit codes: 0 done (object-level errors are listed in the summary and in `idsync history`),
 //! 1 failed (the message says what to change), 2 bad usage.
 
+mod audit;
 mod bench;
 mod demo;
+mod dump;
 mod output;
 mod serve;
 
@@ -13,7 +15,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use idsync_engine::{CycleKind, Engine, Step};
 use idsync_rules::Rules;
-use idsync_store::SqliteStore;
+use idsync_store::{RunnerLock, Runs, SqliteStore};
 use std::path::{Path, PathBuf};
 
 #[derive(Parser)]
@@ -64,6 +66,17 @@ enum Command {
         /// Import and sync, export nothing (staging mode).
         #[arg(long)]
         staging: bool,
+        /// Release the accidental-delete protection for steps that delete (or disable) at most
+        /// N objects: exports, and full imports that find objects gone.
+        #[arg(long, value_name = "N")]
+        allow_deletes: Option<u64>,
+        /// Wait up to this many seconds for another run on the same store to finish (by
+        /// default a second run stops at once and says which process holds the store).
+        #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+        wait: u64,
+        /// Retry failed exports now instead of waiting for their backoff.
+        #[arg(long)]
+        retry_now: bool,
     },
     /// Show every pending export, attribute by attribute, without sending anything.
     Plan {
@@ -76,6 +89,9 @@ enum Command {
         limit: usize,
         #[arg(long)]
         run: Option<i64>,
+        /// With --run: every export the run sent (what, to which system, when, by which rule).
+        #[arg(long, requires = "run")]
+        exports: bool,
     },
     /// A metaverse object (by id) or a connector-space object (by anchor or DN), with where each
     /// value came from.
@@ -96,6 +112,9 @@ enum Command {
         #[command(subcommand)]
         action: serve::TokenCommand,
     },
+    /// The metaverse and every connector space as JSON lines (one object a line), for comparing
+    /// two stores.
+    Dump,
     /// Benchmarks on generated data: ldif-import, full-sync, delta-cycle.
     Bench {
         suite: String,
@@ -120,6 +139,28 @@ fn main() {
 
 /// Loads the configuration and opens the store it names.
 pub(crate) fn open_engine(config: &Path) -> Result<Engine<SqliteStore>> {
+    let (rules, base) = load_rules(config)?;
+    open_with(config, rules, base)
+}
+
+/// Like [`open_engine`], holding the store's runner lock first (one runner per store): a
+/// second run waits up to `wait` or says who holds the store.
+pub(crate) fn open_engine_locked(
+    config: &Path,
+    what: &str,
+    wait: std::time::Duration,
+) -> Result<(Engine<SqliteStore>, RunnerLock)> {
+    let (rules, base) = load_rules(config)?;
+    let lock = RunnerLock::acquire(&base.join(&rules.store_path), what, wait)?;
+    let mut engine = open_with(config, rules, base)?;
+    let interrupted = engine.store.mark_interrupted()?;
+    if interrupted > 0 {
+        eprintln!("note: {interrupted} step(s) of an earlier run were interrupted (the process ended mid-step); they were rolled back and are marked so in `idsync history`");
+    }
+    Ok((engine, lock))
+}
+
+fn load_rules(config: &Path) -> Result<(Rules, PathBuf)> {
     let text = std::fs::read_to_string(config)
         .with_context(|| format!("cannot read the configuration file {}", config.display()))?;
     let rules = Rules::load(&text, &config.display().to_string())?;
@@ -128,6 +169,10 @@ pub(crate) fn open_engine(config: &Path) -> Result<Engine<SqliteStore>> {
         .map(Path::to_path_buf)
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or_else(|| PathBuf::from("."));
+    Ok((rules, base))
+}
+
+fn open_with(config: &Path, rules: Rules, base: PathBuf) -> Result<Engine<SqliteStore>> {
     let store = SqliteStore::open(&base.join(&rules.store_path))?;
     let mut engine = Engine::new(rules, store, base).with_opener(idsync_connectors_all::open);
     if let Some((line, message)) = engine.check_connectors().into_iter().next() {
@@ -147,9 +192,19 @@ fn run(cli: Cli) -> Result<()> {
             what,
             connector,
             staging,
+            allow_deletes,
+            wait,
+            retry_now,
         } => {
-            let mut engine = open_engine(&cli.config)?;
+            let running = match &connector {
+                Some(c) => format!("run {what} --connector {c}"),
+                None => format!("run {what}"),
+            };
+            let (mut engine, _lock) =
+                open_engine_locked(&cli.config, &running, std::time::Duration::from_secs(wait))?;
             engine.options.staging = staging;
+            engine.options.allow_deletes = allow_deletes;
+            engine.options.retry_now = retry_now;
             if !cli.json {
                 engine = engine.with_progress(output::progress());
             }
@@ -185,9 +240,16 @@ fn run(cli: Cli) -> Result<()> {
             let mut engine = open_engine(&cli.config)?;
             output::plan(&mut engine, connector.as_deref(), cli.json)?;
         }
-        Command::History { limit, run } => {
+        Command::History {
+            limit,
+            run,
+            exports,
+        } => {
             let mut engine = open_engine(&cli.config)?;
-            output::history(&mut engine, limit, run, cli.json)?;
+            match run {
+                Some(id) if exports => audit::exports(&mut engine, id, cli.json)?,
+                _ => output::history(&mut engine, limit, run, cli.json)?,
+            }
         }
         Command::Show { id, connector } => {
             let mut engine = open_engine(&cli.config)?;
@@ -195,6 +257,10 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Serve { listen, store } => serve::serve(listen, &store)?,
         Command::Token { action } => serve::token(action, cli.json)?,
+        Command::Dump => {
+            let mut engine = open_engine(&cli.config)?;
+            dump::dump(&mut engine)?;
+        }
         Command::Bench {
             suite,
             people,

@@ -241,7 +241,9 @@ pub fn plan(engine: &mut Engine<SqliteStore>, only: Option<&str>, as_json: bool)
         .collect();
     let mut out = Vec::new();
     let (mut adds, mut updates, mut renames, mut deletes) = (0u64, 0u64, 0u64, 0u64);
+    let mut per_target = serde_json::Map::new();
     for c in names {
+        let before = (adds, updates, renames, deletes);
         let mut after: Option<CsId> = None;
         loop {
             let page = engine
@@ -283,12 +285,18 @@ pub fn plan(engine: &mut Engine<SqliteStore>, only: Option<&str>, as_json: bool)
                 out.push(entry);
             }
         }
+        if (adds, updates, renames, deletes) != before {
+            per_target.insert(
+                c.to_string(),
+                json!({"add": adds - before.0, "update": updates - before.1, "rename": renames - before.2, "delete": deletes - before.3}),
+            );
+        }
     }
     if as_json {
         println!(
             "{}",
             serde_json::to_string_pretty(
-                &json!({"summary": {"add": adds, "update": updates, "rename": renames, "delete": deletes}, "exports": out})
+                &json!({"summary": {"add": adds, "update": updates, "rename": renames, "delete": deletes}, "targets": per_target, "exports": out})
             )?
         );
         return Ok(());
@@ -348,7 +356,14 @@ pub fn plan(engine: &mut Engine<SqliteStore>, only: Option<&str>, as_json: bool)
             }
         }
     }
-    println!("\nPlan: {adds} to add, {updates} to update ({renames} renamed), {deletes} to delete. Nothing was sent.");
+    println!();
+    for (target, k) in &per_target {
+        println!(
+            "{target}: {} to add, {} to update ({} renamed), {} to delete.",
+            k["add"], k["update"], k["rename"], k["delete"]
+        );
+    }
+    println!("Plan: {adds} to add, {updates} to update ({renames} renamed), {deletes} to delete. Nothing was sent.");
     Ok(())
 }
 

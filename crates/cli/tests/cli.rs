@@ -237,3 +237,336 @@ fn a_config_error_names_file_and_line_and_exits_1() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
 }
+
+fn run_cycle(config: &Path, args: &[&str]) -> std::process::Output {
+    idsync()
+        .arg("-c")
+        .arg(config)
+        .args(args)
+        .output()
+        .expect("idsync runs")
+}
+
+fn rows(dir: &Path) -> usize {
+    std::fs::read_to_string(dir.join("profiles.csv"))
+        .unwrap()
+        .lines()
+        .count()
+}
+
+#[test]
+fn delete_threshold_stops_a_mass_export_delete_until_released() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    demo(&dir, 16);
+    let config = dir.join("idsync.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("{text}\n[safety]\nmax_deletes = 3\n")).unwrap();
+    std::fs::create_dir_all(dir.join("changes")).unwrap();
+    let deletes: String = (2..7)
+        .map(|i| format!("dn: uid=u{i:07},ou=People,dc=example,dc=test\nchangetype: delete\n\n"))
+        .collect();
+    std::fs::write(
+        dir.join("changes/0001.ldif"),
+        format!("version: 1\n\n{deletes}"),
+    )
+    .unwrap();
+    let before = std::fs::read(dir.join("profiles.csv")).unwrap();
+    let out = run_cycle(&config, &["run", "delta-cycle"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("export of `profiles` would delete or disable 5 of 16 objects")
+            && err.contains("u0000002")
+            && err.contains("--allow-deletes 5"),
+        "{err}"
+    );
+    // Nothing was sent.
+    assert_eq!(std::fs::read(dir.join("profiles.csv")).unwrap(), before);
+    let plan = json(idsync().arg("-c").arg(&config).args(["plan", "--json"]));
+    assert_eq!(plan["summary"]["delete"], 5, "{plan}");
+    // A release for fewer is not enough; for 5 it goes through.
+    let out = run_cycle(&config, &["run", "delta-cycle", "--allow-deletes", "4"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(std::fs::read(dir.join("profiles.csv")).unwrap(), before);
+    let out = run_cycle(&config, &["run", "delta-cycle", "--allow-deletes", "5"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(rows(&dir), 1 + 16 - 5);
+}
+
+#[test]
+fn a_full_import_that_finds_the_space_gone_stops_until_released() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    demo(&dir, 16);
+    let config = dir.join("idsync.toml");
+    let ldif = dir.join("directory.ldif");
+    let full = std::fs::read(&ldif).unwrap();
+    // The directory export came back empty (a wrong base DN, a failed dump).
+    std::fs::write(&ldif, "version: 1\n").unwrap();
+    let out = run_cycle(&config, &["run", "full-cycle"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("full import of `directory` would delete or disable 16 of 16 objects"),
+        "{err}"
+    );
+    // Nothing was stored: with the file back, a full cycle finds nothing to do.
+    assert_eq!(rows(&dir), 17);
+    std::fs::write(&ldif, &full).unwrap();
+    let report = json(
+        idsync()
+            .arg("-c")
+            .arg(&config)
+            .args(["run", "full-cycle", "--json"]),
+    );
+    assert_eq!(total(&report, "full-import", "deleted"), 0);
+    assert_eq!(total(&report, "export", "exported"), 0);
+    // Released, the import and then the export of the deletes go through.
+    std::fs::write(&ldif, "version: 1\n").unwrap();
+    let out = run_cycle(&config, &["run", "full-cycle", "--allow-deletes", "16"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(rows(&dir), 1);
+}
+
+/// Waits until the store's lock file names `pid` (the first run holds the store).
+fn wait_for_holder(lock: &Path, pid: u32) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        if std::fs::read_to_string(lock).is_ok_and(|t| t.contains(&format!("pid {pid} "))) {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("the first run never took the store lock");
+}
+
+#[test]
+fn two_runs_on_one_store_never_overlap_and_a_killed_run_leaves_no_lock() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    demo(&dir, 10);
+    let config = dir.join("idsync.toml");
+    let lock = dir.join("idsync.db.lock");
+    let bin = assert_cmd::cargo::cargo_bin("idsync");
+    // The first run stalls 3 s inside its first sync, holding the store.
+    let mut first = std::process::Command::new(&bin)
+        .arg("-c")
+        .arg(&config)
+        .args(["run", "full-cycle"])
+        .env("IDSYNC_CRASH_AT", "full-sync:directory:begin:1:sleep-3000")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_holder(&lock, first.id());
+    // A second run says who holds the store and runs nothing.
+    let out = run_cycle(&config, &["run", "export", "--connector", "profiles"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("in use by another idsync run")
+            && err.contains(&format!("pid {}", first.id()))
+            && err.contains("run full-cycle"),
+        "{err}"
+    );
+    // With --wait it runs once the first has finished.
+    let out = run_cycle(&config, &["run", "full-cycle", "--wait", "60"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(first.wait().unwrap().success());
+    // A run killed (SIGKILL) while it holds the store leaves it free.
+    let mut killed = std::process::Command::new(&bin)
+        .arg("-c")
+        .arg(&config)
+        .args(["run", "full-cycle"])
+        .env("IDSYNC_CRASH_AT", "full-sync:directory:begin:1:sleep-30000")
+        .spawn()
+        .unwrap();
+    wait_for_holder(&lock, killed.id());
+    // Killed inside its first sync (stalled there), with that step recorded as running.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let runs = json(
+            idsync()
+                .arg("-c")
+                .arg(&config)
+                .args(["history", "--json", "--limit", "5"]),
+        );
+        if runs[0]["status"] == "running" && runs[0]["step"] == "full-sync" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never reached the sync"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    killed.kill().unwrap();
+    killed.wait().unwrap();
+    let out = run_cycle(&config, &["run", "full-cycle"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    // The killed run's step is recorded as interrupted, not left running.
+    assert!(
+        err.contains("1 step(s) of an earlier run were interrupted"),
+        "{err}"
+    );
+    let runs = json(
+        idsync()
+            .arg("-c")
+            .arg(&config)
+            .args(["history", "--json", "--limit", "500"]),
+    );
+    let runs = runs.as_array().unwrap();
+    assert!(runs.iter().all(|r| r["status"] != "running"));
+    assert_eq!(
+        runs.iter()
+            .filter(|r| r["status"] == "interrupted" && r["step"] == "full-sync")
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn a_damaged_store_is_refused_at_start_with_a_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    demo(&dir, 60);
+    let config = dir.join("idsync.toml");
+    let db = dir.join("idsync.db");
+    let good = std::fs::read(&db).unwrap();
+    for (how, bytes) in [
+        ("truncated", good[..good.len() / 2].to_vec()),
+        ("overwritten", {
+            let mut b = good.clone();
+            let mid = b.len() / 2;
+            for (i, x) in b[mid..mid + 8192].iter_mut().enumerate() {
+                *x = (i * 31 % 251) as u8;
+            }
+            b
+        }),
+    ] {
+        std::fs::write(&db, &bytes).unwrap();
+        let out = run_cycle(&config, &["run", "delta-cycle"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{how}: {err}");
+        assert!(
+            err.contains("idsync.db") && !err.contains("panicked"),
+            "{how}: {err}"
+        );
+        // Not repaired silently either.
+        assert_eq!(std::fs::read(&db).unwrap(), bytes, "{how}");
+    }
+}
+
+#[test]
+fn every_export_sent_is_audited_with_its_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    demo(&dir, 6);
+    let config = dir.join("idsync.toml");
+    let runs = json(
+        idsync()
+            .arg("-c")
+            .arg(&config)
+            .args(["history", "--json", "--limit", "100"]),
+    );
+    let export_run = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["step"] == "export")
+        .expect("the demo exported")["id"]
+        .as_i64()
+        .unwrap();
+    let audit = json(idsync().arg("-c").arg(&config).args([
+        "history",
+        "--run",
+        &export_run.to_string(),
+        "--exports",
+        "--json",
+    ]));
+    let rows = audit.as_array().unwrap();
+    assert_eq!(rows.len(), 6, "{audit}");
+    for r in rows {
+        assert_eq!(r["run"], export_run);
+        assert_eq!(r["connector"], "profiles");
+        assert_eq!(r["op"], "add");
+        assert_eq!(r["result"], "applied");
+        assert!(r["at"].as_i64().unwrap() > 0);
+        let rules = r["rules"].to_string();
+        assert!(rules.contains("provision person profiles"), "{rules}");
+        assert!(rules.contains("export flow account"), "{rules}");
+        assert!(r["changes"]["account"].is_array(), "{r}");
+    }
+    // --exports needs a run.
+    idsync()
+        .arg("-c")
+        .arg(&config)
+        .args(["history", "--exports"])
+        .assert()
+        .code(2);
+}
+
+#[test]
+fn a_staging_cycle_sends_nothing_and_the_plan_shows_it_per_target() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("estate");
+    let mut o = idsync_sample::Options::demo();
+    o.people = 12;
+    let g = idsync_sample::generate(&dir, &o).unwrap();
+    let before: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    let report =
+        json(
+            idsync()
+                .arg("-c")
+                .arg(&g.config)
+                .args(["run", "full-cycle", "--staging", "--json"]),
+        );
+    assert_eq!(total(&report, "full-sync", "provisioned"), 12);
+    assert!(
+        report["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["step"] != "export" || s["stats"]["exported"] == 0),
+        "{report}"
+    );
+    // No target file was created; only the store appeared.
+    assert!(!dir.join("profiles.csv").exists());
+    let after: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| !n.to_string_lossy().starts_with("idsync.db"))
+        .collect();
+    assert_eq!(after.len(), before.len(), "{after:?}");
+    let plan = json(idsync().arg("-c").arg(&g.config).args(["plan", "--json"]));
+    assert_eq!(plan["targets"]["profiles"]["add"], 12, "{plan}");
+    assert_eq!(plan["summary"]["add"], 12, "{plan}");
+    let out = idsync()
+        .arg("-c")
+        .arg(&g.config)
+        .arg("plan")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("profiles: 12 to add, 0 to update (0 renamed), 0 to delete."),
+        "{text}"
+    );
+}

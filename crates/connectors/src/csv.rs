@@ -70,6 +70,19 @@ pub struct CsvConnector {
 }
 
 impl CsvConnector {
+    /// Maps CSV content held in memory to objects exactly as a full import maps the file (for
+    /// fuzzing and tools); `name` names the content in errors.
+    pub fn map_rows(
+        &self,
+        content: &[u8],
+        name: &str,
+        f: &mut dyn FnMut(CsEntry) -> Result<()>,
+    ) -> Result<()> {
+        CsvFormat { c: self }
+            .read_from(content, name, f)
+            .map(|_| ())
+    }
+
     pub fn new(id: ConnectorId, raw: &toml::Table, base_dir: &Path) -> Result<Self> {
         let s: CsvSettings = settings(&id, raw)?;
         if !s.delimiter.is_ascii() {
@@ -142,18 +155,31 @@ struct CsvFormat<'a> {
 impl CsvFormat<'_> {
     /// Reads the file, returning its content hash.
     fn read(&self, path: &Path, f: &mut dyn FnMut(CsEntry) -> Result<()>) -> Result<String> {
-        let c = self.c;
         let file = std::fs::File::open(path).map_err(io_err(path))?;
+        self.read_from(
+            std::io::BufReader::with_capacity(1 << 16, file),
+            &path.display().to_string(),
+            f,
+        )
+    }
+
+    /// Reads CSV content from any reader; `file_name` names it in errors.
+    fn read_from(
+        &self,
+        input: impl Read,
+        file_name: &str,
+        f: &mut dyn FnMut(CsEntry) -> Result<()>,
+    ) -> Result<String> {
+        let c = self.c;
         let mut tracker = QuoteTracker {
-            inner: std::io::BufReader::with_capacity(1 << 16, file),
+            inner: input,
             line: 1,
             in_quotes: false,
             opened_on: 0,
             hasher: blake3::Hasher::new(),
         };
-        let file_name = path.display().to_string();
         let parse_err = |line: usize, message: String| Error::Parse {
-            file: file_name.clone(),
+            file: file_name.to_owned(),
             line,
             message,
         };
@@ -188,7 +214,19 @@ impl CsvFormat<'_> {
                 .map(|h| c.s.multi_valued.iter().any(|m| m.eq_ignore_ascii_case(h)))
                 .collect();
             let read_file = |name: &str| -> std::result::Result<Vec<u8>, String> {
-                let p = c.base.join(name);
+                // A cell names a file beside the CSV; outside input must not make idsync read
+                // (and then export) any other file of the machine.
+                let rel = Path::new(name);
+                if rel.is_absolute()
+                    || rel
+                        .components()
+                        .any(|p| !matches!(p, std::path::Component::Normal(_)))
+                {
+                    return Err(format!(
+                        "`{name}` is not a file name inside the CSV file's folder"
+                    ));
+                }
+                let p = c.base.join(rel);
                 std::fs::read(&p).map_err(|e| format!("cannot read `{}`: {e}", p.display()))
             };
             let mut record = csv::StringRecord::new();
@@ -466,7 +504,9 @@ impl Connector for CsvConnector {
     }
 }
 
-/// The record for an add: the anchor column's value if the export set it, a new UUID if not.
+/// The record for an add: the anchor column's value if the export set it; otherwise the
+/// connector-space id, so an add sent again after a crash gets the same anchor (as a directory
+/// would find the entry it created already there).
 pub(crate) fn make_entry(
     item: &ExportItem,
     anchor_attr: &str,
@@ -486,7 +526,7 @@ pub(crate) fn make_entry(
                 .anchor
                 .as_ref()
                 .map(|a| a.to_string())
-                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+                .unwrap_or_else(|| item.cs_id.to_string());
             attributes.set(anchor_attr, vec![Value::String(a.clone())]);
             a
         }

@@ -5,7 +5,9 @@
 //! a temporary file that then replaces the original: a crash leaves either the old file or the
 //! new one, never half of each. Adds are streamed to the new file as they come; only updates and
 //! deletes are held in memory until the old file is copied across. Re-adding an object that is
-//! already there replaces it, so an export repeated after a crash does not duplicate it.
+//! already there (the same anchor, or the same identifier) replaces it, so an export repeated after
+//! a crash (applied to the file, not yet committed in the store) does not duplicate it; updates and
+//! deletes are value-level and idempotent too, so repeating them changes nothing.
 
 use crate::{io_err, ExportItem, ExportOp, ExportResult, Result};
 use idsync_model::{apply_delta, Anchor, AttributeDelta, CsEntry, Dn};
@@ -119,7 +121,9 @@ impl StagedExport {
         let mut pending = std::mem::take(&mut self.pending);
         if self.path.exists() {
             format.read_file(&self.path, &mut |mut entry| {
-                if added.contains(&key_of(Some(&entry.anchor), &entry.dn)) {
+                if added.contains(&key_of(Some(&entry.anchor), &entry.dn))
+                    || added.contains(&key_of(None, &entry.dn))
+                {
                     return Ok(());
                 }
                 let ops = pending
@@ -140,7 +144,14 @@ impl StagedExport {
             })?;
         }
         writer.finish()?;
+        let name = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        crate::crash_point!("file-export:{name}:before-replace");
         std::fs::rename(&self.tmp, &self.path).map_err(io_err(&self.path))?;
+        crate::crash_point!("file-export:{name}:after-replace");
         Ok(())
     }
 }

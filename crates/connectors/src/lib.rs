@@ -6,6 +6,7 @@
 //! and protocol types (LDIF records, CSV rows) never leave their module.
 
 mod attr_types;
+pub mod crash;
 pub mod csv;
 mod file_table;
 pub mod ldif;

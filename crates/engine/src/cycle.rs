@@ -86,7 +86,10 @@ impl<S: Store> Engine<S> {
                         CycleKind::Delta if self.sees_own_exports(c)? => Step::DeltaImport,
                         _ => Step::FullImport,
                     };
-                    steps.push(self.run_step(confirm, c.as_str())?);
+                    self.confirming = true;
+                    let r = self.run_step(confirm, c.as_str());
+                    self.confirming = false;
+                    steps.push(r?);
                 }
                 for c in &order {
                     if self.store.cs_counts(c)?.pending_import > 0 {

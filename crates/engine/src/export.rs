@@ -5,12 +5,13 @@
 //! and a retry count, and the other objects go on. Binary values are read back from the store
 //! by content hash only here, where their bytes are needed.
 
+use crate::safety::DeleteGuard;
 use crate::{Engine, Error, Result, StepReport};
-use idsync_connectors::{ExportItem, ExportOp, ExportResult};
+use idsync_connectors::{crash_point, ExportItem, ExportOp, ExportResult};
 use idsync_model::{
     AttributeChange, AttributeDelta, Attributes, ConnectorId, CsId, CsObject, PendingExport, Value,
 };
-use idsync_store::{CsFilter, ObjectError, Store};
+use idsync_store::{CsFilter, ExportRecord, ObjectError, Store};
 use std::collections::HashMap;
 
 /// Gives binary values their bytes back from the store.
@@ -95,7 +96,122 @@ fn conflict(unique: &Unique, o: &CsObject) -> Option<String> {
     None
 }
 
+/// Whether a pending export deletes the object, or disables it (sets the connector's disable
+/// attribute to its disable value).
+fn deletes_or_disables(o: &CsObject, disable: Option<&(String, String)>) -> bool {
+    match &o.pending_export {
+        Some(PendingExport::Delete) => true,
+        Some(PendingExport::Update { changes, .. }) => disable.is_some_and(|(attr, value)| {
+            changes.iter().any(|d| {
+                d.name.as_str().eq_ignore_ascii_case(attr)
+                    && match &d.change {
+                        AttributeChange::Replace(v) => v.iter().any(|x| x.to_text() == *value),
+                        AttributeChange::Update { add, .. } => {
+                            add.iter().any(|x| x.to_text() == *value)
+                        }
+                    }
+            })
+        }),
+        _ => false,
+    }
+}
+
 impl<S: Store> Engine<S> {
+    /// What the audit keeps of one export sent: the change (binary values as hashes), the
+    /// rules behind it, and the system's answer.
+    fn audit_record(
+        &self,
+        id: &ConnectorId,
+        run: idsync_model::RunId,
+        item: &ExportItem,
+        result: &ExportResult,
+    ) -> ExportRecord {
+        let flows = self.rules.connector(id.as_str()).map(|c| &c.export_flows);
+        let flow_ids = |names: &mut dyn Iterator<Item = &str>| -> Vec<String> {
+            let names: Vec<&str> = names.collect();
+            flows
+                .into_iter()
+                .flatten()
+                .filter(|f| names.iter().any(|n| n.eq_ignore_ascii_case(&f.cs)))
+                .map(|f| format!("export flow {} ({})", f.cs, f.id))
+                .collect()
+        };
+        let (op, object, changes, rules) = match &item.op {
+            ExportOp::Add { attributes, .. } => {
+                let mut rules: Vec<String> = self
+                    .rules
+                    .provisioning
+                    .iter()
+                    .filter(|p| &p.connector == id && p.object_type == item.object_type)
+                    .map(|p| format!("provision {} {} as {}", p.mv_type, p.connector, p.dn))
+                    .collect();
+                rules.extend(flow_ids(&mut attributes.iter().map(|(k, _)| k.as_str())));
+                (
+                    "add",
+                    item.dn.to_string(),
+                    serde_json::to_value(attributes).unwrap_or_default(),
+                    rules,
+                )
+            }
+            ExportOp::Update { new_dn, changes } => {
+                let mut rules = flow_ids(&mut changes.iter().map(|d| d.name.as_str()));
+                if new_dn.is_some() {
+                    rules.push("provisioning identifier template (rename)".to_owned());
+                }
+                (
+                    if new_dn.is_some() { "rename" } else { "update" },
+                    new_dn.as_ref().unwrap_or(&item.dn).to_string(),
+                    serde_json::json!({"from": item.dn.as_str(), "changes": changes}),
+                    rules,
+                )
+            }
+            ExportOp::Delete => (
+                "delete",
+                item.dn.to_string(),
+                serde_json::Value::Null,
+                vec!["deprovisioning (delete)".to_owned()],
+            ),
+        };
+        ExportRecord {
+            run,
+            connector: id.to_string(),
+            object,
+            cs_id: item.cs_id.to_string(),
+            op: op.to_owned(),
+            changes,
+            rules,
+            at: idsync_store::now(),
+            result: match result {
+                ExportResult::Applied { .. } => "applied".to_owned(),
+                ExportResult::Failed(m) => format!("failed: {m}"),
+            },
+        }
+    }
+
+    /// Counts the pending deletes and disables of a target before anything is sent, and stops
+    /// the export when they are over the threshold.
+    fn check_deletes(&mut self, id: &ConnectorId, space: u64) -> Result<()> {
+        let disable = self
+            .rules
+            .connector(id.as_str())
+            .and_then(|c| c.disable.clone());
+        let mut guard = DeleteGuard::new(self.rules.safety, self.options.allow_deletes);
+        let mut after: Option<CsId> = None;
+        loop {
+            let page = self
+                .store
+                .cs_scan(id, CsFilter::PendingExport, after.as_ref(), 1000)?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id.clone());
+            for o in &page {
+                if deletes_or_disables(o, disable.as_ref()) {
+                    guard.count(o.dn.as_str());
+                }
+            }
+        }
+        guard.check("export", id.as_str(), space)
+    }
+
     /// Builds the unique-value index of a target (empty when it has no uniqueness rule). It
     /// holds only the unique attributes' values, one entry per object holding one.
     fn unique_holders(&mut self, id: &ConnectorId) -> Result<Unique> {
@@ -152,8 +268,18 @@ impl<S: Store> Engine<S> {
             );
         }
         let result = self.export_with(&mut *connector, id, batch_size, report);
+        if report.stats.export_deferred > 0 {
+            report.notes.push(format!(
+                "{} object(s) failed before and wait for their next attempt (backoff); --retry-now sends them now",
+                report.stats.export_deferred
+            ));
+        }
+        crash_point!("export:{id}:staged");
         // The connector makes its batches durable only when every batch was staged.
         let result = result.and_then(|()| connector.finish_export().map_err(Error::from));
+        // The classic crash: the target has the changes, the store has not committed them. The
+        // next export sends them again, and connectors apply a repeated export idempotently.
+        crash_point!("export:{id}:applied");
         self.put_connector(connector);
         result
     }
@@ -167,9 +293,12 @@ impl<S: Store> Engine<S> {
     ) -> Result<()> {
         let counts = self.store.cs_counts(id)?;
         let confirms = connector.capabilities().full_import;
+        self.check_deletes(id, counts.objects)?;
         self.progress
             .start(&format!("export {id}"), Some(counts.pending_export));
         let unique = self.unique_holders(id)?;
+        let retry = self.rules.retry;
+        let now = idsync_store::now();
         let mut after: Option<CsId> = None;
         loop {
             let page =
@@ -180,6 +309,14 @@ impl<S: Store> Engine<S> {
             let mut items: Vec<ExportItem> = Vec::with_capacity(page.len());
             let mut objects: Vec<CsObject> = Vec::with_capacity(page.len());
             for o in page {
+                if o.retry_count > 0 && !self.options.retry_now {
+                    if let Some(t) = self.store.retry_at(&o.id)? {
+                        if t > now {
+                            report.stats.export_deferred += 1;
+                            continue;
+                        }
+                    }
+                }
                 let op = match o.pending_export.clone() {
                     Some(PendingExport::Add {
                         object_classes,
@@ -244,11 +381,17 @@ impl<S: Store> Engine<S> {
                 continue;
             }
             let results = connector.export(&items)?;
+            crash_point!("export:{id}:batch-sent");
             self.progress.advance(items.len() as u64);
             for ((mut o, item), result) in objects.into_iter().zip(items).zip(results) {
+                let record = self.audit_record(id, report.run, &item, &result);
+                self.store.audit_export(&record)?;
                 match result {
                     ExportResult::Applied { anchor } => {
                         report.stats.exported += 1;
+                        if o.retry_count > 0 {
+                            self.store.retry_set(&o.id, None)?;
+                        }
                         o.export_error = None;
                         o.retry_count = 0;
                         o.pending_export = None;
@@ -289,10 +432,18 @@ impl<S: Store> Engine<S> {
                         report.stats.export_errors += 1;
                         o.retry_count += 1;
                         o.export_error = Some(message.clone());
+                        let delay = retry.delay(o.retry_count);
+                        self.store
+                            .retry_set(&o.id, Some(now.saturating_add(delay as i64)))?;
+                        let how = if o.retry_count >= retry.report_after {
+                            "export keeps failing"
+                        } else {
+                            "export failed"
+                        };
                         report.errors.push(ObjectError {
                             object: o.dn.to_string(),
                             message: format!(
-                                "export failed (attempt {}): {message}",
+                                "{how} (attempt {}, next attempt in {delay} s or with --retry-now): {message}",
                                 o.retry_count
                             ),
                         });

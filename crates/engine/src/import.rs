@@ -5,8 +5,9 @@
 //! import did not see become pending deletes only after the read completed; a read that fails
 //! rolls the whole step back. An import also confirms exports: what was exported must come back.
 
+use crate::safety::DeleteGuard;
 use crate::{state, Engine, Error, Result, StepReport};
-use idsync_connectors::{ImportChange, ImportSink};
+use idsync_connectors::{crash_point, ImportChange, ImportSink};
 use idsync_model::{
     apply_delta, diff_attributes, AttributeChange, AttributeDelta, Attributes, ConnectorId,
     CsEntry, CsId, CsObject, Dn, PendingImport, RunId, Value,
@@ -23,6 +24,8 @@ struct Session<'a, S: Store> {
     run: RunId,
     report: &'a mut StepReport,
     progress: &'a dyn crate::Progress,
+    /// `<step>:<connector>`, for crash points.
+    label: String,
 }
 
 /// Whether the system now holds what an export sent.
@@ -271,10 +274,14 @@ impl<S: Store> Session<'_, S> {
 
 impl<S: Store> ImportSink for Session<'_, S> {
     fn entry(&mut self, entry: CsEntry) -> std::result::Result<(), String> {
-        self.stage_entry(entry)
+        self.stage_entry(entry)?;
+        crash_point!("{}:object", self.label);
+        Ok(())
     }
     fn change(&mut self, change: ImportChange) -> std::result::Result<(), String> {
-        self.stage_change(change)
+        self.stage_change(change)?;
+        crash_point!("{}:change", self.label);
+        Ok(())
     }
     fn object_error(&mut self, place: String, message: String) {
         Session::object_error(self, place, message);
@@ -331,10 +338,14 @@ impl<S: Store> Engine<S> {
             None,
         );
         let run = report.run;
+        let space = self.store.cs_counts(id)?.objects;
+        let mut guard = DeleteGuard::new(self.rules.safety, self.options.allow_deletes);
+        let label = format!("{}:{id}", self.step_label(report.step));
         let mut session = Session {
             store: &mut self.store,
             rules,
             run,
+            label,
             report,
             progress: &*self.progress,
         };
@@ -352,6 +363,7 @@ impl<S: Store> Engine<S> {
                 .state_set(id, state::WATERMARK, outcome.watermark.as_deref())?;
             outcome.full
         };
+        crash_point!("{}:read", session.label);
         if delivered_all {
             // Obsoletion happens only now that the whole read completed.
             let mut after: Option<CsId> = None;
@@ -383,10 +395,22 @@ impl<S: Store> Engine<S> {
                         continue;
                     }
                     session.report.stats.deleted += 1;
+                    guard.count(o.dn.as_str());
                     o.pending_import = Some(PendingImport::Delete);
                     session.store.cs_put(&o)?;
                 }
             }
+            // A read that finds most of the space gone (an empty file, a wrong base DN) is more
+            // likely a fault than a mass departure: the step stops and stores nothing.
+            guard.check(
+                if full {
+                    "full import"
+                } else {
+                    "delta import (the whole content)"
+                },
+                id.as_str(),
+                space,
+            )?;
             if full {
                 // A full import read everything there is: the next delta starts from now.
                 let w = connector.watermark_after_full_import()?;

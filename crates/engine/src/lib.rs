@@ -11,13 +11,14 @@
 mod cycle;
 mod export;
 mod import;
+mod safety;
 mod stats;
 mod sync;
 
 pub use cycle::{CycleKind, CycleReport};
 pub use stats::Stats;
 
-use idsync_connectors::Connector;
+use idsync_connectors::{crash_point, Connector};
 use idsync_model::{ConnectorId, RunId};
 use idsync_rules::Rules;
 use idsync_store::{ObjectError, Store};
@@ -33,6 +34,15 @@ pub enum Error {
     Connector(#[from] idsync_connectors::Error),
     #[error("no connector named `{0}` in the configuration")]
     UnknownConnector(String),
+    #[error("{what} of `{connector}` would delete or disable {deletes} of {space} objects, {why}: {sample}. Nothing was sent or stored; `idsync plan` lists them. If this is intended, run again with --allow-deletes {deletes}")]
+    DeleteThreshold {
+        what: String,
+        connector: String,
+        deletes: u64,
+        space: u64,
+        why: String,
+        sample: String,
+    },
     #[error("{step} of `{connector}` stopped: {message}")]
     Stopped {
         step: String,
@@ -106,6 +116,10 @@ impl Progress for Quiet {}
 pub struct Options {
     /// Import and sync only; export nothing (Entra Connect's staging mode).
     pub staging: bool,
+    /// Releases the accidental-delete protection for a step that deletes at most this many.
+    pub allow_deletes: Option<u64>,
+    /// Retry failed exports now, not waiting for their backoff.
+    pub retry_now: bool,
 }
 
 /// Opens a connector of a configured type: (name, type, settings, base directory). The binary
@@ -125,6 +139,8 @@ pub struct Engine<S: Store> {
     connectors: HashMap<ConnectorId, Box<dyn Connector>>,
     progress: Box<dyn Progress>,
     pub options: Options,
+    /// Set while a cycle runs its confirming imports (crash points and reports name them).
+    confirming: bool,
 }
 
 /// Keys of the per-connector state the engine keeps.
@@ -145,6 +161,7 @@ impl<S: Store> Engine<S> {
             connectors: HashMap::new(),
             progress: Box::new(Quiet),
             options: Options::default(),
+            confirming: false,
         }
     }
 
@@ -208,6 +225,15 @@ impl<S: Store> Engine<S> {
         self.connectors.insert(c.id().clone(), c);
     }
 
+    /// The step's name in crash points: an import that confirms exports in a cycle is a
+    /// `confirming-import`.
+    pub(crate) fn step_label(&self, step: Step) -> &'static str {
+        match step {
+            Step::FullImport | Step::DeltaImport if self.confirming => "confirming-import",
+            s => s.name(),
+        }
+    }
+
     /// Runs one step on one connector.
     pub fn run_step(&mut self, step: Step, connector: &str) -> Result<StepReport> {
         let id = self.connector_id(connector)?;
@@ -223,6 +249,8 @@ impl<S: Store> Engine<S> {
             seconds: 0.0,
         };
         self.store.begin()?;
+        let label = self.step_label(step);
+        crash_point!("{label}:{id}:begin");
         let outcome = match step {
             Step::FullImport | Step::DeltaImport => {
                 self.import(&id, step == Step::FullImport, &mut report)
@@ -236,7 +264,9 @@ impl<S: Store> Engine<S> {
         let stats = serde_json::json!({ "stats": &report.stats, "notes": &report.notes, "seconds": report.seconds });
         match outcome {
             Ok(()) => {
+                crash_point!("{label}:{id}:before-commit");
                 self.store.commit()?;
+                crash_point!("{label}:{id}:committed");
                 let status = if report.errors.is_empty() {
                     "success"
                 } else {

@@ -24,6 +24,9 @@ pub struct Stats {
     pub mv_deleted: u64,
     pub exported: u64,
     pub export_errors: u64,
+    /// Objects whose export failed before and waits for its next attempt (backoff).
+    #[serde(default)]
+    pub export_deferred: u64,
     pub confirmed: u64,
     pub not_confirmed: u64,
     pub object_errors: u64,
@@ -57,6 +60,7 @@ impl Stats {
             ("mv deleted", self.mv_deleted),
             ("exported", self.exported),
             ("export errors", self.export_errors),
+            ("export deferred", self.export_deferred),
             ("confirmed", self.confirmed),
             ("not confirmed", self.not_confirmed),
             ("object errors", self.object_errors),

@@ -48,6 +48,8 @@ fn rank_fn(rules: &Rules) -> impl Fn(&AttributeName, &ConnectorId) -> usize + '_
     |a, c| rules.precedence_rank(a.as_str(), c)
 }
 
+use idsync_connectors::crash_point;
+
 impl<S: Store> Engine<S> {
     pub(crate) fn sync(
         &mut self,
@@ -88,6 +90,7 @@ impl<S: Store> Engine<S> {
             self.progress.advance(page.len() as u64);
             for o in page {
                 sync_object(&self.rules, &mut self.store, o, &mut cx)?;
+                crash_point!("{}:{id}:object", cx.report.step.name());
             }
         }
         // References that arrived after the objects holding them: evaluate those objects again,

@@ -40,6 +40,92 @@ pub struct Config {
     pub unique: Vec<Spanned<UniqueRule>>,
     #[serde(default)]
     pub cycle: CycleConfig,
+    #[serde(default)]
+    pub safety: SafetyConfig,
+    #[serde(default)]
+    pub retry: RetryConfig,
+}
+
+/// Export retries: an object whose export failed is tried again by a later export, after a
+/// delay that doubles with each failure (from `backoff_seconds` up to `max_backoff_seconds`),
+/// so a system that refuses one object is not hammered and the other objects go on.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    #[serde(default = "default_backoff")]
+    pub backoff_seconds: u64,
+    #[serde(default = "default_max_backoff")]
+    pub max_backoff_seconds: u64,
+    /// From this many failed attempts on, the object is reported as failing repeatedly.
+    #[serde(default = "default_report_after")]
+    pub report_after: u32,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            backoff_seconds: default_backoff(),
+            max_backoff_seconds: default_max_backoff(),
+            report_after: default_report_after(),
+        }
+    }
+}
+
+impl RetryConfig {
+    /// The delay before the next attempt after `failures` failed attempts.
+    pub fn delay(&self, failures: u32) -> u64 {
+        let doublings = failures.saturating_sub(1).min(32);
+        self.backoff_seconds
+            .saturating_mul(1u64 << doublings)
+            .min(self.max_backoff_seconds)
+    }
+}
+
+fn default_backoff() -> u64 {
+    30
+}
+fn default_max_backoff() -> u64 {
+    3600
+}
+fn default_report_after() -> u32 {
+    5
+}
+
+/// Accidental-delete protection: an export that would delete or disable more objects than this,
+/// or a full import that finds them gone, stops before anything is sent or stored, until an
+/// operator releases it (`--allow-deletes N`).
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SafetyConfig {
+    /// At most this many deletes (and disables) per step; 500 as in Entra Connect.
+    #[serde(default = "default_max_deletes")]
+    pub max_deletes: u64,
+    /// At most this share of the connector space, in percent (checked when more than
+    /// `min_deletes_for_share` objects would go, so a small space can still lose one object).
+    #[serde(default = "default_max_delete_percent")]
+    pub max_delete_percent: u64,
+    #[serde(default = "default_min_deletes_for_share")]
+    pub min_deletes_for_share: u64,
+}
+
+impl Default for SafetyConfig {
+    fn default() -> Self {
+        Self {
+            max_deletes: default_max_deletes(),
+            max_delete_percent: default_max_delete_percent(),
+            min_deletes_for_share: default_min_deletes_for_share(),
+        }
+    }
+}
+
+fn default_max_deletes() -> u64 {
+    500
+}
+fn default_max_delete_percent() -> u64 {
+    80
+}
+fn default_min_deletes_for_share() -> u64 {
+    10
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

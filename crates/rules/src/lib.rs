@@ -150,6 +150,8 @@ pub struct Rules {
     precedence: HashMap<String, Vec<ConnectorId>>,
     pub max_passes: usize,
     pub store_path: String,
+    pub safety: config::SafetyConfig,
+    pub retry: config::RetryConfig,
     sync_version: String,
 }
 
@@ -510,6 +512,8 @@ impl Rules {
             precedence,
             max_passes: config.cycle.max_passes.max(1),
             store_path: config.store.path.clone(),
+            safety: config.safety,
+            retry: config.retry,
             sync_version,
         })
     }

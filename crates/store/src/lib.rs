@@ -7,8 +7,10 @@
 //! and contributions, binary values kept once per content hash in their own table) and its own
 //! schema version. A step runs inside one transaction: it commits whole or not at all.
 
+mod lock;
 mod sqlite;
 
+pub use lock::RunnerLock;
 pub use sqlite::SqliteStore;
 
 use idsync_model::{Anchor, ConnectorId, ContentHash, CsId, CsObject, Dn, MvId, MvObject, RunId};
@@ -20,6 +22,12 @@ pub enum Error {
     Open { path: String, message: String },
     #[error("store: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("store {store} is in use by another idsync run ({holder}); waited {waited} s. Run again when it finishes, or pass --wait SECONDS")]
+    Busy {
+        store: String,
+        holder: String,
+        waited: u64,
+    },
     #[error("store: corrupt row for {what}: {message}")]
     Corrupt { what: String, message: String },
 }
@@ -132,6 +140,27 @@ pub struct ObjectError {
     pub message: String,
 }
 
+/// One export sent to a connected system, as the audit keeps it: what, to which system, when, by
+/// which run and rule, and what the system answered.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExportRecord {
+    pub run: RunId,
+    pub connector: String,
+    /// The object's identifier in the target (its DN, or its new DN after a rename).
+    pub object: String,
+    pub cs_id: String,
+    /// `add`, `update`, `rename` or `delete`.
+    pub op: String,
+    /// The attributes sent (binary values as their content hash).
+    pub changes: serde_json::Value,
+    /// The rules that produced the change (provisioning, export flows, deprovisioning).
+    pub rules: Vec<String>,
+    /// Seconds since the epoch.
+    pub at: i64,
+    /// `applied`, or `failed: <the system's message>`.
+    pub result: String,
+}
+
 /// Run history. Written outside step transactions so a failed step is still recorded.
 pub trait Runs {
     fn run_start(&mut self, step: &str, connector: Option<&ConnectorId>) -> Result<RunId>;
@@ -145,14 +174,41 @@ pub trait Runs {
     ) -> Result<()>;
     fn runs(&mut self, limit: usize) -> Result<Vec<RunRecord>>;
     fn run_errors(&mut self, id: RunId) -> Result<Vec<ObjectError>>;
+    /// Records one export sent. Written in the step's transaction: an export step that is
+    /// rolled back (its changes not made durable in the target) leaves no audit row, and the run
+    /// that sends the changes again records them.
+    fn audit_export(&mut self, record: &ExportRecord) -> Result<()>;
+    /// Marks runs still recorded as running as interrupted (their process died; their step was
+    /// rolled back). Called by a process that holds the runner lock, so none is really running.
+    fn mark_interrupted(&mut self) -> Result<u64>;
+    /// The exports a run sent, in the order sent, a page after `after` (a position the previous
+    /// page returned) at a time.
+    fn run_exports(
+        &mut self,
+        run: RunId,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, ExportRecord)>>;
+}
+
+/// When an object whose export failed may be tried again (its attempt count and last error are
+/// on the object itself).
+pub trait ExportRetries {
+    /// Seconds since the epoch before which the object's export is not retried.
+    fn retry_at(&mut self, cs: &CsId) -> Result<Option<i64>>;
+    fn retry_set(&mut self, cs: &CsId, next_attempt: Option<i64>) -> Result<()>;
 }
 
 /// Everything the engine needs from storage.
 pub trait Store:
-    Transactions + ConnectorSpaces + Metaverse + Blobs + ConnectorState + Runs
+    Transactions + ConnectorSpaces + Metaverse + Blobs + ConnectorState + Runs + ExportRetries
 {
 }
-impl<T: Transactions + ConnectorSpaces + Metaverse + Blobs + ConnectorState + Runs> Store for T {}
+impl<
+        T: Transactions + ConnectorSpaces + Metaverse + Blobs + ConnectorState + Runs + ExportRetries,
+    > Store for T
+{
+}
 
 /// Seconds since the epoch.
 pub fn now() -> i64 {

@@ -1,8 +1,8 @@
 //! The SQLite backend: one file, no server, the embedded default.
 
 use crate::{
-    now, Blobs, ConnectorSpaces, ConnectorState, CsCounts, CsFilter, Error, Metaverse, ObjectError,
-    Result, RunRecord, Runs, Transactions,
+    now, Blobs, ConnectorSpaces, ConnectorState, CsCounts, CsFilter, Error, ExportRecord,
+    ExportRetries, Metaverse, ObjectError, Result, RunRecord, Runs, Transactions,
 };
 use idsync_model::{
     Anchor, AttributeChange, AttributeDelta, Attributes, ConnectorId, ContentHash, CsId, CsObject,
@@ -12,6 +12,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use std::path::Path;
 
 const SCHEMA_VERSION: &str = "1";
+const INTEGRITY: &str = "the store file's integrity check";
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -53,6 +54,11 @@ CREATE TABLE IF NOT EXISTS run(id INTEGER PRIMARY KEY AUTOINCREMENT, step TEXT N
     started_at INTEGER NOT NULL, finished_at INTEGER, status TEXT NOT NULL, stats TEXT, message TEXT);
 CREATE TABLE IF NOT EXISTS run_error(run_id INTEGER NOT NULL, object TEXT NOT NULL, message TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS run_error_run ON run_error(run_id);
+CREATE TABLE IF NOT EXISTS export_audit(id INTEGER PRIMARY KEY AUTOINCREMENT, run_id INTEGER NOT NULL,
+    connector TEXT NOT NULL, object TEXT NOT NULL, cs_id TEXT NOT NULL, op TEXT NOT NULL, changes TEXT NOT NULL,
+    rules TEXT NOT NULL, at INTEGER NOT NULL, result TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS export_audit_run ON export_audit(run_id, id);
+CREATE TABLE IF NOT EXISTS export_retry(cs_id TEXT PRIMARY KEY, next_at INTEGER NOT NULL);
 "#;
 
 pub struct SqliteStore {
@@ -89,6 +95,10 @@ impl SqliteStore {
             Error::Sqlite(s) => {
                 open_err(format!("{s} (is this an idsync store, and is it intact?)"))
             }
+            Error::Corrupt { what, message } if what == INTEGRITY => open_err(format!(
+                "the store file is damaged, SQLite's integrity check says: {} (idsync does not repair it: restore the file from a backup, or start a new store)",
+                message.split_whitespace().collect::<Vec<_>>().join(" ")
+            )),
             other => other,
         })
     }
@@ -109,7 +119,7 @@ impl SqliteStore {
         conn.pragma_update(None, "temp_store", "MEMORY")?;
         let check: String = conn.query_row("PRAGMA quick_check(1)", [], |r| r.get(0))?;
         if check != "ok" {
-            return Err(corrupt("the store file", check));
+            return Err(corrupt(INTEGRITY, check));
         }
         conn.execute_batch(SCHEMA)?;
         let version: Option<String> = conn
@@ -334,6 +344,9 @@ impl ConnectorSpaces for SqliteStore {
             .conn
             .prepare_cached("DELETE FROM cs_object WHERE id = ?1")?;
         st.execute([id.as_str()])?;
+        self.conn
+            .prepare_cached("DELETE FROM export_retry WHERE cs_id = ?1")?
+            .execute([id.as_str()])?;
         Ok(())
     }
 
@@ -515,6 +528,31 @@ impl Metaverse for SqliteStore {
     }
 }
 
+impl ExportRetries for SqliteStore {
+    fn retry_at(&mut self, cs: &CsId) -> Result<Option<i64>> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT next_at FROM export_retry WHERE cs_id = ?1")?;
+        Ok(st.query_row([cs.as_str()], |r| r.get(0)).optional()?)
+    }
+
+    fn retry_set(&mut self, cs: &CsId, next_attempt: Option<i64>) -> Result<()> {
+        match next_attempt {
+            Some(t) => self
+                .conn
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO export_retry(cs_id, next_at) VALUES (?1, ?2)",
+                )?
+                .execute(params![cs.as_str(), t])?,
+            None => self
+                .conn
+                .prepare_cached("DELETE FROM export_retry WHERE cs_id = ?1")?
+                .execute([cs.as_str()])?,
+        };
+        Ok(())
+    }
+}
+
 impl Blobs for SqliteStore {
     fn blob_get(&mut self, hash: &ContentHash) -> Result<Option<Vec<u8>>> {
         let mut st = self
@@ -614,6 +652,80 @@ impl Runs for SqliteStore {
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    fn mark_interrupted(&mut self) -> Result<u64> {
+        let n = self.conn.execute(
+            "UPDATE run SET status = 'interrupted', finished_at = ?1, \
+             message = 'the process ended before the step finished (killed or crashed); the step was rolled back' \
+             WHERE status = 'running'",
+            [now()],
+        )?;
+        Ok(n as u64)
+    }
+
+    fn audit_export(&mut self, r: &ExportRecord) -> Result<()> {
+        let mut st = self.conn.prepare_cached(
+            "INSERT INTO export_audit(run_id, connector, object, cs_id, op, changes, rules, at, result) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?;
+        st.execute(params![
+            r.run.0,
+            r.connector,
+            r.object,
+            r.cs_id,
+            r.op,
+            r.changes.to_string(),
+            to_json(&r.rules),
+            r.at,
+            r.result
+        ])?;
+        Ok(())
+    }
+
+    fn run_exports(
+        &mut self,
+        run: RunId,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, ExportRecord)>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT id, connector, object, cs_id, op, changes, rules, at, result FROM export_audit \
+             WHERE run_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+        )?;
+        let rows = st.query_map(params![run.0, after, limit as i64], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
+                r.get::<_, String>(6)?,
+                r.get::<_, i64>(7)?,
+                r.get::<_, String>(8)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, connector, object, cs_id, op, changes, rules, at, result) = row?;
+            let what = format!("export audit row {id}");
+            out.push((
+                id,
+                ExportRecord {
+                    run,
+                    connector,
+                    object,
+                    cs_id,
+                    op,
+                    changes: from_json(&what, &changes)?,
+                    rules: from_json(&what, &rules)?,
+                    at,
+                    result,
+                },
+            ));
+        }
+        Ok(out)
     }
 
     fn run_errors(&mut self, id: RunId) -> Result<Vec<ObjectError>> {
@@ -738,6 +850,60 @@ mod tests {
         s.mv_put(&mv, &[("join1".into(), "anne".into())]).unwrap();
         assert!(s.mv_find("join1", "ann").unwrap().is_empty());
         assert_eq!(s.mv_get(&mv.id).unwrap().unwrap(), mv);
+    }
+
+    /// A store with enough rows to span many pages, closed cleanly.
+    fn filled_store(p: &Path) {
+        let mut s = SqliteStore::open(p).unwrap();
+        s.begin().unwrap();
+        for i in 0..400 {
+            s.cs_put(&cs(
+                &format!("c{i}"),
+                &format!("a{i}"),
+                format!("photo {i}").as_bytes(),
+            ))
+            .unwrap();
+        }
+        s.commit().unwrap();
+    }
+
+    fn refused(p: &Path) -> String {
+        match SqliteStore::open(p) {
+            Ok(_) => panic!("a damaged store was opened"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_truncated_store_file_is_detected_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("idsync.db");
+        filled_store(&p);
+        let len = std::fs::metadata(&p).unwrap().len();
+        assert!(len > 64 * 1024, "{len}");
+        let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+        f.set_len(len / 2).unwrap();
+        drop(f);
+        let m = refused(&p);
+        assert!(m.contains("idsync.db"), "{m}");
+    }
+
+    #[test]
+    fn a_corrupted_store_file_is_detected_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("idsync.db");
+        filled_store(&p);
+        let mut bytes = std::fs::read(&p).unwrap();
+        // Overwrite pages in the middle of the file (rows, indexes) with garbage.
+        let mid = bytes.len() / 2;
+        for (i, b) in bytes[mid..mid + 8192].iter_mut().enumerate() {
+            *b = (i * 31 % 251) as u8;
+        }
+        std::fs::write(&p, &bytes).unwrap();
+        let m = refused(&p);
+        assert!(m.contains("idsync.db"), "{m}");
+        // Nothing was repaired: the file is as damaged as it was.
+        assert_eq!(std::fs::read(&p).unwrap(), bytes);
     }
 
     #[test]

@@ -12,6 +12,10 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 fn config() -> String {
+    format!("{}\n[retry]\nbackoff_seconds = 0\n", config_with_backoff())
+}
+
+fn config_with_backoff() -> String {
     format!(
         "{DIRECTORY}{}{}{}{PROVISION_PROFILES}{}{}",
         profiles(&["id", "account", "title"], ""),
@@ -86,6 +90,85 @@ fn accounts(env: &Env) -> Vec<String> {
         .collect();
     v.sort();
     v
+}
+
+fn refusing(env: &mut Env, who: &[&str]) -> Rc<RefCell<Vec<String>>> {
+    let settings = env
+        .engine
+        .rules
+        .connector("profiles")
+        .expect("profiles")
+        .settings
+        .clone();
+    let inner = idsync_connectors::open(
+        &ConnectorId::new("profiles"),
+        "csv",
+        &settings,
+        env.dir.path(),
+    )
+    .expect("open the CSV connector");
+    let refuse = Rc::new(RefCell::new(who.iter().map(|s| s.to_string()).collect()));
+    env.engine.set_connector(Box::new(Refusing {
+        inner,
+        refuse: Rc::clone(&refuse),
+    }));
+    refuse
+}
+
+#[test]
+fn a_failing_export_backs_off_without_blocking_the_others() {
+    let config = format!(
+        "{}\n[retry]\nbackoff_seconds = 3600\nreport_after = 2\n",
+        config_with_backoff()
+    );
+    let mut env = Env::new(&config, &[("directory.ldif", three_people().as_bytes())]);
+    let refuse = refusing(&mut env, &["bob"]);
+    env.step(Step::FullImport, "directory");
+    env.step(Step::FullSync, "directory");
+    let r = env.step(Step::Export, "profiles");
+    assert_eq!((r.stats.exported, r.stats.export_errors), (2, 1));
+    assert!(
+        r.errors[0].message.contains("next attempt in 3600 s"),
+        "{:?}",
+        r.errors
+    );
+    // The next export waits for bob's backoff and says so; nothing is sent for him.
+    let r = env.step(Step::Export, "profiles");
+    assert_eq!(
+        (
+            r.stats.exported,
+            r.stats.export_errors,
+            r.stats.export_deferred
+        ),
+        (0, 0, 1),
+        "{:?}",
+        r.stats
+    );
+    assert!(
+        r.notes.iter().any(|n| n.contains("--retry-now")),
+        "{:?}",
+        r.notes
+    );
+    assert_eq!(env.cs_dn("profiles", "bob").retry_count, 1);
+    // Retried now, it fails again: the delay doubles and it is reported as failing repeatedly.
+    env.engine.options.retry_now = true;
+    let r = env.step(Step::Export, "profiles");
+    assert_eq!(r.stats.export_errors, 1);
+    assert!(
+        r.errors[0]
+            .message
+            .contains("keeps failing (attempt 2, next attempt in 3600 s"),
+        "{:?}",
+        r.errors
+    );
+    // Accepted at last: the retry state is gone.
+    refuse.borrow_mut().clear();
+    let r = env.step(Step::Export, "profiles");
+    assert_eq!((r.stats.exported, r.stats.export_errors), (1, 0));
+    env.engine.options.retry_now = false;
+    let bob = env.cs_dn("profiles", "bob");
+    assert_eq!((bob.export_error.as_deref(), bob.retry_count), (None, 0));
+    assert_eq!(accounts(&env), ["ann", "bob", "cat"]);
 }
 
 #[test]
