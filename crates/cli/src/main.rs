@@ -72,11 +72,16 @@ enum Command {
         run: Option<i64>,
     },
     /// A metaverse object (by id) or a connector-space object (by anchor or DN), with where each
-    /// value came from.
+    /// value came from; with --not-joined, every object of a connector joined to no person.
     Show {
-        id: String,
+        #[arg(required_unless_present = "not_joined")]
+        id: Option<String>,
         #[arg(long)]
         connector: Option<String>,
+        /// List the connector's objects that are joined to no person (augmenting rows whose
+        /// person does not exist).
+        #[arg(long, requires = "connector", conflicts_with = "id")]
+        not_joined: bool,
     },
     /// Benchmarks on generated data: ldif-import, full-sync, delta-cycle.
     Bench {
@@ -203,9 +208,19 @@ fn run(cli: Cli) -> Result<()> {
             let mut engine = open_engine(&cli.config)?;
             output::history(&mut engine, limit, run, cli.json)?;
         }
-        Command::Show { id, connector } => {
+        Command::Show {
+            id,
+            connector,
+            not_joined,
+        } => {
             let mut engine = open_engine(&cli.config)?;
-            output::show(&mut engine, &id, connector.as_deref(), cli.json)?;
+            match (id, connector) {
+                (_, Some(c)) if not_joined => output::not_joined(&mut engine, &c, cli.json)?,
+                (Some(id), connector) => {
+                    output::show(&mut engine, &id, connector.as_deref(), cli.json)?
+                }
+                (None, _) => bail!("say which object to show, or --connector NAME --not-joined"),
+            }
         }
         Command::Bench {
             suite,

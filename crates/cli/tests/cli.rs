@@ -58,6 +58,16 @@ fn demo_runs_one_full_cycle_into_the_profile_table() {
     assert_eq!(report["pending_exports_left"], 0);
     // HR rows with no person are counted, not projected.
     assert_eq!(total(&report, "full-sync", "disconnectors"), 5);
+    // ...and listed.
+    let listed = json(idsync().arg("-c").arg(dir.join("idsync.toml")).args([
+        "show",
+        "--connector",
+        "hr",
+        "--not-joined",
+        "--json",
+    ]));
+    assert_eq!(listed.as_array().map(Vec::len), Some(5), "{listed}");
+    assert!(listed[0]["mv_id"].is_null());
     let profiles = std::fs::read_to_string(dir.join("profiles.csv")).unwrap();
     assert_eq!(
         profiles.lines().count(),
