@@ -5,6 +5,7 @@
 //! 1 failed (the message says what to change), 2 bad usage.
 
 mod bench;
+mod bench_sql;
 mod output;
 
 use anyhow::{bail, Context, Result};
@@ -83,7 +84,7 @@ enum Command {
         #[arg(long, requires = "connector", conflicts_with = "id")]
         not_joined: bool,
     },
-    /// Benchmarks on generated data: ldif-import, full-sync, delta-cycle.
+    /// Benchmarks on generated data: ldif-import, full-sync, delta-cycle, augment-sql.
     Bench {
         suite: String,
         #[arg(long, default_value_t = 100_000)]
