@@ -8,6 +8,7 @@ mod audit;
 mod bench;
 mod demo;
 mod dump;
+mod bench_sql;
 mod output;
 mod serve;
 
@@ -94,11 +95,16 @@ enum Command {
         exports: bool,
     },
     /// A metaverse object (by id) or a connector-space object (by anchor or DN), with where each
-    /// value came from.
+    /// value came from; with --not-joined, every object of a connector joined to no person.
     Show {
-        id: String,
+        #[arg(required_unless_present = "not_joined")]
+        id: Option<String>,
         #[arg(long)]
         connector: Option<String>,
+        /// List the connector's objects that are joined to no person (augmenting rows whose
+        /// person does not exist).
+        #[arg(long, requires = "connector", conflicts_with = "id")]
+        not_joined: bool,
     },
     /// Run the profile store service (SCIM 2.0 API, photos, change feed).
     Serve {
@@ -116,6 +122,7 @@ enum Command {
     /// two stores.
     Dump,
     /// Benchmarks on generated data: ldif-import, full-sync, delta-cycle.
+    /// Benchmarks on generated data: ldif-import, full-sync, delta-cycle, augment-sql.
     Bench {
         suite: String,
         #[arg(long, default_value_t = 100_000)]
@@ -251,9 +258,19 @@ fn run(cli: Cli) -> Result<()> {
                 _ => output::history(&mut engine, limit, run, cli.json)?,
             }
         }
-        Command::Show { id, connector } => {
+        Command::Show {
+            id,
+            connector,
+            not_joined,
+        } => {
             let mut engine = open_engine(&cli.config)?;
-            output::show(&mut engine, &id, connector.as_deref(), cli.json)?;
+            match (id, connector) {
+                (_, Some(c)) if not_joined => output::not_joined(&mut engine, &c, cli.json)?,
+                (Some(id), connector) => {
+                    output::show(&mut engine, &id, connector.as_deref(), cli.json)?
+                }
+                (None, _) => bail!("say which object to show, or --connector NAME --not-joined"),
+            }
         }
         Command::Serve { listen, store } => serve::serve(listen, &store)?,
         Command::Token { action } => serve::token(action, cli.json)?,

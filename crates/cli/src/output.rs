@@ -563,3 +563,52 @@ pub fn show(
     }
     anyhow::bail!("no metaverse object, anchor or DN `{id}`")
 }
+
+/// Every object of a connector joined to no person, paged through the store (an estate of any
+/// size prints without being held). With `--json`, one JSON array.
+pub fn not_joined(engine: &mut Engine<SqliteStore>, connector: &str, as_json: bool) -> Result<()> {
+    let Some(c) = engine
+        .rules
+        .connectors
+        .iter()
+        .map(|c| c.name.clone())
+        .find(|c| c.as_str() == connector)
+    else {
+        anyhow::bail!("no connector `{connector}` in the configuration");
+    };
+    let mut after: Option<CsId> = None;
+    let mut count = 0u64;
+    if as_json {
+        print!("[");
+    }
+    loop {
+        let page = engine
+            .store
+            .cs_scan(&c, CsFilter::All, after.as_ref(), 1000)?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.id.clone());
+        for o in page.iter().filter(|o| o.mv_id.is_none() && !o.provisioned) {
+            if as_json {
+                print!("{}{}", if count > 0 { "," } else { "" }, cs_json(o));
+            } else {
+                println!(
+                    "{}\t{}{}",
+                    o.anchor.as_ref().map_or("", |a| a.as_str()),
+                    o.dn,
+                    if o.pending_import.is_some() {
+                        "\t(not synced yet)"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            count += 1;
+        }
+    }
+    if as_json {
+        println!("]");
+    } else {
+        println!("{count} objects of `{connector}` joined to no person");
+    }
+    Ok(())
+}

@@ -107,6 +107,22 @@ fn demo_runs_one_full_cycle_into_the_profile_store() {
     let _ = serve.kill();
     let _ = serve.wait();
     assert_eq!(users["totalResults"], 80, "{users}");
+    // ...and listed.
+    let listed = json(idsync().arg("-c").arg(dir.join("idsync.toml")).args([
+        "show",
+        "--connector",
+        "hr",
+        "--not-joined",
+        "--json",
+    ]));
+    assert_eq!(listed.as_array().map(Vec::len), Some(5), "{listed}");
+    assert!(listed[0]["mv_id"].is_null());
+    let profiles = std::fs::read_to_string(dir.join("profiles.csv")).unwrap();
+    assert_eq!(
+        profiles.lines().count(),
+        81,
+        "header and one row per person"
+    );
     // The human summary prints too.
     idsync()
         .args(["demo", "--listen", "127.0.0.1:0", "--people", "20", "--dir"])

@@ -148,7 +148,7 @@ impl ProfileStoreConnector {
     }
 
     fn err(&self, e: HttpError) -> Error {
-        Error::Connection {
+        Error::Remote {
             connector: self.id.to_string(),
             message: e.to_string(),
         }

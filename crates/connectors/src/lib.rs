@@ -41,9 +41,17 @@ pub enum Error {
     /// The engine's sink refused an object (e.g. the store failed); the import stops.
     #[error("{0}")]
     Sink(String),
-    /// The connected system could not be reached or answered out of protocol.
+    /// The connected system failed or went away (a connection refused or dropped mid-read).
     #[error("connector `{connector}`: {message}")]
-    Connection { connector: String, message: String },
+    Remote { connector: String, message: String },
+    /// A value read could not be taken (a NULL key, a column of an unexpected type), named by
+    /// its place (row and column); the import stops so nothing is staged half-way.
+    #[error("connector `{connector}`: {place}: {message}")]
+    Data {
+        connector: String,
+        place: String,
+        message: String,
+    },
     #[error("connector `{connector}` cannot {operation}")]
     Unsupported {
         connector: String,
@@ -198,6 +206,8 @@ pub fn open(
     }
 }
 
+/// Reads a connector's settings into its settings struct; an unknown or mistyped setting is a
+/// configuration error naming the connector.
 pub fn settings<T: serde::de::DeserializeOwned>(
     connector: &ConnectorId,
     settings: &toml::Table,

@@ -53,7 +53,7 @@ impl Stats {
             ("unchanged", self.unchanged),
             ("joined", self.joined),
             ("projected", self.projected),
-            ("disconnectors", self.disconnectors),
+            ("not joined", self.disconnectors),
             ("flowed", self.flowed),
             ("provisioned", self.provisioned),
             ("deprovisioned", self.deprovisioned),

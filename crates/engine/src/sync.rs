@@ -140,30 +140,32 @@ pub(crate) fn sync_object<S: Store>(
         Some(m) => store.mv_get(m)?,
         None => None,
     };
+    // An augmenting object checks its join again when its values changed (or rules may have):
+    // a corrected join key (an employee id fixed in HR) moves its attributes to the right
+    // person, and one that now matches nobody takes them back.
+    if let Some(current) = &mv {
+        if !may_project && !o.provisioned && (o.pending_import.is_some() || cx.full) {
+            if let Some(found) = join_candidates(rules, store, &o, cx, false)? {
+                if !found.contains(&current.id) {
+                    let mut old = current.clone();
+                    o.mv_id = None;
+                    store.cs_put(&o)?;
+                    old.contributions.retain(|c| c.cs_id != o.id);
+                    let (attrs, _) = old.effective(rank_fn(rules));
+                    let keys = rules.mv_join_keys(&attrs);
+                    store.mv_put(&old, &keys)?;
+                    evaluate_exports(rules, store, &old, cx)?;
+                    mv = None;
+                }
+            }
+        }
+    }
     if mv.is_none() {
         if o.provisioned {
             // Its metaverse object is gone; deprovisioning handles it.
             return Ok(());
         }
-        let mut candidates: BTreeSet<MvId> = BTreeSet::new();
-        for (rule, keys) in rules.cs_join_keys(&o.connector, &o.object_type, &o.hologram) {
-            match keys {
-                Err(m) => cx.error(
-                    o.dn.to_string(),
-                    format!("join rule {}: {m}", rule.describe()),
-                ),
-                Ok(keys) => {
-                    for k in keys {
-                        for m in store.mv_find(&rule.id, &k)? {
-                            candidates.insert(m);
-                        }
-                    }
-                }
-            }
-            if !candidates.is_empty() {
-                break;
-            }
-        }
+        let candidates = join_candidates(rules, store, &o, cx, true)?.unwrap_or_default();
         let mut usable = Vec::new();
         for m in candidates {
             let Some(obj) = store.mv_get(&m)? else {
@@ -291,6 +293,44 @@ pub(crate) fn sync_object<S: Store>(
         evaluate_exports(rules, store, &mv, cx)?;
     }
     Ok(())
+}
+
+/// The metaverse objects an object's join keys find, by the first join rule that finds any.
+/// `None` when no join rule gave a key (nothing to judge a join by); key errors are reported
+/// only when `report` is set, so a re-check does not report them twice.
+fn join_candidates<S: Store>(
+    rules: &Rules,
+    store: &mut S,
+    o: &CsObject,
+    cx: &mut SyncCtx<'_>,
+    report: bool,
+) -> Result<Option<BTreeSet<MvId>>> {
+    let mut candidates: BTreeSet<MvId> = BTreeSet::new();
+    let mut any_key = false;
+    for (rule, keys) in rules.cs_join_keys(&o.connector, &o.object_type, &o.hologram) {
+        match keys {
+            Err(m) => {
+                if report {
+                    cx.error(
+                        o.dn.to_string(),
+                        format!("join rule {}: {m}", rule.describe()),
+                    );
+                }
+            }
+            Ok(keys) => {
+                for k in keys {
+                    any_key = true;
+                    for m in store.mv_find(&rule.id, &k)? {
+                        candidates.insert(m);
+                    }
+                }
+            }
+        }
+        if !candidates.is_empty() {
+            break;
+        }
+    }
+    Ok(any_key.then_some(candidates))
 }
 
 /// An object gone from its system: disconnect it, and delete the metaverse object when its

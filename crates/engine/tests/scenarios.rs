@@ -5,6 +5,15 @@
 #[path = "scenarios/harness.rs"]
 mod harness;
 
+/// Test databases (PostgreSQL, MariaDB, SQLite), shared with the SQL connector's tests.
+#[path = "../../connector-sql/tests/db/mod.rs"]
+mod db;
+
+/// Business-system augmentation from SQL and CSV: joins, not-joined rows, corrected join keys,
+/// delta, a database gone mid-import.
+#[path = "scenarios/augment.rs"]
+mod augment;
+
 /// Full and delta import: adds, updates, renames, deletes, watermarks, scope and its reasons.
 #[path = "scenarios/import.rs"]
 mod import;
