@@ -11,7 +11,7 @@ mod file_table;
 pub mod ldif;
 mod secret;
 
-pub use attr_types::{AttributeTypes, TypeHint};
+pub use attr_types::{generalized_time, parse_timestamp, value_text, AttributeTypes, TypeHint};
 pub use secret::{resolve_secret, Secret};
 
 use idsync_model::{
@@ -188,7 +188,8 @@ pub fn open(
     }
 }
 
-pub(crate) fn settings<T: serde::de::DeserializeOwned>(
+/// Reads a connector's settings table into its settings struct; errors name the connector.
+pub fn settings<T: serde::de::DeserializeOwned>(
     connector: &ConnectorId,
     settings: &toml::Table,
 ) -> Result<T> {

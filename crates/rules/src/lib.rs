@@ -258,11 +258,11 @@ impl Rules {
             if connectors.iter().any(|o| o.name.as_str() == c.name) {
                 return cx.err(span, format!("connector `{}` is declared twice", c.name));
             }
-            if !matches!(c.kind.as_str(), "ldif" | "csv") {
+            if !matches!(c.kind.as_str(), "ldif" | "csv" | "ldap") {
                 return cx.err(
                     span,
                     format!(
-                        "connector `{}`: unknown type `{}` (known: ldif, csv)",
+                        "connector `{}`: unknown type `{}` (known: ldif, csv, ldap)",
                         c.name, c.kind
                     ),
                 );

@@ -458,6 +458,12 @@ impl Slapd {
             .arg(filter)
             .args(attrs))
     }
+
+    /// Searches the accesslog database (`cn=accesslog`, with `accesslog`) for the requests that
+    /// match `filter`, with what each changed (`reqMod`).
+    pub fn search_log(&self, filter: &str) -> Result<String> {
+        self.search("cn=accesslog", filter, &["reqType", "reqDN", "reqMod"])
+    }
 }
 
 impl Drop for Slapd {
