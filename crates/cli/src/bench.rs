@@ -10,7 +10,7 @@ use std::io::Write;
 use std::time::Instant;
 
 /// The process's peak resident memory in MB (VmHWM), or 0 where /proc is missing.
-fn peak_rss_mb() -> f64 {
+pub(crate) fn peak_rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -57,6 +57,9 @@ fn round(x: f64) -> f64 {
 }
 
 pub fn run(suite: &str, people: usize, changes: usize) -> Result<Value> {
+    if suite.starts_with("ldap-") {
+        return crate::bench_ldap::run(suite, people, changes);
+    }
     let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
     let opts = idsync_sample::Options::bench(people);
     let gen_started = Instant::now();
@@ -140,7 +143,7 @@ pub fn run(suite: &str, people: usize, changes: usize) -> Result<Value> {
             }))
         }
         other => {
-            bail!("unknown benchmark suite `{other}`: say ldif-import, full-sync or delta-cycle")
+            bail!("unknown benchmark suite `{other}`: say ldif-import, full-sync, delta-cycle, ldap-import or ldap-export")
         }
     }
 }

@@ -5,6 +5,7 @@
 //! 1 failed (the message says what to change), 2 bad usage.
 
 mod bench;
+mod bench_ldap;
 mod output;
 
 use anyhow::{bail, Context, Result};
@@ -47,6 +48,10 @@ enum Command {
         /// How many people.
         #[arg(long, default_value_t = 300)]
         people: usize,
+        /// Read the directory from a throwaway slapd (Debian's `slapd` package) seeded with the
+        /// sample directory, instead of the LDIF file.
+        #[arg(long)]
+        ldap: bool,
     },
     /// Run a step on one connector, or a cycle over all.
     Run {
@@ -78,7 +83,8 @@ enum Command {
         #[arg(long)]
         connector: Option<String>,
     },
-    /// Benchmarks on generated data: ldif-import, full-sync, delta-cycle.
+    /// Benchmarks on generated data: ldif-import, full-sync, delta-cycle, ldap-import,
+    /// ldap-export.
     Bench {
         suite: String,
         #[arg(long, default_value_t = 100_000)]
@@ -120,18 +126,33 @@ pub(crate) fn open_engine(config: &Path) -> Result<Engine<SqliteStore>> {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Demo { dir, people } => {
+        Command::Demo { dir, people, ldap } => {
             if dir.exists() {
                 std::fs::remove_dir_all(&dir)
                     .with_context(|| format!("cannot replace {}", dir.display()))?;
             }
             let mut opts = idsync_sample::Options::demo();
             opts.people = people;
+            // slapadd takes photos inline, not as relative file URLs.
+            opts.photo_files = !ldap;
             let g = idsync_sample::generate(&dir, &opts)
                 .with_context(|| format!("cannot write the sample estate to {}", dir.display()))?;
+            // The throwaway slapd lives until the demo ends (dropped, it is stopped).
+            let slapd = if ldap {
+                Some(bench_ldap::demo_server(&dir, &g.directory, &g.config)?)
+            } else {
+                None
+            };
             let mut engine = open_engine(&g.config)?;
             if !cli.json {
                 engine = engine.with_progress(output::progress());
+                if let Some(s) = &slapd {
+                    println!(
+                        "Directory: a throwaway slapd on {} (base {}), seeded with the sample directory; stopped when the demo ends.",
+                        s.url(),
+                        s.suffix()
+                    );
+                }
                 println!(
                     "Sample estate in {}: {} people ({} inetOrgPerson, {} plain person), {} devices, {} groups, {} photos, {} HR rows.\n",
                     dir.display(),
@@ -150,6 +171,13 @@ fn run(cli: Cli) -> Result<()> {
             } else {
                 output::cycle(&report, &mut engine)?;
                 let c = g.config.display();
+                if slapd.is_some() {
+                    println!(
+                        "\nThe profiles are in {}. The slapd is stopped now; `idsync demo` without --ldap keeps a directory you can run again.",
+                        dir.join("profiles.csv").display()
+                    );
+                    return Ok(());
+                }
                 println!(
                     "\nThe profiles are in {}. Try:\n  idsync -c {c} show {} --connector directory   (a person and where each value came from)\n  idsync -c {c} history\n  idsync -c {c} plan\n  idsync -c {c} run delta-cycle",
                     dir.join("profiles.csv").display(),
