@@ -482,16 +482,31 @@ impl LdapConnector {
             if !self.wanted(name) {
                 continue;
             }
+            let hint = self.types.hint(name);
             let mut typed = Vec::with_capacity(values.len());
             for v in values {
-                match self.types.from_bytes(name, v.clone()) {
+                // Text is the common case: no second pass over the bytes.
+                let v = if hint == TypeHint::String {
+                    match String::from_utf8(v) {
+                        Ok(t) => {
+                            typed.push(Value::String(t));
+                            continue;
+                        }
+                        Err(e) => e.into_bytes(),
+                    }
+                } else {
+                    v
+                };
+                let fallback =
+                    (hint != TypeHint::Binary).then(|| String::from_utf8_lossy(&v).into_owned());
+                match self.types.from_bytes(name, v) {
                     Ok(t) => typed.push(t),
                     Err(m) => {
                         sink.object_error(
                             format!("{}, attribute {name}", e.dn),
                             format!("{m}; kept as text"),
                         );
-                        typed.push(Value::String(String::from_utf8_lossy(&v).into_owned()));
+                        typed.push(Value::String(fallback.unwrap_or_default()));
                     }
                 }
             }
@@ -1105,6 +1120,9 @@ impl Connector for LdapConnector {
     }
 
     fn full_import(&mut self, sink: &mut dyn ImportSink) -> Result<()> {
+        // A fresh connection per import step: one kept from an earlier step may point at a
+        // server that restarted since, which the idle connection cannot know yet.
+        self.conn = None;
         self.conn()?;
         // The watermark is taken before the read: a change made while the read runs comes
         // again in the next delta (an upsert), rather than being lost.
@@ -1131,6 +1149,7 @@ impl Connector for LdapConnector {
         watermark: Option<&str>,
         sink: &mut dyn ImportSink,
     ) -> Result<DeltaOutcome> {
+        self.conn = None;
         self.conn()?;
         let syncrepl = self.use_syncrepl()?;
         let Some(w) = watermark else {
@@ -1189,7 +1208,16 @@ impl Connector for LdapConnector {
         self.conn()?;
         let mut out = Vec::with_capacity(batch.len());
         for (i, item) in batch.iter().enumerate() {
-            match self.export_one(item) {
+            let mut result = self.export_one(item);
+            if result.is_err() && i == 0 {
+                // A connection kept from an earlier step may be stale (the server restarted):
+                // connect again once before giving up. Modifies are permissive, so a change
+                // that did arrive before the connection broke is not applied twice.
+                self.conn = None;
+                self.conn()?;
+                result = self.export_one(item);
+            }
+            match result {
                 Ok(r) => out.push(r),
                 Err(m) if i == 0 => {
                     self.conn = None;

@@ -519,48 +519,32 @@ fn ldap_target(slapd: &Slapd, dir: &std::path::Path) -> idsync_connector_ldap::L
 
 #[test]
 fn one_member_of_a_10000_member_group_changes_value_by_value() {
+    // The group's 10,000 members are the subject here, not 10,000 people: members are typed as
+    // text (`attribute_types`), so no person has to be synchronized for them to flow. Member
+    // references through the metaverse are covered by the reference scenarios.
     const N: usize = 10_000;
-    let mut seed = String::with_capacity(N * 200);
-    for i in 0..N {
-        seed.push_str(&ldap_person(&format!("m{i}"), &[]));
-    }
-    seed.push_str(&format!(
-        "dn: cn=big,ou=Groups,{SUFFIX}\nobjectClass: groupOfNames\ncn: big\n"
-    ));
+    let mut seed = format!("dn: cn=big,ou=Groups,{SUFFIX}\nobjectClass: groupOfNames\ncn: big\n");
     for i in 0..N - 1 {
         seed.push_str(&format!("member: uid=m{i},ou=People,{SUFFIX}\n"));
     }
     seed.push('\n');
     let source = start(seed, true, false);
     let target = start(String::new(), true, true);
-    let groups = "\n[[connector.object_type]]\nname = \"group\"\nobject_classes = [\"groupOfNames\"]\nmv_type = \"group\"\n";
-    let target_types = format!("{}{groups}", person_type());
+    let groups = "attribute_types = { member = \"string\" }\n\n[[connector.object_type]]\nname = \"group\"\nobject_classes = [\"groupOfNames\"]\nmv_type = \"group\"\n";
     let config = format!(
-        r#"{}{}{}{}{}
-[[provision]]
-connector = "target"
-dn = "uid={{uid}},ou=People,{SUFFIX}"
-object_classes = ["inetOrgPerson"]
-
+        r#"{}{}
 [[provision]]
 connector = "target"
 mv_type = "group"
 object_type = "group"
 dn = "cn={{cn}},ou=Groups,{SUFFIX}"
 object_classes = ["groupOfNames"]
-{}{}{}{}{}{}{}{}"#,
-        ldap_connector("directory", "directory", &source, SUFFIX, ""),
-        person_type(),
-        groups,
-        ldap_connector("target", "target", &target, SUFFIX, ""),
-        target_types,
-        import_flow("directory", "uid", "uid"),
+{}{}{}{}"#,
+        ldap_connector("directory", "directory", &source, SUFFIX, groups),
+        ldap_connector("target", "target", &target, SUFFIX, groups),
         import_flow("directory", "cn", "cn"),
-        import_flow("directory", "sn", "sn"),
         import_flow("directory", "member", "member"),
-        export_flow("target", "uid", "uid"),
         export_flow("target", "cn", "cn"),
-        export_flow("target", "sn", "sn"),
         export_flow("target", "member", "member"),
     );
     let mut env = env_with(&config, &[]);
