@@ -465,6 +465,7 @@ fn hostile_values_round_trip_through_dns_and_filters() {
         " leading space",
         "trailing space ",
         "<angle> = Zoé Müller 日本",
+        "nul\0byte",
     ];
     let mut ldif = String::new();
     for (i, h) in hostile.iter().enumerate() {
