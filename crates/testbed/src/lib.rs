@@ -183,8 +183,23 @@ impl Slapd {
         };
         s.write_config()?;
         s.seed()?;
-        s.launch()?;
-        Ok(s)
+        // A free port can be taken by another process between the probe and slapd's bind (tests
+        // start servers in parallel): try fresh ports a few times.
+        let mut tries = 0;
+        loop {
+            match s.launch() {
+                Ok(()) => return Ok(s),
+                Err(e) if tries >= 3 => return Err(e),
+                Err(_) => {
+                    tries += 1;
+                    s.stop();
+                    s.port = free_port()?;
+                    if s.tls_port.is_some() {
+                        s.tls_port = Some(free_port()?);
+                    }
+                }
+            }
+        }
     }
 
     pub fn dir(&self) -> &Path {
