@@ -282,7 +282,18 @@ impl LdapConnector {
     /// last one was closed.
     fn conn(&mut self) -> Result<&mut Conn> {
         let closed = match &mut self.conn {
-            Some(c) => c.ldap.is_closed(),
+            Some(c) => {
+                // Let the connection's driver run once, so a connection the server closed
+                // while it sat idle is seen as closed now, not at the next request.
+                let _ = guarded("connection check", || {
+                    c.rt.block_on(async {
+                        ldap3::tokio::task::yield_now().await;
+                        ldap3::tokio::task::yield_now().await;
+                    });
+                    Ok(())
+                });
+                c.ldap.is_closed()
+            }
             None => true,
         };
         if closed {
@@ -923,33 +934,131 @@ impl LdapConnector {
         values.iter().map(Self::value_bytes).collect()
     }
 
-    /// Sends one export item. `Err` only when the connection itself failed.
-    fn export_one(&mut self, item: &ExportItem) -> std::result::Result<ExportResult, String> {
-        let profile = self.s.profile;
-        let single: HashSet<String> = match (&self.schema, &item.op) {
-            (Some(s), ExportOp::Update { changes, .. }) => changes
+    /// The LDAP modifications of value-level deltas: `add:`/`delete:` of the changed values
+    /// only; a single-valued attribute (per the schema) gets `replace:`.
+    fn modifications(
+        changes: &[idsync_model::AttributeDelta],
+        single: &HashSet<String>,
+    ) -> std::result::Result<Vec<Mod<Vec<u8>>>, String> {
+        let mut mods: Vec<Mod<Vec<u8>>> = Vec::new();
+        for d in changes {
+            let name = d.name.as_str().as_bytes().to_vec();
+            let err = |m: String| format!("attribute {}: {m}", d.name);
+            match &d.change {
+                AttributeChange::Replace(v) => {
+                    mods.push(Mod::Replace(name, Self::value_set(v).map_err(err)?))
+                }
+                AttributeChange::Update { add, .. }
+                    if single.contains(&d.name.key()) && add.len() == 1 =>
+                {
+                    mods.push(Mod::Replace(name, Self::value_set(add).map_err(err)?))
+                }
+                AttributeChange::Update { add, remove } => {
+                    if !remove.is_empty() {
+                        mods.push(Mod::Delete(
+                            name.clone(),
+                            Self::value_set(remove).map_err(err)?,
+                        ));
+                    }
+                    if !add.is_empty() {
+                        mods.push(Mod::Add(name, Self::value_set(add).map_err(err)?));
+                    }
+                }
+            }
+        }
+        Ok(mods)
+    }
+
+    fn single_valued_in(&self, changes: &[idsync_model::AttributeDelta]) -> HashSet<String> {
+        match &self.schema {
+            Some(s) => changes
                 .iter()
                 .filter(|d| s.single_valued(d.name.as_str()))
                 .map(|d| d.name.key())
                 .collect(),
+            None => HashSet::new(),
+        }
+    }
+
+    /// Sends plain modifies (no rename) with up to `PIPELINE` requests in flight on the one
+    /// connection, so the client's work overlaps the server's disk syncs. Each item's result
+    /// lands at its index; a connection failure is that item's error.
+    fn export_pipelined(
+        &mut self,
+        items: &[(usize, &ExportItem)],
+        out: &mut [Option<ExportResult>],
+    ) -> std::result::Result<bool, String> {
+        let mut work = Vec::with_capacity(items.len());
+        for (idx, item) in items {
+            let ExportOp::Update { changes, .. } = &item.op else {
+                continue;
+            };
+            let single = self.single_valued_in(changes);
+            match Self::modifications(changes, &single) {
+                Ok(m) if m.is_empty() => out[*idx] = Some(ExportResult::Applied { anchor: None }),
+                Ok(m) => work.push((*idx, item.dn.to_string(), m)),
+                Err(m) => out[*idx] = Some(ExportResult::Failed(m)),
+            }
+        }
+        let c = self.conn.as_mut().ok_or("no connection")?;
+        let timeout = c.timeout;
+        let base = c.ldap.clone();
+        let results = guarded("export", || {
+            c.rt.block_on(async {
+                let mut set = ldap3::tokio::task::JoinSet::new();
+                let mut pending = work.into_iter();
+                let mut results = Vec::new();
+                let spawn =
+                    |set: &mut ldap3::tokio::task::JoinSet<_>,
+                     (idx, dn, mods): (usize, String, Vec<Mod<Vec<u8>>>)| {
+                        let mut ldap = base.clone();
+                        set.spawn(async move {
+                            let r = ldap
+                                .with_controls(permissive_modify())
+                                .with_timeout(timeout)
+                                .modify(&dn, mods)
+                                .await;
+                            (idx, r.map_err(|e| e.to_string()))
+                        });
+                    };
+                for w in pending.by_ref().take(PIPELINE) {
+                    spawn(&mut set, w);
+                }
+                while let Some(joined) = set.join_next().await {
+                    let (idx, r) = joined.map_err(|e| format!("export task failed: {e}"))?;
+                    results.push((idx, r));
+                    if let Some(w) = pending.next() {
+                        spawn(&mut set, w);
+                    }
+                }
+                Ok(results)
+            })
+        })?;
+        let mut lost = false;
+        for (idx, r) in results {
+            out[idx] = Some(match r {
+                Ok(res) if res.rc == 0 => ExportResult::Applied { anchor: None },
+                Ok(res) => refused(res),
+                Err(m) => {
+                    lost = true;
+                    ExportResult::Failed(format!("connection lost: {m}"))
+                }
+            });
+        }
+        Ok(lost)
+    }
+
+    /// Sends one export item. `Err` only when the connection itself failed.
+    fn export_one(&mut self, item: &ExportItem) -> std::result::Result<ExportResult, String> {
+        let profile = self.s.profile;
+        let single = match &item.op {
+            ExportOp::Update { changes, .. } => self.single_valued_in(changes),
             _ => HashSet::new(),
         };
         let c = self.conn.as_mut().ok_or("no connection")?;
         let timeout = c.timeout;
         let ldap = &mut c.ldap;
         let dn = item.dn.to_string();
-        let refused = |r: ldap3::LdapResult| {
-            ExportResult::Failed(format!(
-                "{} ({}){}",
-                rc_name(r.rc),
-                r.rc,
-                if r.text.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {}", r.text)
-                }
-            ))
-        };
         guarded("export", || {
             c.rt.block_on(async {
                 match &item.op {
@@ -1030,53 +1139,18 @@ impl LdapConnector {
                             }
                             current = new;
                         }
-                        let mut mods: Vec<Mod<Vec<u8>>> = Vec::new();
-                        for d in changes {
-                            let name = d.name.as_str().as_bytes().to_vec();
-                            let r = match &d.change {
-                                AttributeChange::Replace(v) => {
-                                    Self::value_set(v).map(|set| mods.push(Mod::Replace(name, set)))
-                                }
-                                AttributeChange::Update { add, .. }
-                                    if single.contains(&d.name.key()) && add.len() == 1 =>
-                                {
-                                    Self::value_set(add)
-                                        .map(|set| mods.push(Mod::Replace(name, set)))
-                                }
-                                AttributeChange::Update { add, remove } => (|| {
-                                    if !remove.is_empty() {
-                                        mods.push(Mod::Delete(
-                                            name.clone(),
-                                            Self::value_set(remove)?,
-                                        ));
-                                    }
-                                    if !add.is_empty() {
-                                        mods.push(Mod::Add(name, Self::value_set(add)?));
-                                    }
-                                    Ok::<(), String>(())
-                                })(
-                                ),
-                            };
-                            if let Err(m) = r {
-                                return Ok(ExportResult::Failed(format!(
-                                    "attribute {}: {m}",
-                                    d.name
-                                )));
-                            }
-                        }
+                        let mods = match Self::modifications(changes, &single) {
+                            Ok(m) => m,
+                            Err(m) => return Ok(ExportResult::Failed(m)),
+                        };
                         if mods.is_empty() {
                             return Ok(ExportResult::Applied { anchor: None });
                         }
                         // Permissive modify: adding a value already there or deleting one that
                         // is gone is not an error, so a change sent twice (after a crash) is
                         // applied once.
-                        let permissive = RawControl {
-                            ctype: PERMISSIVE_MODIFY_OID.to_owned(),
-                            crit: false,
-                            val: None,
-                        };
                         let r = ldap
-                            .with_controls(permissive)
+                            .with_controls(permissive_modify())
                             .with_timeout(timeout)
                             .modify(&current, mods)
                             .await
@@ -1091,6 +1165,33 @@ impl LdapConnector {
             })
         })
     }
+}
+
+/// How many modifies one connection keeps in flight during an export.
+const PIPELINE: usize = 16;
+
+/// Permissive modify: adding a value already there or deleting one that is gone is not an
+/// error, so a change sent twice (after a crash) is applied once.
+fn permissive_modify() -> RawControl {
+    RawControl {
+        ctype: PERMISSIVE_MODIFY_OID.to_owned(),
+        crit: false,
+        val: None,
+    }
+}
+
+/// A refused operation's result, with the server's message.
+fn refused(r: ldap3::LdapResult) -> ExportResult {
+    ExportResult::Failed(format!(
+        "{} ({}){}",
+        rc_name(r.rc),
+        r.rc,
+        if r.text.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", r.text)
+        }
+    ))
 }
 
 /// A sink that drops per-object errors (lookups outside an import).
@@ -1206,8 +1307,41 @@ impl Connector for LdapConnector {
 
     fn export(&mut self, batch: &[ExportItem]) -> Result<Vec<ExportResult>> {
         self.conn()?;
-        let mut out = Vec::with_capacity(batch.len());
-        for (i, item) in batch.iter().enumerate() {
+        let mut out: Vec<Option<ExportResult>> = vec![None; batch.len()];
+        let plain = |item: &ExportItem| matches!(item.op, ExportOp::Update { new_dn: None, .. });
+        let mut i = 0;
+        while i < batch.len() {
+            // A run of plain modifies goes out pipelined; adds, deletes and renames one at a
+            // time, in order (a later item may depend on an earlier one's DN).
+            let run = batch[i..].iter().take_while(|it| plain(it)).count();
+            if run >= 2 {
+                let items: Vec<(usize, &ExportItem)> =
+                    (i..i + run).map(|k| (k, &batch[k])).collect();
+                match self.export_pipelined(&items, &mut out) {
+                    Ok(false) => {}
+                    Ok(true) => self.conn = None,
+                    Err(m) => {
+                        self.conn = None;
+                        if i == 0 {
+                            return Err(self.err(format!("export failed: {m}")));
+                        }
+                        for slot in out.iter_mut().skip(i) {
+                            *slot = Some(ExportResult::Failed(format!("connection lost: {m}")));
+                        }
+                        break;
+                    }
+                }
+                if self.conn.is_none() {
+                    // The connection broke mid-run: the rest waits for the next export.
+                    for slot in out.iter_mut().skip(i + run) {
+                        *slot = Some(ExportResult::Failed("connection lost: not sent".to_owned()));
+                    }
+                    break;
+                }
+                i += run;
+                continue;
+            }
+            let item = &batch[i];
             let mut result = self.export_one(item);
             if result.is_err() && i == 0 {
                 // A connection kept from an earlier step may be stale (the server restarted):
@@ -1218,7 +1352,7 @@ impl Connector for LdapConnector {
                 result = self.export_one(item);
             }
             match result {
-                Ok(r) => out.push(r),
+                Ok(r) => out[i] = Some(r),
                 Err(m) if i == 0 => {
                     self.conn = None;
                     return Err(self.err(format!("export failed: {m}")));
@@ -1226,13 +1360,19 @@ impl Connector for LdapConnector {
                 Err(m) => {
                     // What was sent before stays applied; the rest is retried next time.
                     self.conn = None;
-                    for _ in i..batch.len() {
-                        out.push(ExportResult::Failed(format!("connection lost: {m}")));
+                    for slot in out.iter_mut().skip(i) {
+                        *slot = Some(ExportResult::Failed(format!("connection lost: {m}")));
                     }
                     break;
                 }
             }
+            i += 1;
         }
-        Ok(out)
+        Ok(out
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| ExportResult::Failed("connection lost: not sent".to_owned()))
+            })
+            .collect())
     }
 }

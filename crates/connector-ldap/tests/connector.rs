@@ -204,3 +204,52 @@ fn the_schema_comes_from_the_server() {
     assert!(!schema.single_valued("mail"));
     assert!(schema.hints()["seealso"] == idsync_connectors::TypeHint::Reference);
 }
+
+#[test]
+fn pipelined_modifies_keep_each_result_in_its_place() {
+    let s = slapd(false);
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = connector(dir.path(), &settings(&s.url(), "")).unwrap();
+    let mut ldif = String::new();
+    for i in 0..40 {
+        ldif.push_str(&format!(
+            "dn: uid=p{i},ou=People,{SUFFIX}\nchangetype: add\nobjectClass: inetOrgPerson\nuid: p{i}\ncn: p{i}\nsn: p{i}\n\n"
+        ));
+    }
+    s.modify(&ldif).unwrap();
+    // 40 plain modifies, one of them of an entry that does not exist.
+    let batch: Vec<ExportItem> = (0..41)
+        .map(|i| ExportItem {
+            cs_id: CsId::new(format!("c{i}")),
+            anchor: None,
+            dn: Dn::new(if i == 20 {
+                format!("uid=missing,ou=People,{SUFFIX}")
+            } else {
+                format!("uid=p{},ou=People,{SUFFIX}", if i > 20 { i - 1 } else { i })
+            }),
+            object_type: "person".into(),
+            op: ExportOp::Update {
+                new_dn: None,
+                changes: vec![AttributeDelta {
+                    name: "title".into(),
+                    change: AttributeChange::Update {
+                        add: vec![Value::from(format!("t{i}"))],
+                        remove: vec![],
+                    },
+                }],
+            },
+        })
+        .collect();
+    let results = c.export(&batch).unwrap();
+    assert_eq!(results.len(), 41);
+    for (i, r) in results.iter().enumerate() {
+        match (i, r) {
+            (20, ExportResult::Failed(m)) => assert!(m.contains("noSuchObject"), "{m}"),
+            (20, r) => panic!("{r:?}"),
+            (_, ExportResult::Applied { .. }) => {}
+            (_, r) => panic!("{i}: {r:?}"),
+        }
+    }
+    let out = s.search(SUFFIX, "(uid=p39)", &["title"]).unwrap();
+    assert!(out.contains("title: t40"), "{out}");
+}
