@@ -194,3 +194,31 @@ fn a_config_error_names_file_and_line_and_exits_1() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
 }
+
+#[test]
+fn demo_against_a_throwaway_slapd() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo-ldap");
+    let report = json(
+        idsync()
+            .args(["demo", "--ldap", "--json", "--people", "40", "--dir"])
+            .arg(&dir),
+    );
+    assert_eq!(total(&report, "full-sync", "projected"), 40);
+    let filtered = &report["steps"][0]["stats"]["filtered"];
+    assert_eq!(
+        filtered["object class device not in scope"], 12,
+        "{filtered}"
+    );
+    assert_eq!(report["pending_exports_left"], 0);
+    let config = std::fs::read_to_string(dir.join("idsync.toml")).unwrap();
+    assert!(config.contains("type = \"ldap\""), "{config}");
+    assert!(
+        !config.contains(idsync_testbed_password()),
+        "no secret inline"
+    );
+}
+
+fn idsync_testbed_password() -> &'static str {
+    "idsync-test-secret"
+}
