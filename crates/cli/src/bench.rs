@@ -60,6 +60,9 @@ pub fn run(suite: &str, people: usize, changes: usize) -> Result<Value> {
     if suite == "augment-sql" {
         return crate::bench_sql::run(people);
     }
+    if suite.starts_with("ldap-") {
+        return crate::bench_ldap::run(suite, people, changes);
+    }
     let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
     let opts = idsync_sample::Options::bench(people);
     let gen_started = Instant::now();
@@ -143,7 +146,7 @@ pub fn run(suite: &str, people: usize, changes: usize) -> Result<Value> {
             }))
         }
         other => {
-            bail!("unknown benchmark suite `{other}`: say ldif-import, full-sync, delta-cycle or augment-sql")
+            bail!("unknown benchmark suite `{other}`: say ldif-import, full-sync, delta-cycle, profile-export, augment-sql, ldap-import or ldap-export")
         }
     }
 }

@@ -26,15 +26,30 @@ fn listen_address() -> SocketAddr {
     }
 }
 
-pub fn run(dir: &Path, people: usize, listen: Option<SocketAddr>, json: bool) -> Result<()> {
+pub fn run(
+    dir: &Path,
+    people: usize,
+    listen: Option<SocketAddr>,
+    ldap: bool,
+    json: bool,
+) -> Result<()> {
     if dir.exists() {
         std::fs::remove_dir_all(dir)
             .with_context(|| format!("cannot replace {}", dir.display()))?;
     }
     let mut opts = idsync_sample::Options::demo();
     opts.people = people;
+    // slapadd takes photos inline, not as relative file URLs.
+    opts.photo_files = !ldap;
     let g = idsync_sample::generate(dir, &opts)
         .with_context(|| format!("cannot write the sample estate to {}", dir.display()))?;
+    // With --ldap the directory is a throwaway slapd seeded with the sample directory; it lives
+    // until the demo ends (dropped, it is stopped).
+    let slapd = if ldap {
+        Some(crate::bench_ldap::demo_server(dir, &g.directory)?)
+    } else {
+        None
+    };
 
     // The profile store: its database, the engine's token (kept in a file, referenced by the
     // configuration, never written into it), and the service on loopback for the cycle.
@@ -53,15 +68,23 @@ pub fn run(dir: &Path, people: usize, listen: Option<SocketAddr>, json: bool) ->
         config: idsync_profile_store::Config::default(),
     })?;
     let url = format!("http://{}", server.addr);
-    std::fs::write(
-        &g.config,
-        idsync_sample::profile_store_config_text(&url, &format!("file:{TOKEN_FILE}")),
-    )
-    .with_context(|| format!("cannot write {}", g.config.display()))?;
+    let mut config = idsync_sample::profile_store_config_text(&url, &format!("file:{TOKEN_FILE}"));
+    if let Some(s) = &slapd {
+        config = crate::bench_ldap::sample_config_over(&config, s);
+    }
+    std::fs::write(&g.config, config)
+        .with_context(|| format!("cannot write {}", g.config.display()))?;
 
     let mut engine = open_engine(&g.config)?;
     if !json {
         engine = engine.with_progress(output::progress());
+        if let Some(s) = &slapd {
+            println!(
+                "Directory: a throwaway slapd on {} (base {}), seeded with the sample directory; stopped when the demo ends.",
+                s.url(),
+                s.suffix()
+            );
+        }
         println!(
             "Sample estate in {}: {} people ({} inetOrgPerson, {} plain person), {} devices, {} groups, {} photos, {} HR rows.\nProfile store serving on {url} (database {}).\n",
             dir.display(),
@@ -82,6 +105,14 @@ pub fn run(dir: &Path, people: usize, listen: Option<SocketAddr>, json: bool) ->
         output::cycle(&report, &mut engine)?;
         let c = g.config.display();
         let listen = server.addr;
+        if slapd.is_some() {
+            println!(
+                "\nThe profiles are in idsync's profile store ({}). The slapd is stopped now; `idsync demo` without --ldap keeps a directory you can run again.",
+                db.display()
+            );
+            server.stop();
+            return Ok(());
+        }
         println!(
             "\nThe profiles are in idsync's profile store ({}). See them over its SCIM API:\n  idsync serve --db {} --listen {listen}\n  curl -H \"Authorization: Bearer $(cat {})\" 'http://{listen}/scim/v2/Users?count=2'\nWith it running, try:\n  idsync -c {c} show {} --connector directory   (a person and where each value came from)\n  idsync -c {c} history\n  idsync -c {c} plan\n  idsync -c {c} run delta-cycle",
             db.display(),

@@ -9,6 +9,7 @@ mod bench;
 mod demo;
 mod dump;
 mod bench_sql;
+mod bench_ldap;
 mod output;
 mod serve;
 
@@ -56,6 +57,10 @@ enum Command {
         /// `idsync serve` listens, when it is free; another free port when it is not).
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
+        /// Read the directory from a throwaway slapd (Debian's `slapd` package) seeded with the
+        /// sample directory, instead of the LDIF file.
+        #[arg(long)]
+        ldap: bool,
     },
     /// Run a step on one connector, or a cycle over all.
     Run {
@@ -121,8 +126,8 @@ enum Command {
     /// The metaverse and every connector space as JSON lines (one object a line), for comparing
     /// two stores.
     Dump,
-    /// Benchmarks on generated data: ldif-import, full-sync, delta-cycle.
-    /// Benchmarks on generated data: ldif-import, full-sync, delta-cycle, augment-sql.
+    /// Benchmarks on generated data: ldif-import, full-sync, delta-cycle, profile-export,
+    /// augment-sql, ldap-import, ldap-export.
     Bench {
         suite: String,
         #[arg(long, default_value_t = 100_000)]
@@ -194,7 +199,8 @@ fn run(cli: Cli) -> Result<()> {
             dir,
             people,
             listen,
-        } => demo::run(&dir, people, listen, cli.json)?,
+            ldap,
+        } => demo::run(&dir, people, listen, ldap, cli.json)?,
         Command::Run {
             what,
             connector,

@@ -117,12 +117,6 @@ fn demo_runs_one_full_cycle_into_the_profile_store() {
     ]));
     assert_eq!(listed.as_array().map(Vec::len), Some(5), "{listed}");
     assert!(listed[0]["mv_id"].is_null());
-    let profiles = std::fs::read_to_string(dir.join("profiles.csv")).unwrap();
-    assert_eq!(
-        profiles.lines().count(),
-        81,
-        "header and one row per person"
-    );
     // The human summary prints too.
     idsync()
         .args(["demo", "--listen", "127.0.0.1:0", "--people", "20", "--dir"])
@@ -274,7 +268,7 @@ fn rows(dir: &Path) -> usize {
 fn delete_threshold_stops_a_mass_export_delete_until_released() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("demo");
-    demo(&dir, 16);
+    file_estate(&dir, 16);
     let config = dir.join("idsync.toml");
     let text = std::fs::read_to_string(&config).unwrap();
     std::fs::write(&config, format!("{text}\n[safety]\nmax_deletes = 3\n")).unwrap();
@@ -318,7 +312,7 @@ fn delete_threshold_stops_a_mass_export_delete_until_released() {
 fn a_full_import_that_finds_the_space_gone_stops_until_released() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("demo");
-    demo(&dir, 16);
+    file_estate(&dir, 16);
     let config = dir.join("idsync.toml");
     let ldif = dir.join("directory.ldif");
     let full = std::fs::read(&ldif).unwrap();
@@ -369,7 +363,7 @@ fn wait_for_holder(lock: &Path, pid: u32) {
 fn two_runs_on_one_store_never_overlap_and_a_killed_run_leaves_no_lock() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("demo");
-    demo(&dir, 10);
+    file_estate(&dir, 10);
     let config = dir.join("idsync.toml");
     let lock = dir.join("idsync.db.lock");
     let bin = assert_cmd::cargo::cargo_bin("idsync");
@@ -459,7 +453,7 @@ fn two_runs_on_one_store_never_overlap_and_a_killed_run_leaves_no_lock() {
 fn a_damaged_store_is_refused_at_start_with_a_clear_error() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("demo");
-    demo(&dir, 60);
+    file_estate(&dir, 60);
     let config = dir.join("idsync.toml");
     let db = dir.join("idsync.db");
     let good = std::fs::read(&db).unwrap();
@@ -491,7 +485,7 @@ fn a_damaged_store_is_refused_at_start_with_a_clear_error() {
 fn every_export_sent_is_audited_with_its_run() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("demo");
-    demo(&dir, 6);
+    file_estate(&dir, 6);
     let config = dir.join("idsync.toml");
     let runs = json(
         idsync()
@@ -585,4 +579,29 @@ fn a_staging_cycle_sends_nothing_and_the_plan_shows_it_per_target() {
         text.contains("profiles: 12 to add, 0 to update (0 renamed), 0 to delete."),
         "{text}"
     );
+}
+#[test]
+fn demo_against_a_throwaway_slapd() {
+    let dir = tmp.path().join("demo-ldap");
+        idsync()
+            .args(["demo", "--ldap", "--json", "--people", "40", "--dir"])
+            .arg(&dir),
+    );
+    assert_eq!(total(&report, "full-sync", "projected"), 40);
+    let filtered = &report["steps"][0]["stats"]["filtered"];
+    assert_eq!(
+        filtered["object class device not in scope"], 12,
+        "{filtered}"
+    );
+    assert_eq!(report["pending_exports_left"], 0);
+    let config = std::fs::read_to_string(dir.join("idsync.toml")).unwrap();
+    assert!(config.contains("type = \"ldap\""), "{config}");
+    assert!(
+        !config.contains(idsync_testbed_password()),
+        "no secret inline"
+    );
+}
+
+fn idsync_testbed_password() -> &'static str {
+    "idsync-test-secret"
 }

@@ -7,7 +7,7 @@ use idsync_model::ConnectorId;
 use std::path::Path;
 
 /// Every connector type this build knows, for messages and `--help`.
-pub const TYPES: &[&str] = &["ldif", "csv", "sql", "profile-store", "scim"];
+pub const TYPES: &[&str] = &["ldif", "csv", "ldap", "sql", "profile-store", "scim"];
 
 /// Opens a connector of a configured type. `base_dir` resolves relative paths (the
 /// configuration file's directory).
@@ -20,6 +20,11 @@ pub fn open(
     match kind {
         // Connector crates register here, one arm each (and in `TYPES`).
         "ldif" | "csv" => idsync_connectors::open(name, kind, settings, base_dir),
+        "ldap" => Ok(Box::new(idsync_connector_ldap::LdapConnector::new(
+            name.clone(),
+            settings,
+            base_dir,
+        )?)),
         "sql" => Ok(Box::new(idsync_connector_sql::SqlConnector::new(
             name.clone(),
             settings,

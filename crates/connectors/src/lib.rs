@@ -12,7 +12,7 @@ mod file_table;
 pub mod ldif;
 mod secret;
 
-pub use attr_types::{AttributeTypes, TypeHint};
+pub use attr_types::{generalized_time, parse_timestamp, value_text, AttributeTypes, TypeHint};
 pub use secret::{resolve_secret, Secret};
 
 use idsync_model::{

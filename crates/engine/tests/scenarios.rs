@@ -46,3 +46,8 @@ mod export;
 /// Changed rules re-evaluate what they touch without clearing anything.
 #[path = "scenarios/rules_change.rs"]
 mod rules_change;
+
+/// The LDAP connector against a real throwaway slapd: paged full import, syncrepl and its
+/// fallback, value-level export, photos, references, failures and hostile values.
+#[path = "scenarios/ldap.rs"]
+mod ldap;

@@ -168,6 +168,7 @@ fn build(dir: &Path, config: &str) -> Engine<SqliteStore> {
     std::fs::write(dir.join(CONFIG_FILE), config).expect("write the configuration");
     let rules = Rules::load(config, CONFIG_FILE).unwrap_or_else(|e| panic!("config: {e}"));
     let store = SqliteStore::open(&dir.join("idsync.db")).expect("open the store");
+    // Every connector type the binary knows (LDAP scenarios open the real LDAP connector).
     Engine::new(rules, store, dir.to_path_buf()).with_opener(idsync_connectors_all::open)
 }
 

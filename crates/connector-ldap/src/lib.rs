@@ -1,0 +1,1378 @@
+//! The LDAP connector (type `ldap`): a directory server such as OpenLDAP, read and written over
+//! LDAP v3 with `ldap3`.
+//!
+//! - Full import: a paged search (RFC 2696) per base DN for the configured attributes, streamed
+//!   entry by entry into the engine's sink; DN-valued attributes become references (the types
+//!   come from the server's subschema subentry).
+//! - Delta import: RFC 4533 syncrepl in refreshOnly mode with the cookie as watermark (changed
+//!   entries arrive whole and are upserts; deletes arrive by entryUUID). When the server answers
+//!   with a present list instead of deletes, the connector reads everything (a full read) and says
+//!   so. A server without the syncprov overlay is detected by its refusal of the critical sync
+//!   control: the connector falls back to `modifyTimestamp` (adds, changes, renames; deletes are
+//!   found by the next full import) and reports which method it used.
+//! - Export: add, value-level modify (`add:`/`delete:` of the changed values only), delete,
+//!   rename and move (modrdn with newSuperior). A per-entry LDAP error is that entry's result; the
+//!   rest of the batch goes on.
+//!
+//! Directory dialects differ in their anchor, delta method and a few attributes: [`Profile`]
+//! holds those differences so that an Active Directory profile (objectGUID, DirSync, ranged
+//! members) can be added beside OpenLDAP's on the same code. Protocol types stay in this crate.
+
+mod conn;
+pub mod escape;
+mod schema;
+
+pub use conn::rc_name;
+pub use schema::Schema;
+
+use conn::{guarded, Bind, Conn, ConnSettings};
+use idsync_connectors::{
+    resolve_secret, settings, value_text, AttributeTypes, Capabilities, Connector, DeltaOutcome,
+    Error, ExportItem, ExportOp, ExportResult, ImportChange, ImportSink, Result, TypeHint,
+};
+use idsync_model::{
+    Anchor, AttributeChange, AttributeName, Attributes, ConnectorId, CsEntry, Dn, Reference, Value,
+};
+use ldap3::adapters::{EntriesOnly, PagedResults};
+use ldap3::controls::{
+    parse_syncinfo, ControlParser, MakeCritical, RawControl, RefreshMode, SyncDone, SyncInfo,
+    SyncRequest, SyncState,
+};
+use ldap3::{Mod, ResultEntry, Scope, SearchEntry};
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::time::Duration;
+
+/// The directory dialect: what differs between servers beyond the protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Profile {
+    /// OpenLDAP (and other RFC 4533 servers): entryUUID anchors, syncrepl deltas.
+    #[default]
+    Openldap,
+}
+
+impl Profile {
+    fn default_anchor(self) -> &'static str {
+        match self {
+            Profile::Openldap => "entryUUID",
+        }
+    }
+
+    /// The anchor's text form from the attribute's raw value.
+    fn anchor_text(self, raw: &[u8]) -> String {
+        match self {
+            Profile::Openldap => String::from_utf8_lossy(raw).into_owned(),
+        }
+    }
+
+    /// The anchor as a syncrepl state control names it (16 raw bytes of the entryUUID).
+    fn anchor_of_sync_uuid(self, raw: &[u8]) -> String {
+        match self {
+            Profile::Openldap => uuid_text(raw),
+        }
+    }
+
+    /// Attributes the server maintains itself and refuses on add.
+    fn operational(self, name: &str) -> bool {
+        const OPS: &[&str] = &[
+            "entryuuid",
+            "entrycsn",
+            "createtimestamp",
+            "modifytimestamp",
+            "creatorsname",
+            "modifiersname",
+            "entrydn",
+            "subschemasubentry",
+            "hassubordinates",
+            "structuralobjectclass",
+            "contextcsn",
+        ];
+        match self {
+            Profile::Openldap => OPS.contains(&name.to_ascii_lowercase().as_str()),
+        }
+    }
+}
+
+fn uuid_text(b: &[u8]) -> String {
+    if b.len() != 16 {
+        return b.iter().map(|x| format!("{x:02x}")).collect();
+    }
+    let h: Vec<String> = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        h[0..4].concat(),
+        h[4..6].concat(),
+        h[6..8].concat(),
+        h[8..10].concat(),
+        h[10..16].concat()
+    )
+}
+
+/// How delta imports find changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeltaMethod {
+    /// syncrepl when the server offers it, else modifyTimestamp.
+    #[default]
+    Auto,
+    Syncrepl,
+    ModifyTimestamp,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LdapSettings {
+    /// `ldap://host:port` or `ldaps://host:port`.
+    url: String,
+    /// Upgrade an `ldap://` connection with StartTLS.
+    #[serde(default)]
+    starttls: bool,
+    /// A PEM file of CA certificates to verify the server with (instead of the system's).
+    ca_file: Option<String>,
+    /// Certificate verification; turning it off is explicit and logged.
+    #[serde(default = "yes")]
+    tls_verify: bool,
+    bind_dn: Option<String>,
+    /// `env:NAME` or `file:PATH`.
+    bind_password: Option<String>,
+    /// SASL EXTERNAL (a client certificate or ldapi peer credentials) instead of a simple bind.
+    #[serde(default)]
+    sasl_external: bool,
+    #[serde(default = "default_timeout")]
+    timeout_seconds: u64,
+    /// Where the objects are; each is searched with its subtree.
+    base_dns: Vec<String>,
+    /// An optional LDAP filter (RFC 4515) every search is narrowed by.
+    filter: Option<String>,
+    /// The attributes to read (empty: every user attribute).
+    #[serde(default)]
+    attributes: Vec<String>,
+    anchor: Option<String>,
+    #[serde(default = "default_page")]
+    page_size: i32,
+    #[serde(default)]
+    delta: DeltaMethod,
+    #[serde(default)]
+    profile: Profile,
+    /// Attribute types overriding the server's schema.
+    #[serde(default)]
+    attribute_types: BTreeMap<String, TypeHint>,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_timeout() -> u64 {
+    60
+}
+fn default_page() -> i32 {
+    1000
+}
+
+const PERMISSIVE_MODIFY_OID: &str = "1.2.840.113556.1.4.1413";
+const SYNC_STATE_OID: &str = "1.3.6.1.4.1.4203.1.9.1.2";
+const SYNC_DONE_OID: &str = "1.3.6.1.4.1.4203.1.9.1.3";
+
+pub struct LdapConnector {
+    id: ConnectorId,
+    s: LdapSettings,
+    conn_settings: ConnSettings,
+    anchor: String,
+    conn: Option<Conn>,
+    schema: Option<Schema>,
+    types: AttributeTypes,
+    /// Whether the server serves syncrepl for our bases (probed once).
+    syncrepl: Option<bool>,
+    /// The watermark taken before the last full import started.
+    after_full: Option<String>,
+}
+
+/// The base attribute name without options (`jpegPhoto;binary` → `jpegPhoto`).
+fn base_name(name: &str) -> &str {
+    name.split(';').next().unwrap_or(name)
+}
+
+impl LdapConnector {
+    /// Checks the settings; connects only when a step needs the server.
+    pub fn new(id: ConnectorId, raw: &toml::Table, base_dir: &Path) -> Result<Self> {
+        let s: LdapSettings = settings(&id, raw)?;
+        let cfg = |message: String| Error::Config {
+            connector: id.to_string(),
+            message,
+        };
+        if !(s.url.starts_with("ldap://") || s.url.starts_with("ldaps://")) {
+            return Err(cfg(format!(
+                "url `{}` must start with ldap:// or ldaps://",
+                s.url
+            )));
+        }
+        if s.url.contains('@') {
+            return Err(cfg(
+                "url must not carry credentials: use bind_dn and bind_password = \"env:NAME\""
+                    .to_owned(),
+            ));
+        }
+        if s.base_dns.is_empty() {
+            return Err(cfg("base_dns must name at least one base DN".to_owned()));
+        }
+        if let Some(f) = &s.filter {
+            ldap3::parse_filter(f).map_err(|_| {
+                cfg(format!(
+                    "filter `{f}` is not a valid LDAP filter (RFC 4515)"
+                ))
+            })?;
+        }
+        if !(1..=1_000_000).contains(&s.page_size) {
+            return Err(cfg("page_size must be between 1 and 1000000".to_owned()));
+        }
+        let bind = match (&s.bind_dn, &s.bind_password, s.sasl_external) {
+            (_, _, true) => Bind::SaslExternal,
+            (Some(dn), Some(pw), false) => Bind::Simple {
+                dn: dn.clone(),
+                password: resolve_secret(pw, base_dir)
+                    .map_err(|m| cfg(format!("bind_password: {m}")))?,
+            },
+            (Some(_), None, false) => {
+                return Err(cfg(
+                    "bind_dn needs bind_password (env:NAME or file:PATH)".to_owned()
+                ))
+            }
+            (None, _, false) => Bind::Anonymous,
+        };
+        let conn_settings = ConnSettings {
+            url: s.url.clone(),
+            starttls: s.starttls,
+            ca_file: s.ca_file.as_ref().map(|f| base_dir.join(f)),
+            tls_verify: s.tls_verify,
+            bind,
+            timeout: Duration::from_secs(s.timeout_seconds.max(1)),
+        };
+        if let Some(ca) = &conn_settings.ca_file {
+            if !ca.exists() {
+                return Err(cfg(format!("ca_file {} does not exist", ca.display())));
+            }
+        }
+        Ok(Self {
+            anchor: s
+                .anchor
+                .clone()
+                .unwrap_or_else(|| s.profile.default_anchor().to_owned()),
+            types: AttributeTypes::new(&s.attribute_types),
+            syncrepl: match s.delta {
+                DeltaMethod::Auto => None,
+                DeltaMethod::Syncrepl => Some(true),
+                DeltaMethod::ModifyTimestamp => Some(false),
+            },
+            id,
+            s,
+            conn_settings,
+            conn: None,
+            schema: None,
+            after_full: None,
+        })
+    }
+
+    fn err(&self, message: impl Into<String>) -> Error {
+        Error::Sink(format!("connector `{}`: {}", self.id, message.into()))
+    }
+
+    /// The open connection, connecting (and reading the schema) when there is none or the
+    /// last one was closed.
+    fn conn(&mut self) -> Result<&mut Conn> {
+        let closed = match &mut self.conn {
+            Some(c) => {
+                // Let the connection's driver run once, so a connection the server closed
+                // while it sat idle is seen as closed now, not at the next request.
+                let _ = guarded("connection check", || {
+                    c.rt.block_on(async {
+                        ldap3::tokio::task::yield_now().await;
+                        ldap3::tokio::task::yield_now().await;
+                    });
+                    Ok(())
+                });
+                c.ldap.is_closed()
+            }
+            None => true,
+        };
+        if closed {
+            self.conn = None;
+            let c = Conn::open(&self.conn_settings).map_err(|m| self.err(m))?;
+            self.conn = Some(c);
+            if self.schema.is_none() {
+                self.load_schema()?;
+            }
+        }
+        self.conn
+            .as_mut()
+            .ok_or_else(|| Error::Sink("no connection".into()))
+    }
+
+    /// Reads the subschema subentry named by the root DSE.
+    fn load_schema(&mut self) -> Result<()> {
+        let root = self.search_all("", Scope::Base, "(objectClass=*)", &["subschemaSubentry"])?;
+        let sub = root
+            .first()
+            .and_then(|e| e.attrs.get("subschemaSubentry"))
+            .and_then(|v| v.first())
+            .cloned()
+            .unwrap_or_else(|| "cn=Subschema".to_owned());
+        let entries = self.search_all(
+            &sub,
+            Scope::Base,
+            "(objectClass=subschema)",
+            &["attributeTypes", "objectClasses"],
+        )?;
+        let schema = match entries.first() {
+            Some(e) => Schema::parse(
+                e.attrs
+                    .get("attributeTypes")
+                    .into_iter()
+                    .flatten()
+                    .map(String::as_str),
+                e.attrs
+                    .get("objectClasses")
+                    .into_iter()
+                    .flatten()
+                    .map(String::as_str),
+            ),
+            None => {
+                tracing::warn!(connector = %self.id, "the server's schema is not readable: attribute types are guessed");
+                Schema::default()
+            }
+        };
+        let mut hints = schema.hints();
+        for (k, v) in &self.s.attribute_types {
+            hints.insert(k.to_ascii_lowercase(), *v);
+        }
+        self.types = AttributeTypes::new(&hints);
+        self.schema = Some(schema);
+        Ok(())
+    }
+
+    /// The schema as read from the server (after the first connection).
+    pub fn schema(&mut self) -> Result<&Schema> {
+        self.conn()?;
+        Ok(self.schema.get_or_insert_with(Schema::default))
+    }
+
+    /// A small search, collected (root DSE, schema, one entry).
+    fn search_all(
+        &mut self,
+        base: &str,
+        scope: Scope,
+        filter: &str,
+        attrs: &[&str],
+    ) -> Result<Vec<SearchEntry>> {
+        let id = self.id.clone();
+        let c = self
+            .conn
+            .as_mut()
+            .ok_or_else(|| Error::Sink("no connection".into()))?;
+        let timeout = c.timeout;
+        let ldap = &mut c.ldap;
+        let r = guarded("search", || {
+            c.rt.block_on(async {
+                let (entries, _) = ldap
+                    .with_timeout(timeout)
+                    .search(base, scope, filter, attrs.to_vec())
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .success()
+                    .map_err(|e| e.to_string())?;
+                Ok(entries.into_iter().map(SearchEntry::construct).collect())
+            })
+        });
+        r.map_err(|m| Error::Sink(format!("connector `{id}`: search of `{base}`: {m}")))
+    }
+
+    /// Searches an entry by one attribute's value (the value escaped per RFC 4515).
+    pub fn find_by(&mut self, attr: &str, value: &str) -> Result<Vec<CsEntry>> {
+        self.conn()?;
+        let filter = self.narrow(&escape::eq_filter(attr, value));
+        let attrs = self.requested();
+        let attrs: Vec<&str> = attrs.iter().map(String::as_str).collect();
+        let mut out = Vec::new();
+        for base in self.s.base_dns.clone() {
+            for e in self.search_all(&base, Scope::Subtree, &filter, &attrs)? {
+                let mut ignore = IgnoreErrors;
+                if let Some((entry, _)) = self.to_entry(e, &mut ignore) {
+                    out.push(entry);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The configured filter and-ed with another.
+    fn narrow(&self, extra: &str) -> String {
+        match &self.s.filter {
+            Some(f) => {
+                let f = if f.starts_with('(') {
+                    f.clone()
+                } else {
+                    format!("({f})")
+                };
+                format!("(&{f}{extra})")
+            }
+            None => extra.to_owned(),
+        }
+    }
+
+    fn base_filter(&self) -> String {
+        match &self.s.filter {
+            Some(f) if f.starts_with('(') => f.clone(),
+            Some(f) => format!("({f})"),
+            None => "(objectClass=*)".to_owned(),
+        }
+    }
+
+    /// The attributes every search asks for: the configured ones (or all user attributes), the
+    /// object classes, the anchor and modifyTimestamp (the fallback's watermark).
+    fn requested(&self) -> Vec<String> {
+        let mut a: Vec<String> = if self.s.attributes.is_empty() {
+            vec!["*".to_owned()]
+        } else {
+            self.s.attributes.clone()
+        };
+        for extra in ["objectClass", self.anchor.as_str(), "modifyTimestamp"] {
+            if !a.iter().any(|x| x.eq_ignore_ascii_case(extra)) {
+                a.push(extra.to_owned());
+            }
+        }
+        a
+    }
+
+    /// Whether the user asked for this attribute (the connector also reads a few for itself).
+    fn wanted(&self, name: &str) -> bool {
+        if self.s.attributes.is_empty() {
+            return !name.eq_ignore_ascii_case("modifyTimestamp")
+                || self.s.attribute_types.contains_key("modifyTimestamp");
+        }
+        self.s
+            .attributes
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(name))
+            || name.eq_ignore_ascii_case(&self.anchor)
+    }
+
+    /// Turns a search entry into a connector-space entry, with its modifyTimestamp. A value
+    /// the schema's type does not fit is kept as text and reported on the object.
+    fn to_entry(
+        &self,
+        e: SearchEntry,
+        sink: &mut dyn ImportSink,
+    ) -> Option<(CsEntry, Option<String>)> {
+        let mut object_classes = Vec::new();
+        let mut attributes = Attributes::new();
+        let mut anchor = None;
+        let mut modified = None;
+        let text = e.attrs.into_iter().map(|(k, v)| {
+            let v: Vec<Vec<u8>> = v.into_iter().map(String::into_bytes).collect();
+            (k, v)
+        });
+        for (name, values) in text.chain(e.bin_attrs) {
+            let name = base_name(&name);
+            if name.eq_ignore_ascii_case("objectClass") {
+                object_classes.extend(
+                    values
+                        .into_iter()
+                        .map(|v| String::from_utf8_lossy(&v).into_owned()),
+                );
+                continue;
+            }
+            if name.eq_ignore_ascii_case("modifyTimestamp") {
+                modified = values
+                    .first()
+                    .map(|v| String::from_utf8_lossy(v).into_owned());
+            }
+            if name.eq_ignore_ascii_case(&self.anchor) {
+                anchor = values.first().map(|v| self.s.profile.anchor_text(v));
+            }
+            if !self.wanted(name) {
+                continue;
+            }
+            let hint = self.types.hint(name);
+            let mut typed = Vec::with_capacity(values.len());
+            for v in values {
+                // Text is the common case: no second pass over the bytes.
+                let v = if hint == TypeHint::String {
+                    match String::from_utf8(v) {
+                        Ok(t) => {
+                            typed.push(Value::String(t));
+                            continue;
+                        }
+                        Err(e) => e.into_bytes(),
+                    }
+                } else {
+                    v
+                };
+                let fallback =
+                    (hint != TypeHint::Binary).then(|| String::from_utf8_lossy(&v).into_owned());
+                match self.types.from_bytes(name, v) {
+                    Ok(t) => typed.push(t),
+                    Err(m) => {
+                        sink.object_error(
+                            format!("{}, attribute {name}", e.dn),
+                            format!("{m}; kept as text"),
+                        );
+                        typed.push(Value::String(fallback.unwrap_or_default()));
+                    }
+                }
+            }
+            attributes.set(AttributeName::from(name), typed);
+        }
+        let Some(anchor) = anchor else {
+            sink.object_error(
+                e.dn.clone(),
+                format!(
+                    "no `{}` (the anchor) was returned: not imported",
+                    self.anchor
+                ),
+            );
+            return None;
+        };
+        Some((
+            CsEntry {
+                anchor: Anchor::new(anchor),
+                dn: Dn::new(e.dn),
+                object_classes,
+                attributes,
+            },
+            modified,
+        ))
+    }
+
+    /// Asks the server for a syncrepl cookie for one base (a base-scope refresh that returns at
+    /// most the base entry). `Ok(None)` when the server has no syncrepl for it.
+    fn sync_cookie(&mut self, base: &str) -> Result<Option<Vec<u8>>> {
+        self.conn()?;
+        let id = self.id.clone();
+        let c = self
+            .conn
+            .as_mut()
+            .ok_or_else(|| Error::Sink("no connection".into()))?;
+        let timeout = c.timeout;
+        let ldap = &mut c.ldap;
+        let r = guarded("syncrepl probe", || {
+            c.rt.block_on(async {
+                let ctrl = SyncRequest {
+                    mode: RefreshMode::RefreshOnly,
+                    cookie: None,
+                    reload_hint: false,
+                }
+                .critical();
+                let ldap3::SearchResult(_, res) = ldap
+                    .with_controls(ctrl)
+                    .with_timeout(timeout)
+                    .search(base, Scope::Base, "(objectClass=*)", vec!["1.1"])
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if res.rc != 0 {
+                    return Ok(Err(res.rc));
+                }
+                let done = res
+                    .ctrls
+                    .iter()
+                    .find(|c| c.1.ctype == SYNC_DONE_OID)
+                    .and_then(|c| c.1.val.as_deref().map(SyncDone::parse));
+                Ok(Ok(done.and_then(|d| d.cookie)))
+            })
+        })
+        .map_err(|m| Error::Sink(format!("connector `{id}`: {m}")))?;
+        match r {
+            Ok(cookie) => Ok(Some(cookie.unwrap_or_default())),
+            // unavailableCriticalExtension, unwillingToPerform, ...: no syncprov here.
+            Err(rc) => {
+                tracing::info!(connector = %self.id, rc, "the server refused syncrepl");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Whether to use syncrepl, probing the server once in `auto` mode.
+    fn use_syncrepl(&mut self) -> Result<bool> {
+        if let Some(b) = self.syncrepl {
+            return Ok(b);
+        }
+        let base = self.s.base_dns[0].clone();
+        let ok = self.sync_cookie(&base)?.is_some();
+        self.syncrepl = Some(ok);
+        Ok(ok)
+    }
+
+    /// Reads every entry under the bases with paged results into the sink. Returns the latest
+    /// modifyTimestamp seen.
+    fn read_all(
+        &mut self,
+        filter: &str,
+        sink: &mut dyn ImportSink,
+        as_changes: bool,
+    ) -> Result<Option<String>> {
+        self.conn()?;
+        let attrs = self.requested();
+        let page = self.s.page_size;
+        let mut latest: Option<String> = None;
+        for base in self.s.base_dns.clone() {
+            let id = self.id.clone();
+            let this = &*self;
+            let c = self
+                .conn
+                .as_ref()
+                .ok_or_else(|| Error::Sink("no connection".into()))?;
+            let mut ldap = c.ldap.clone();
+            let timeout = c.timeout;
+            let mut failure: Option<Error> = None;
+            let r = guarded("paged search", || {
+                c.rt.block_on(async {
+                    let adapters: Vec<Box<dyn ldap3::adapters::Adapter<_, _>>> = vec![
+                        Box::new(EntriesOnly::new()),
+                        Box::new(PagedResults::new(page)),
+                    ];
+                    let mut stream = ldap
+                        .with_timeout(timeout)
+                        .streaming_search_with(
+                            adapters,
+                            &base,
+                            Scope::Subtree,
+                            filter,
+                            attrs.clone(),
+                        )
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    loop {
+                        let next = stream.next().await.map_err(|e| e.to_string());
+                        let re = match next {
+                            Ok(Some(re)) => re,
+                            Ok(None) => break,
+                            Err(e) => return Err(e),
+                        };
+                        let e = SearchEntry::construct(re);
+                        let Some((entry, modified)) = this.to_entry(e, sink) else {
+                            continue;
+                        };
+                        if let Some(m) = modified {
+                            if latest.as_ref().is_none_or(|l| m > *l) {
+                                latest = Some(m);
+                            }
+                        }
+                        let sent = if as_changes {
+                            sink.change(ImportChange::Upsert(entry))
+                        } else {
+                            sink.entry(entry)
+                        };
+                        if let Err(m) = sent {
+                            failure = Some(Error::Sink(m));
+                            let _ = stream.finish().await;
+                            return Ok(());
+                        }
+                    }
+                    let res = stream.finish().await;
+                    if res.rc != 0 {
+                        return Err(format!(
+                            "{} ({}){}",
+                            rc_name(res.rc),
+                            res.rc,
+                            if res.text.is_empty() {
+                                String::new()
+                            } else {
+                                format!(": {}", res.text)
+                            }
+                        ));
+                    }
+                    Ok(())
+                })
+            });
+            if let Some(f) = failure {
+                return Err(f);
+            }
+            r.map_err(|m| {
+                Error::Sink(format!(
+                    "connector `{id}`: reading `{base}` failed: {m} (nothing is deleted; the next run reads again)"
+                ))
+            })?;
+        }
+        Ok(latest)
+    }
+
+    /// One syncrepl refresh of one base. Returns the new cookie, or `None` when the server
+    /// answered with a present list (or asked for a reload): the caller then reads everything.
+    fn sync_refresh(
+        &mut self,
+        base: &str,
+        cookie: Vec<u8>,
+        sink: &mut dyn ImportSink,
+    ) -> Result<Option<Vec<u8>>> {
+        self.conn()?;
+        let attrs = self.requested();
+        let filter = self.base_filter();
+        let id = self.id.clone();
+        let profile = self.s.profile;
+        let this = &*self;
+        let c = self
+            .conn
+            .as_ref()
+            .ok_or_else(|| Error::Sink("no connection".into()))?;
+        let mut ldap = c.ldap.clone();
+        let timeout = c.timeout;
+        let mut failure: Option<Error> = None;
+        let r = guarded("syncrepl refresh", || {
+            c.rt.block_on(async {
+                let ctrl = SyncRequest {
+                    mode: RefreshMode::RefreshOnly,
+                    cookie: Some(cookie.clone()),
+                    reload_hint: false,
+                }
+                .critical();
+                let mut stream = ldap
+                    .with_controls(ctrl)
+                    .with_timeout(timeout)
+                    .streaming_search(base, Scope::Subtree, &filter, attrs.clone())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let mut latest = cookie.clone();
+                let mut present = false;
+                loop {
+                    let re: ResultEntry = match stream.next().await.map_err(|e| e.to_string())? {
+                        Some(re) => re,
+                        None => break,
+                    };
+                    if re.is_ref() {
+                        continue;
+                    }
+                    let sent = if re.is_intermediate() {
+                        match parse_syncinfo(re) {
+                            SyncInfo::NewCookie(c) => {
+                                latest = c;
+                                Ok(())
+                            }
+                            SyncInfo::RefreshDelete { cookie, .. } => {
+                                if let Some(c) = cookie {
+                                    latest = c;
+                                }
+                                Ok(())
+                            }
+                            SyncInfo::RefreshPresent { cookie, .. } => {
+                                present = true;
+                                if let Some(c) = cookie {
+                                    latest = c;
+                                }
+                                Ok(())
+                            }
+                            SyncInfo::SyncIdSet {
+                                cookie,
+                                refresh_deletes,
+                                sync_uuids,
+                            } => {
+                                if let Some(c) = cookie {
+                                    latest = c;
+                                }
+                                if !refresh_deletes {
+                                    present = true;
+                                    Ok(())
+                                } else {
+                                    let mut r = Ok(());
+                                    for u in sync_uuids {
+                                        r = sink.change(ImportChange::Delete {
+                                            anchor: Some(Anchor::new(
+                                                profile.anchor_of_sync_uuid(&u),
+                                            )),
+                                            dn: Dn::new(""),
+                                        });
+                                        if r.is_err() {
+                                            break;
+                                        }
+                                    }
+                                    r
+                                }
+                            }
+                        }
+                    } else {
+                        let state =
+                            re.1.iter()
+                                .find(|c| c.1.ctype == SYNC_STATE_OID)
+                                .and_then(|c| c.1.val.as_deref().map(SyncState::parse));
+                        let Some(state) = state else { continue };
+                        if let Some(c) = state.cookie {
+                            latest = c;
+                        }
+                        use ldap3::controls::EntryState;
+                        match state.state {
+                            EntryState::Present => {
+                                present = true;
+                                Ok(())
+                            }
+                            EntryState::Delete => sink.change(ImportChange::Delete {
+                                anchor: Some(Anchor::new(
+                                    profile.anchor_of_sync_uuid(&state.entry_uuid),
+                                )),
+                                dn: Dn::new(SearchEntry::construct(re).dn),
+                            }),
+                            EntryState::Add | EntryState::Modify => {
+                                // A refresh delivers a changed entry whole, as "add": an upsert.
+                                match this.to_entry(SearchEntry::construct(re), sink) {
+                                    Some((entry, _)) => sink.change(ImportChange::Upsert(entry)),
+                                    None => Ok(()),
+                                }
+                            }
+                        }
+                    };
+                    if let Err(m) = sent {
+                        failure = Some(Error::Sink(m));
+                        let _ = stream.finish().await;
+                        return Ok(None);
+                    }
+                }
+                let res = stream.finish().await;
+                if res.rc == 4096 {
+                    // e-syncRefreshRequired: the cookie is too old; a full reload is needed.
+                    return Ok(None);
+                }
+                if res.rc != 0 {
+                    return Err(format!(
+                        "{} ({}){}",
+                        rc_name(res.rc),
+                        res.rc,
+                        if res.text.is_empty() {
+                            String::new()
+                        } else {
+                            format!(": {}", res.text)
+                        }
+                    ));
+                }
+                let done = res
+                    .ctrls
+                    .iter()
+                    .find(|c| c.1.ctype == SYNC_DONE_OID)
+                    .and_then(|c| c.1.val.as_deref().map(SyncDone::parse));
+                if let Some(d) = done {
+                    if let Some(c) = d.cookie {
+                        latest = c;
+                    }
+                    // refreshDeletes FALSE: the refresh used the present phase, so what was not
+                    // listed is gone, which only a full read can tell.
+                    present = present || !d.refresh_deletes;
+                }
+                Ok(if present { None } else { Some(latest) })
+            })
+        });
+        if let Some(f) = failure {
+            return Err(f);
+        }
+        r.map_err(|m| {
+            Error::Sink(format!(
+                "connector `{id}`: syncrepl refresh of `{base}` failed: {m} (the watermark stays where it was)"
+            ))
+        })
+    }
+
+    fn encode_cookies(cookies: &[Vec<u8>]) -> String {
+        use base64::Engine;
+        let parts: Vec<String> = cookies
+            .iter()
+            .map(|c| base64::engine::general_purpose::STANDARD.encode(c))
+            .collect();
+        format!("syncrepl:{}", parts.join(" "))
+    }
+
+    fn decode_cookies(&self, w: &str) -> Option<Vec<Vec<u8>>> {
+        use base64::Engine;
+        let rest = w.strip_prefix("syncrepl:")?;
+        let cookies: Option<Vec<Vec<u8>>> = rest
+            .split(' ')
+            .map(|p| base64::engine::general_purpose::STANDARD.decode(p).ok())
+            .collect();
+        cookies.filter(|c| c.len() == self.s.base_dns.len())
+    }
+
+    /// Reads everything as a delta import that turned full, with the reason.
+    fn delta_as_full(&mut self, sink: &mut dyn ImportSink, why: &str) -> Result<DeltaOutcome> {
+        let syncrepl = self.use_syncrepl()?;
+        let cookies = if syncrepl {
+            Some(self.fresh_cookies()?)
+        } else {
+            None
+        };
+        let latest = self.read_all(&self.base_filter(), sink, false)?;
+        Ok(DeltaOutcome {
+            watermark: match cookies {
+                Some(c) => Some(Self::encode_cookies(&c)),
+                None => latest.map(|t| format!("modifyTimestamp:{t}")),
+            },
+            method: format!("a full read ({why})"),
+            full: true,
+        })
+    }
+
+    fn fresh_cookies(&mut self) -> Result<Vec<Vec<u8>>> {
+        let mut out = Vec::new();
+        for base in self.s.base_dns.clone() {
+            match self.sync_cookie(&base)? {
+                Some(c) => out.push(c),
+                None => return Err(self.err(format!("the server refused syncrepl on `{base}`"))),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The bytes of a value as the server takes them.
+    fn value_bytes(v: &Value) -> std::result::Result<Vec<u8>, String> {
+        Ok(match v {
+            Value::Binary(b) => match &b.data {
+                Some(d) => d.to_vec(),
+                None => return Err(format!("binary value {} has no bytes", b.hash)),
+            },
+            Value::Reference(Reference::Mv(m)) => {
+                return Err(format!("unresolved metaverse reference {m}"))
+            }
+            other => value_text(other).into_bytes(),
+        })
+    }
+
+    fn value_set(values: &[Value]) -> std::result::Result<HashSet<Vec<u8>>, String> {
+        values.iter().map(Self::value_bytes).collect()
+    }
+
+    /// The LDAP modifications of value-level deltas: `add:`/`delete:` of the changed values
+    /// only; a single-valued attribute (per the schema) gets `replace:`.
+    fn modifications(
+        changes: &[idsync_model::AttributeDelta],
+        single: &HashSet<String>,
+    ) -> std::result::Result<Vec<Mod<Vec<u8>>>, String> {
+        let mut mods: Vec<Mod<Vec<u8>>> = Vec::new();
+        for d in changes {
+            let name = d.name.as_str().as_bytes().to_vec();
+            let err = |m: String| format!("attribute {}: {m}", d.name);
+            match &d.change {
+                AttributeChange::Replace(v) => {
+                    mods.push(Mod::Replace(name, Self::value_set(v).map_err(err)?))
+                }
+                AttributeChange::Update { add, .. }
+                    if single.contains(&d.name.key()) && add.len() == 1 =>
+                {
+                    mods.push(Mod::Replace(name, Self::value_set(add).map_err(err)?))
+                }
+                AttributeChange::Update { add, remove } => {
+                    if !remove.is_empty() {
+                        mods.push(Mod::Delete(
+                            name.clone(),
+                            Self::value_set(remove).map_err(err)?,
+                        ));
+                    }
+                    if !add.is_empty() {
+                        mods.push(Mod::Add(name, Self::value_set(add).map_err(err)?));
+                    }
+                }
+            }
+        }
+        Ok(mods)
+    }
+
+    fn single_valued_in(&self, changes: &[idsync_model::AttributeDelta]) -> HashSet<String> {
+        match &self.schema {
+            Some(s) => changes
+                .iter()
+                .filter(|d| s.single_valued(d.name.as_str()))
+                .map(|d| d.name.key())
+                .collect(),
+            None => HashSet::new(),
+        }
+    }
+
+    /// Sends plain modifies (no rename) with up to `PIPELINE` requests in flight on the one
+    /// connection, so the client's work overlaps the server's disk syncs. Each item's result
+    /// lands at its index; a connection failure is that item's error.
+    fn export_pipelined(
+        &mut self,
+        items: &[(usize, &ExportItem)],
+        out: &mut [Option<ExportResult>],
+    ) -> std::result::Result<bool, String> {
+        let mut work = Vec::with_capacity(items.len());
+        for (idx, item) in items {
+            let ExportOp::Update { changes, .. } = &item.op else {
+                continue;
+            };
+            let single = self.single_valued_in(changes);
+            match Self::modifications(changes, &single) {
+                Ok(m) if m.is_empty() => out[*idx] = Some(ExportResult::Applied { anchor: None }),
+                Ok(m) => work.push((*idx, item.dn.to_string(), m)),
+                Err(m) => out[*idx] = Some(ExportResult::Failed(m)),
+            }
+        }
+        let c = self.conn.as_mut().ok_or("no connection")?;
+        let timeout = c.timeout;
+        let base = c.ldap.clone();
+        let results = guarded("export", || {
+            c.rt.block_on(async {
+                let mut set = ldap3::tokio::task::JoinSet::new();
+                let mut pending = work.into_iter();
+                let mut results = Vec::new();
+                let spawn =
+                    |set: &mut ldap3::tokio::task::JoinSet<_>,
+                     (idx, dn, mods): (usize, String, Vec<Mod<Vec<u8>>>)| {
+                        let mut ldap = base.clone();
+                        set.spawn(async move {
+                            let r = ldap
+                                .with_controls(permissive_modify())
+                                .with_timeout(timeout)
+                                .modify(&dn, mods)
+                                .await;
+                            (idx, r.map_err(|e| e.to_string()))
+                        });
+                    };
+                for w in pending.by_ref().take(PIPELINE) {
+                    spawn(&mut set, w);
+                }
+                while let Some(joined) = set.join_next().await {
+                    let (idx, r) = joined.map_err(|e| format!("export task failed: {e}"))?;
+                    results.push((idx, r));
+                    if let Some(w) = pending.next() {
+                        spawn(&mut set, w);
+                    }
+                }
+                Ok(results)
+            })
+        })?;
+        let mut lost = false;
+        for (idx, r) in results {
+            out[idx] = Some(match r {
+                Ok(res) if res.rc == 0 => ExportResult::Applied { anchor: None },
+                Ok(res) => refused(res),
+                Err(m) => {
+                    lost = true;
+                    ExportResult::Failed(format!("connection lost: {m}"))
+                }
+            });
+        }
+        Ok(lost)
+    }
+
+    /// Sends one export item. `Err` only when the connection itself failed.
+    fn export_one(&mut self, item: &ExportItem) -> std::result::Result<ExportResult, String> {
+        let profile = self.s.profile;
+        let single = match &item.op {
+            ExportOp::Update { changes, .. } => self.single_valued_in(changes),
+            _ => HashSet::new(),
+        };
+        let c = self.conn.as_mut().ok_or("no connection")?;
+        let timeout = c.timeout;
+        let ldap = &mut c.ldap;
+        let dn = item.dn.to_string();
+        guarded("export", || {
+            c.rt.block_on(async {
+                match &item.op {
+                    ExportOp::Add {
+                        object_classes,
+                        attributes,
+                    } => {
+                        let mut attrs: Vec<(Vec<u8>, HashSet<Vec<u8>>)> = Vec::new();
+                        let mut classes: HashSet<Vec<u8>> = object_classes
+                            .iter()
+                            .map(|c| c.as_bytes().to_vec())
+                            .collect();
+                        for (name, values) in attributes.iter() {
+                            if name.as_str().eq_ignore_ascii_case("objectClass") {
+                                for v in values {
+                                    classes.insert(value_text(v).into_bytes());
+                                }
+                                continue;
+                            }
+                            if profile.operational(name.as_str()) || values.is_empty() {
+                                continue;
+                            }
+                            match Self::value_set(values) {
+                                Ok(set) => attrs.push((name.as_str().as_bytes().to_vec(), set)),
+                                Err(m) => {
+                                    return Ok(ExportResult::Failed(format!(
+                                        "attribute {name}: {m}"
+                                    )))
+                                }
+                            }
+                        }
+                        if !classes.is_empty() {
+                            attrs.push((b"objectClass".to_vec(), classes));
+                        }
+                        let r = ldap
+                            .with_timeout(timeout)
+                            .add(&dn, attrs)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        Ok(if r.rc == 0 {
+                            ExportResult::Applied { anchor: None }
+                        } else {
+                            refused(r)
+                        })
+                    }
+                    ExportOp::Delete => {
+                        let r = ldap
+                            .with_timeout(timeout)
+                            .delete(&dn)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        // Already gone is what a delete wants.
+                        Ok(if r.rc == 0 || r.rc == 32 {
+                            ExportResult::Applied { anchor: None }
+                        } else {
+                            refused(r)
+                        })
+                    }
+                    ExportOp::Update { new_dn, changes } => {
+                        let mut current = dn.clone();
+                        if let Some(new) = new_dn {
+                            let new = new.to_string();
+                            let (Some((rdn, parent)), Some((_, old_parent))) =
+                                (escape::split_first_rdn(&new), escape::split_first_rdn(&dn))
+                            else {
+                                return Ok(ExportResult::Failed(format!(
+                                    "cannot rename `{dn}` to `{new}`: not a DN"
+                                )));
+                            };
+                            let moved = !Dn::new(parent).eq(&Dn::new(old_parent));
+                            let r = ldap
+                                .with_timeout(timeout)
+                                .modifydn(&dn, rdn, true, moved.then_some(parent))
+                                .await
+                                .map_err(|e| e.to_string())?;
+                            if r.rc != 0 {
+                                return Ok(refused(r));
+                            }
+                            current = new;
+                        }
+                        let mods = match Self::modifications(changes, &single) {
+                            Ok(m) => m,
+                            Err(m) => return Ok(ExportResult::Failed(m)),
+                        };
+                        if mods.is_empty() {
+                            return Ok(ExportResult::Applied { anchor: None });
+                        }
+                        // Permissive modify: adding a value already there or deleting one that
+                        // is gone is not an error, so a change sent twice (after a crash) is
+                        // applied once.
+                        let r = ldap
+                            .with_controls(permissive_modify())
+                            .with_timeout(timeout)
+                            .modify(&current, mods)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        Ok(if r.rc == 0 {
+                            ExportResult::Applied { anchor: None }
+                        } else {
+                            refused(r)
+                        })
+                    }
+                }
+            })
+        })
+    }
+}
+
+/// How many modifies one connection keeps in flight during an export.
+const PIPELINE: usize = 16;
+
+/// Permissive modify: adding a value already there or deleting one that is gone is not an
+/// error, so a change sent twice (after a crash) is applied once.
+fn permissive_modify() -> RawControl {
+    RawControl {
+        ctype: PERMISSIVE_MODIFY_OID.to_owned(),
+        crit: false,
+        val: None,
+    }
+}
+
+/// A refused operation's result, with the server's message.
+fn refused(r: ldap3::LdapResult) -> ExportResult {
+    ExportResult::Failed(format!(
+        "{} ({}){}",
+        rc_name(r.rc),
+        r.rc,
+        if r.text.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", r.text)
+        }
+    ))
+}
+
+/// A sink that drops per-object errors (lookups outside an import).
+struct IgnoreErrors;
+impl ImportSink for IgnoreErrors {
+    fn entry(&mut self, _: CsEntry) -> std::result::Result<(), String> {
+        Ok(())
+    }
+    fn change(&mut self, _: ImportChange) -> std::result::Result<(), String> {
+        Ok(())
+    }
+    fn object_error(&mut self, _: String, _: String) {}
+}
+
+impl Connector for LdapConnector {
+    fn id(&self) -> &ConnectorId {
+        &self.id
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            full_import: true,
+            delta_import: true,
+            export: true,
+            delta_sees_own_exports: true,
+        }
+    }
+
+    fn full_import(&mut self, sink: &mut dyn ImportSink) -> Result<()> {
+        // A fresh connection per import step: one kept from an earlier step may point at a
+        // server that restarted since, which the idle connection cannot know yet.
+        self.conn = None;
+        self.conn()?;
+        // The watermark is taken before the read: a change made while the read runs comes
+        // again in the next delta (an upsert), rather than being lost.
+        self.after_full = None;
+        let cookies = if self.use_syncrepl()? {
+            Some(self.fresh_cookies()?)
+        } else {
+            None
+        };
+        let latest = self.read_all(&self.base_filter(), sink, false)?;
+        self.after_full = match cookies {
+            Some(c) => Some(Self::encode_cookies(&c)),
+            None => latest.map(|t| format!("modifyTimestamp:{t}")),
+        };
+        Ok(())
+    }
+
+    fn watermark_after_full_import(&mut self) -> Result<Option<String>> {
+        Ok(self.after_full.take())
+    }
+
+    fn delta_import(
+        &mut self,
+        watermark: Option<&str>,
+        sink: &mut dyn ImportSink,
+    ) -> Result<DeltaOutcome> {
+        self.conn = None;
+        self.conn()?;
+        let syncrepl = self.use_syncrepl()?;
+        let Some(w) = watermark else {
+            return self.delta_as_full(sink, "no watermark yet");
+        };
+        if syncrepl {
+            let Some(cookies) = self.decode_cookies(w) else {
+                return self.delta_as_full(
+                    sink,
+                    "the watermark is not a syncrepl cookie for these base DNs",
+                );
+            };
+            let mut next = Vec::new();
+            for (base, cookie) in self.s.base_dns.clone().into_iter().zip(cookies) {
+                match self.sync_refresh(&base, cookie, sink)? {
+                    Some(c) => next.push(c),
+                    None => {
+                        return self.delta_as_full(
+                            sink,
+                            "the server answered the syncrepl refresh with a present list, so deletes are found by reading everything",
+                        )
+                    }
+                }
+            }
+            return Ok(DeltaOutcome {
+                watermark: Some(Self::encode_cookies(&next)),
+                method: "syncrepl (RFC 4533 refreshOnly)".to_owned(),
+                full: false,
+            });
+        }
+        let Some(since) = w.strip_prefix("modifyTimestamp:") else {
+            return self.delta_as_full(sink, "the watermark is not a modifyTimestamp");
+        };
+        if !since
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.')
+        {
+            return self.delta_as_full(sink, "the watermark is not a modifyTimestamp");
+        }
+        let filter = self.narrow(&format!(
+            "(modifyTimestamp>={})",
+            escape::escape_filter_value(since)
+        ));
+        let latest = self.read_all(&filter, sink, true)?;
+        Ok(DeltaOutcome {
+            watermark: Some(format!(
+                "modifyTimestamp:{}",
+                latest.as_deref().unwrap_or(since)
+            )),
+            method: "modifyTimestamp (the server offers no syncrepl: adds, changes and renames only; deletes are found by the next full import)".to_owned(),
+            full: false,
+        })
+    }
+
+    fn export(&mut self, batch: &[ExportItem]) -> Result<Vec<ExportResult>> {
+        self.conn()?;
+        let mut out: Vec<Option<ExportResult>> = vec![None; batch.len()];
+        let plain = |item: &ExportItem| matches!(item.op, ExportOp::Update { new_dn: None, .. });
+        let mut i = 0;
+        while i < batch.len() {
+            // A run of plain modifies goes out pipelined; adds, deletes and renames one at a
+            // time, in order (a later item may depend on an earlier one's DN).
+            let run = batch[i..].iter().take_while(|it| plain(it)).count();
+            if run >= 2 {
+                let items: Vec<(usize, &ExportItem)> =
+                    (i..i + run).map(|k| (k, &batch[k])).collect();
+                match self.export_pipelined(&items, &mut out) {
+                    Ok(false) => {}
+                    Ok(true) => self.conn = None,
+                    Err(m) => {
+                        self.conn = None;
+                        if i == 0 {
+                            return Err(self.err(format!("export failed: {m}")));
+                        }
+                        for slot in out.iter_mut().skip(i) {
+                            *slot = Some(ExportResult::Failed(format!("connection lost: {m}")));
+                        }
+                        break;
+                    }
+                }
+                if self.conn.is_none() {
+                    // The connection broke mid-run: the rest waits for the next export.
+                    for slot in out.iter_mut().skip(i + run) {
+                        *slot = Some(ExportResult::Failed("connection lost: not sent".to_owned()));
+                    }
+                    break;
+                }
+                i += run;
+                continue;
+            }
+            let item = &batch[i];
+            let mut result = self.export_one(item);
+            if result.is_err() && i == 0 {
+                // A connection kept from an earlier step may be stale (the server restarted):
+                // connect again once before giving up. Modifies are permissive, so a change
+                // that did arrive before the connection broke is not applied twice.
+                self.conn = None;
+                self.conn()?;
+                result = self.export_one(item);
+            }
+            match result {
+                Ok(r) => out[i] = Some(r),
+                Err(m) if i == 0 => {
+                    self.conn = None;
+                    return Err(self.err(format!("export failed: {m}")));
+                }
+                Err(m) => {
+                    // What was sent before stays applied; the rest is retried next time.
+                    self.conn = None;
+                    for slot in out.iter_mut().skip(i) {
+                        *slot = Some(ExportResult::Failed(format!("connection lost: {m}")));
+                    }
+                    break;
+                }
+            }
+            i += 1;
+        }
+        Ok(out
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| ExportResult::Failed("connection lost: not sent".to_owned()))
+            })
+            .collect())
+    }
+}
