@@ -10,7 +10,7 @@ use std::io::Write;
 use std::time::Instant;
 
 /// The process's peak resident memory in MB (VmHWM), or 0 where /proc is missing.
-fn peak_rss_mb() -> f64 {
+pub(crate) fn peak_rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -52,7 +52,7 @@ name = "person"
     )
 }
 
-fn round(x: f64) -> f64 {
+pub(crate) fn round(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
@@ -139,8 +139,9 @@ pub fn run(suite: &str, people: usize, changes: usize) -> Result<Value> {
                 "setup_seconds": round(setup_seconds),
             }))
         }
+        "profile-export" => crate::bench_profile::run(dir.path(), &g, people),
         other => {
-            bail!("unknown benchmark suite `{other}`: say ldif-import, full-sync or delta-cycle")
+            bail!("unknown benchmark suite `{other}`: say ldif-import, full-sync, delta-cycle or profile-export")
         }
     }
 }

@@ -5,6 +5,7 @@
 //! 1 failed (the message says what to change), 2 bad usage.
 
 mod bench;
+mod bench_profile;
 mod demo;
 mod output;
 mod serve;
