@@ -145,6 +145,7 @@ pub fn run(suite: &str, people: usize, changes: usize) -> Result<Value> {
                 "setup_seconds": round(setup_seconds),
             }))
         }
+        "profile-export" => crate::bench_profile::run(dir.path(), &g, people),
         other => {
             bail!("unknown benchmark suite `{other}`: say ldif-import, full-sync, delta-cycle, profile-export, augment-sql, ldap-import or ldap-export")
         }

@@ -6,6 +6,7 @@
 
 mod audit;
 mod bench;
+mod bench_profile;
 mod demo;
 mod dump;
 mod bench_sql;
