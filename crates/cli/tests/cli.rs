@@ -580,11 +580,15 @@ fn a_staging_cycle_sends_nothing_and_the_plan_shows_it_per_target() {
         "{text}"
     );
 }
+
 #[test]
 fn demo_against_a_throwaway_slapd() {
+    let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("demo-ldap");
+    let report = json(
         idsync()
-            .args(["demo", "--ldap", "--json", "--people", "40", "--dir"])
+            .args(["demo", "--ldap", "--json", "--listen", "127.0.0.1:0"])
+            .args(["--people", "40", "--dir"])
             .arg(&dir),
     );
     assert_eq!(total(&report, "full-sync", "projected"), 40);
