@@ -34,7 +34,7 @@ pub enum Error {
     Connector(#[from] idsync_connectors::Error),
     #[error("no connector named `{0}` in the configuration")]
     UnknownConnector(String),
-    #[error("{what} of `{connector}` would delete or disable {deletes} of {space} objects, {why}: {sample}. Nothing was sent or stored; `idsync plan` lists them. If this is intended, run again with --allow-deletes {deletes}")]
+    #[error("{what} of `{connector}` would delete or disable {deletes} of {space} objects, {why}: {sample}. Nothing was sent or stored{hint}. If this is intended, run again with --allow-deletes {deletes}")]
     DeleteThreshold {
         what: String,
         connector: String,
@@ -42,6 +42,7 @@ pub enum Error {
         space: u64,
         why: String,
         sample: String,
+        hint: &'static str,
     },
     #[error("{step} of `{connector}` stopped: {message}")]
     Stopped {

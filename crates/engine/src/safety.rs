@@ -72,6 +72,11 @@ impl DeleteGuard {
             deletes: self.deletes,
             space,
             why,
+            hint: if what == "export" {
+                " (`idsync plan` lists them)"
+            } else {
+                ""
+            },
             sample: format!(
                 "{}{}",
                 self.sample.join("; "),
