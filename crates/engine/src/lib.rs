@@ -34,15 +34,14 @@ pub enum Error {
     Connector(#[from] idsync_connectors::Error),
     #[error("no connector named `{0}` in the configuration")]
     UnknownConnector(String),
-    #[error("{what} of `{connector}` would delete or disable {deletes} of {space} objects, {why}: {sample}. Nothing was sent or stored{hint}. If this is intended, run again with --allow-deletes {deletes}")]
+    #[error("{what} of `{connector}` would delete or disable {deletes} of {space} objects, {why}: {sample}. Nothing was sent or stored{}. If this is intended, run again with --allow-deletes {deletes}", safety::plan_hint(.what))]
     DeleteThreshold {
-        what: String,
+        what: &'static str,
         connector: String,
         deletes: u64,
         space: u64,
         why: String,
         sample: String,
-        hint: &'static str,
     },
     #[error("{step} of `{connector}` stopped: {message}")]
     Stopped {
