@@ -455,3 +455,62 @@ impl<S: Store> Engine<S> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use idsync_model::{ObjectTypeName, PendingExport};
+
+    fn with(pending: Option<PendingExport>) -> CsObject {
+        CsObject {
+            id: CsId::new("c"),
+            connector: ConnectorId::new("t"),
+            anchor: None,
+            dn: idsync_model::Dn::new("uid=a"),
+            object_type: ObjectTypeName::new("person"),
+            object_classes: vec![],
+            hologram: Attributes::new(),
+            pending_import: None,
+            pending_export: pending,
+            awaiting: vec![],
+            awaiting_add: false,
+            export_error: None,
+            retry_count: 0,
+            mv_id: None,
+            seen_run: None,
+            provisioned: true,
+        }
+    }
+
+    fn update(attr: &str, value: &str) -> Option<PendingExport> {
+        Some(PendingExport::Update {
+            new_dn: None,
+            changes: vec![AttributeDelta {
+                name: attr.into(),
+                change: AttributeChange::Replace(vec![Value::from(value)]),
+            }],
+        })
+    }
+
+    #[test]
+    fn deletes_and_disables_count_for_the_threshold() {
+        let disable = ("accountDisabled".to_owned(), "TRUE".to_owned());
+        assert!(deletes_or_disables(
+            &with(Some(PendingExport::Delete)),
+            None
+        ));
+        assert!(deletes_or_disables(
+            &with(update("AccountDisabled", "TRUE")),
+            Some(&disable)
+        ));
+        assert!(!deletes_or_disables(
+            &with(update("accountDisabled", "FALSE")),
+            Some(&disable)
+        ));
+        assert!(!deletes_or_disables(
+            &with(update("title", "TRUE")),
+            Some(&disable)
+        ));
+        assert!(!deletes_or_disables(&with(None), Some(&disable)));
+    }
+}

@@ -34,9 +34,9 @@ pub enum Error {
     Connector(#[from] idsync_connectors::Error),
     #[error("no connector named `{0}` in the configuration")]
     UnknownConnector(String),
-    #[error("{what} of `{connector}` would delete or disable {deletes} of {space} objects, {why}: {sample}. Nothing was sent or stored; `idsync plan` lists them. If this is intended, run again with --allow-deletes {deletes}")]
+    #[error("{what} of `{connector}` would delete or disable {deletes} of {space} objects, {why}: {sample}. Nothing was sent or stored{}. If this is intended, run again with --allow-deletes {deletes}", safety::plan_hint(.what))]
     DeleteThreshold {
-        what: String,
+        what: &'static str,
         connector: String,
         deletes: u64,
         space: u64,

@@ -10,6 +10,15 @@ use idsync_rules::config::SafetyConfig;
 /// How many of the objects that would go are named in the message.
 pub(crate) const SAMPLE: usize = 10;
 
+/// Where an operator sees the whole list: pending export deletes are in the plan.
+pub(crate) fn plan_hint(what: &str) -> &'static str {
+    if what == "export" {
+        " (`idsync plan` lists them)"
+    } else {
+        ""
+    }
+}
+
 /// Counts what a step would delete, then decides.
 pub(crate) struct DeleteGuard {
     limits: SafetyConfig,
@@ -58,7 +67,7 @@ impl DeleteGuard {
     }
 
     /// Stops the step when the deletes are over a threshold and not released.
-    pub fn check(&self, what: &str, connector: &str, space: u64) -> Result<(), Error> {
+    pub fn check(&self, what: &'static str, connector: &str, space: u64) -> Result<(), Error> {
         let Some(why) = self.exceeded(space) else {
             return Ok(());
         };
@@ -67,7 +76,7 @@ impl DeleteGuard {
         }
         let more = self.deletes.saturating_sub(self.sample.len() as u64);
         Err(Error::DeleteThreshold {
-            what: what.to_owned(),
+            what,
             connector: connector.to_owned(),
             deletes: self.deletes,
             space,
