@@ -6,11 +6,11 @@
 
 mod audit;
 mod bench;
+mod bench_ldap;
 mod bench_profile;
+mod bench_sql;
 mod demo;
 mod dump;
-mod bench_sql;
-mod bench_ldap;
 mod output;
 mod serve;
 
