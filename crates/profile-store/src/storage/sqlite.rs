@@ -115,10 +115,12 @@ impl SqliteStorage {
                 )?;
             }
             Some(SCHEMA_VERSION) => {}
-            Some(other) => return Err(Error::Corrupt(format!(
+            Some(other) => {
+                return Err(Error::Corrupt(format!(
                 "{} has profile store schema version {other}, this build knows {SCHEMA_VERSION}",
                 path.display()
-            ))),
+            )))
+            }
         }
         let readers = (0..READERS)
             .map(|_| open_conn(path).map(Mutex::new))
@@ -184,9 +186,10 @@ fn kind_of(s: &str) -> Kind {
 
 const COLS: &str = "kind, id, doc, created, last_modified, version, photo_hash";
 
-fn row_to_stored(
-    r: &rusqlite::Row<'_>,
-) -> rusqlite::Result<(String, String, String, String, String, i64, Option<String>)> {
+/// kind, id, doc, created, last_modified, version, photo_hash.
+type Row7 = (String, String, String, String, String, i64, Option<String>);
+
+fn row_to_stored(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row7> {
     Ok((
         r.get(0)?,
         r.get(1)?,
@@ -198,7 +201,7 @@ fn row_to_stored(
     ))
 }
 
-fn to_stored(t: (String, String, String, String, String, i64, Option<String>)) -> Result<Stored> {
+fn to_stored(t: Row7) -> Result<Stored> {
     let doc: serde_json::Value =
         serde_json::from_str(&t.2).map_err(|e| Error::Corrupt(format!("resource {}: {e}", t.1)))?;
     let serde_json::Value::Object(doc) = doc else {
@@ -769,6 +772,7 @@ impl SqlBuilder<'_> {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn compare(
         &mut self,
         expr: &str,
