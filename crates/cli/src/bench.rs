@@ -57,6 +57,9 @@ fn round(x: f64) -> f64 {
 }
 
 pub fn run(suite: &str, people: usize, changes: usize) -> Result<Value> {
+    if suite == "profile-api" {
+        return crate::bench_api::run(people);
+    }
     let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
     let opts = idsync_sample::Options::bench(people);
     let gen_started = Instant::now();

@@ -5,6 +5,7 @@
 //! 1 failed (the message says what to change), 2 bad usage.
 
 mod bench;
+mod bench_api;
 mod output;
 mod serve;
 
@@ -91,7 +92,7 @@ enum Command {
         #[command(subcommand)]
         action: serve::TokenCommand,
     },
-    /// Benchmarks on generated data: ldif-import, full-sync, delta-cycle.
+    /// Benchmarks on generated data: ldif-import, full-sync, delta-cycle, profile-api.
     Bench {
         suite: String,
         #[arg(long, default_value_t = 100_000)]

@@ -286,10 +286,12 @@ impl ReadTx for Tx<'_> {
         let mut b = SqlBuilder {
             schemas: self.schemas,
             kind,
-            params: vec![SqlValue::Text(kind.name().to_string())],
+            params: vec![],
             alias: 0,
         };
-        let mut where_ = String::from("kind = ?1");
+        // The kind is a literal (one of two constants), so SQLite can use the partial unique
+        // index on userName, which applies to `kind = 'User'` only.
+        let mut where_ = format!("kind = '{}'", kind.name());
         if let Some(f) = &q.filter {
             let cond = b.filter(f, None)?;
             where_.push_str(" AND (");
