@@ -852,11 +852,12 @@ impl SqlBuilder<'_> {
                 )))
             }
         };
-        // Absent values: `ne` matches, everything else does not (so `not` behaves).
+        // Absent values: `ne` matches, everything else does not. Only `ne` (and `not`, below)
+        // wrap the condition: a bare comparison keeps SQLite's index on userName usable.
         Ok(if op == Op::Ne {
             format!("coalesce({cond}, 1)")
         } else {
-            format!("coalesce({cond}, 0)")
+            cond
         })
     }
 
@@ -876,7 +877,7 @@ impl SqlBuilder<'_> {
                 self.filter(a, within)?,
                 self.filter(b, within)?
             ),
-            Filter::Not(a) => format!("(NOT {})", self.filter(a, within)?),
+            Filter::Not(a) => format!("(NOT coalesce({}, 0))", self.filter(a, within)?),
             Filter::Present(p) => match self.source(p, within)? {
                 Source::Scalar { expr, .. } => {
                     format!("coalesce(({expr} IS NOT NULL AND {expr} != ''), 0)")
