@@ -63,6 +63,9 @@ pub fn run(suite: &str, people: usize, changes: usize) -> Result<Value> {
     if suite.starts_with("ldap-") {
         return crate::bench_ldap::run(suite, people, changes);
     }
+    if suite == "profile-api" {
+        return crate::bench_api::run(people);
+    }
     let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
     let opts = idsync_sample::Options::bench(people);
     let gen_started = Instant::now();
@@ -147,7 +150,7 @@ pub fn run(suite: &str, people: usize, changes: usize) -> Result<Value> {
         }
         "profile-export" => crate::bench_profile::run(dir.path(), &g, people),
         other => {
-            bail!("unknown benchmark suite `{other}`: say ldif-import, full-sync, delta-cycle, profile-export, augment-sql, ldap-import or ldap-export")
+            bail!("unknown benchmark suite `{other}`: say ldif-import, full-sync, delta-cycle, profile-export, profile-api, augment-sql, ldap-import or ldap-export")
         }
     }
 }

@@ -202,11 +202,8 @@ pub fn normalize(schemas: &Schemas, kind: Kind, input: &Value) -> Result<Doc, Sc
     }
     check_schema_attrs(core, &core_in, "", &mut out)?;
     for a in &core.attributes {
-        if a.required
-            && !out
-                .get(&a.name)
-                .is_some_and(|v| v.as_str().is_none_or(|s| !s.is_empty()))
-        {
+        let present = out.get(&a.name).is_some_and(|v| v.as_str() != Some(""));
+        if a.required && !present {
             return Err(ScimError::bad(
                 "invalidValue",
                 format!("attribute `{}` is required", a.name),
@@ -282,7 +279,7 @@ fn resolve_target<'a>(
     })
 }
 
-fn container<'d>(doc: &'d mut Doc, place: Place) -> &'d mut Doc {
+fn container(doc: &mut Doc, place: Place) -> &mut Doc {
     match place {
         Place::Core => doc,
         Place::Extension(urn) => {

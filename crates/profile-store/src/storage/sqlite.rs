@@ -186,9 +186,10 @@ fn kind_of(s: &str) -> Kind {
 
 const COLS: &str = "kind, id, doc, created, last_modified, version, photo_hash";
 
-fn row_to_stored(
-    r: &rusqlite::Row<'_>,
-) -> rusqlite::Result<(String, String, String, String, String, i64, Option<String>)> {
+/// kind, id, doc, created, last_modified, version, photo_hash.
+type Row7 = (String, String, String, String, String, i64, Option<String>);
+
+fn row_to_stored(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row7> {
     Ok((
         r.get(0)?,
         r.get(1)?,
@@ -200,7 +201,7 @@ fn row_to_stored(
     ))
 }
 
-fn to_stored(t: (String, String, String, String, String, i64, Option<String>)) -> Result<Stored> {
+fn to_stored(t: Row7) -> Result<Stored> {
     let doc: serde_json::Value =
         serde_json::from_str(&t.2).map_err(|e| Error::Corrupt(format!("resource {}: {e}", t.1)))?;
     let serde_json::Value::Object(doc) = doc else {
@@ -285,10 +286,12 @@ impl ReadTx for Tx<'_> {
         let mut b = SqlBuilder {
             schemas: self.schemas,
             kind,
-            params: vec![SqlValue::Text(kind.name().to_string())],
+            params: vec![],
             alias: 0,
         };
-        let mut where_ = String::from("kind = ?1");
+        // The kind is a literal (one of two constants), so SQLite can use the partial unique
+        // index on userName, which applies to `kind = 'User'` only.
+        let mut where_ = format!("kind = '{}'", kind.name());
         if let Some(f) = &q.filter {
             let cond = b.filter(f, None)?;
             where_.push_str(" AND (");
@@ -771,6 +774,7 @@ impl SqlBuilder<'_> {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn compare(
         &mut self,
         expr: &str,
@@ -848,11 +852,12 @@ impl SqlBuilder<'_> {
                 )))
             }
         };
-        // Absent values: `ne` matches, everything else does not (so `not` behaves).
+        // Absent values: `ne` matches, everything else does not. Only `ne` (and `not`, below)
+        // wrap the condition: a bare comparison keeps SQLite's index on userName usable.
         Ok(if op == Op::Ne {
             format!("coalesce({cond}, 1)")
         } else {
-            format!("coalesce({cond}, 0)")
+            cond
         })
     }
 
@@ -872,7 +877,7 @@ impl SqlBuilder<'_> {
                 self.filter(a, within)?,
                 self.filter(b, within)?
             ),
-            Filter::Not(a) => format!("(NOT {})", self.filter(a, within)?),
+            Filter::Not(a) => format!("(NOT coalesce({}, 0))", self.filter(a, within)?),
             Filter::Present(p) => match self.source(p, within)? {
                 Source::Scalar { expr, .. } => {
                     format!("coalesce(({expr} IS NOT NULL AND {expr} != ''), 0)")
