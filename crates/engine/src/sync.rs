@@ -547,6 +547,11 @@ pub(crate) fn evaluate_exports<S: Store>(
                 };
             }
             if o.pending_export != before {
+                // A different export is a new attempt: a backoff earned by the old one (e.g.
+                // refused for a missing attribute that has arrived since) does not hold it back.
+                if o.retry_count > 0 {
+                    store.retry_set(&o.id, None)?;
+                }
                 store.cs_put(&o)?;
             }
         }
