@@ -250,15 +250,6 @@ pub fn default_properties() -> Vec<PropertyConfig> {
             false,
             "The office the person works in (set by the engine).",
         ),
-        PropertyConfig {
-            ty: PropertyType::DateTime,
-            ..p(
-                "hireDate",
-                false,
-                false,
-                "The day the person joined (from HR, set by the engine).",
-            )
-        },
     ]
 }
 

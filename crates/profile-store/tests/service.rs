@@ -117,10 +117,10 @@ fn expect_error(r: Response, status: u16, scim_type: Option<&str>) -> Value {
 fn venv_scim2() -> std::path::PathBuf {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let candidates = [
-        std::env::var("IDSYNC_SCIM_VENV")
+        std::env::var("IDSYNC_PY_VENV")
             .ok()
             .map(std::path::PathBuf::from),
-        Some(root.join("target/scim-venv")),
+        Some(root.join("target/py-venv")),
     ];
     for c in candidates.into_iter().flatten() {
         let bin = c.join("bin/scim2");
@@ -128,7 +128,7 @@ fn venv_scim2() -> std::path::PathBuf {
             return bin;
         }
     }
-    panic!("scim2-cli is missing: run scripts/test (it creates target/scim-venv with `pip install scim2-cli`)");
+    panic!("scim2-cli is missing: run scripts/test (it creates target/py-venv with `pip install scim2-server scim2-cli`)");
 }
 
 /// Checks the RFC 7644 `add` rule does not satisfy: after adding the whole profile extension

@@ -521,11 +521,17 @@ object_classes = ["User"]
 "#
     );
     let mut out = format!("{}{block}{}", &text[..start], &text[end..]);
-    // The profile's user name is its identifier (the provisioning template), not a property.
-    out = out.replace(
-        "[[export_flow]]\nconnector = \"profiles\"\ncs = \"account\"\nmv = \"uid\"\n\n",
-        "",
-    );
+    // The profile's user name is its identifier (the provisioning template), not a property;
+    // the profile store's default schema has no hire date.
+    for flow in [
+        "cs = \"account\"\nmv = \"uid\"",
+        "cs = \"hireDate\"\nmv = \"hireDate\"",
+    ] {
+        out = out.replace(
+            &format!("[[export_flow]]\nconnector = \"profiles\"\n{flow}\n\n"),
+            "",
+        );
+    }
     out.replace(
         "# a profile table that receives every person with their photo.",
         "# idsync's profile store, which receives every person with their photo.",
