@@ -812,6 +812,12 @@ impl ProfileStoreConnector {
                         }
                     }
                 }
+                if !group && !r.contains_key("externalId") {
+                    // The connector-space id, stable across retries: a create repeated after a
+                    // crash (the service has the profile, idsync did not record it) is
+                    // recognised as ours and adopted instead of failing as a duplicate.
+                    r.insert("externalId".into(), json!(item.cs_id.as_str()));
+                }
                 if !group {
                     let mut schemas = vec![json!(USER)];
                     for ext in [mapping::ENTERPRISE, mapping::PROFILE] {
@@ -943,6 +949,7 @@ impl ProfileStoreConnector {
     fn send(&mut self, plan: &mut ExportPlan, bulk: bool) -> Result<()> {
         let ops = std::mem::take(&mut plan.ops);
         let live: Vec<&Op> = ops.iter().filter(|o| o.method != "NONE").collect();
+        let mut conflicts: Vec<usize> = Vec::new();
         for o in ops.iter().filter(|o| o.method == "NONE") {
             plan.results[o.item] = Some(ExportResult::Applied { anchor: None });
         }
@@ -991,7 +998,13 @@ impl ProfileStoreConnector {
                             Ok(a.get("location")
                                 .and_then(Json::as_str)
                                 .and_then(id_from_location))
+                        } else if status == 404 && o.method == "DELETE" {
+                            // Deleting what is already gone is done.
+                            Ok(None)
                         } else {
+                            if status == 409 && o.method == "POST" {
+                                conflicts.push(o.item);
+                            }
                             let detail = a
                                 .get("response")
                                 .and_then(|r| r.get("detail"))
@@ -1016,14 +1029,72 @@ impl ProfileStoreConnector {
                     Ok(j) => Ok(j.get("id").and_then(Json::as_str).map(str::to_owned)),
                     // Deleting what is already gone is done.
                     Err(HttpError::Status(404, _)) if o.method == "DELETE" => Ok(None),
-                    Err(HttpError::Status(s, m)) => Err(format!("HTTP {s}: {m}")),
+                    Err(HttpError::Status(s, m)) => {
+                        if s == 409 && o.method == "POST" {
+                            conflicts.push(o.item);
+                        }
+                        Err(format!("HTTP {s}: {m}"))
+                    }
                     Err(e) => return Err(self.err(e)),
                 };
                 self.record(plan, o, result);
             }
         }
+        for o in live.iter().filter(|o| conflicts.contains(&o.item)) {
+            if let Some(id) = self.adopt(o)? {
+                self.record(plan, o, Ok(Some(id)));
+            }
+        }
         plan.ops = ops;
         Ok(())
+    }
+
+    /// A create refused as a duplicate: when the profile that holds the name carries this
+    /// object's `externalId` (the connector-space id), it is this very create, applied by a
+    /// run that was stopped before idsync recorded it. It is adopted and brought to the wanted
+    /// values; any other holder of the name is a real conflict and stays one.
+    fn adopt(&mut self, o: &Op) -> Result<Option<String>> {
+        let Some(data) = o.data.as_ref().filter(|_| o.path == "/Users") else {
+            return Ok(None);
+        };
+        let (Some(name), Some(ours)) = (
+            data.get("userName").and_then(Json::as_str),
+            data.get("externalId").and_then(Json::as_str),
+        ) else {
+            return Ok(None);
+        };
+        let url = format!("{}/Users", self.client.scim);
+        let filter = format!("userName eq {}", mapping::filter_string(name));
+        let page = self
+            .client
+            .get_json(
+                &url,
+                &[("filter", &filter), ("attributes", "userName,externalId")],
+            )
+            .map_err(|e| self.err(e))?;
+        let Some(existing) = resources(&page)
+            .into_iter()
+            .find(|r| r.get("externalId").and_then(Json::as_str) == Some(ours))
+        else {
+            return Ok(None);
+        };
+        let Some(id) = existing.get("id").and_then(Json::as_str).map(str::to_owned) else {
+            return Ok(None);
+        };
+        let mut value = data.clone();
+        if let Some(m) = value.as_object_mut() {
+            m.remove("schemas");
+        }
+        let body =
+            json!({"schemas": [PATCH_OP], "Operations": [{"op": "replace", "value": value}]});
+        match self
+            .client
+            .send_json("PATCH", &format!("{url}/{id}"), &body)
+        {
+            Ok(_) => Ok(Some(id)),
+            Err(HttpError::Status(..)) => Ok(None),
+            Err(e) => Err(self.err(e)),
+        }
     }
 
     fn record(

@@ -202,6 +202,24 @@ fn exports_and_imports_against_an_independent_scim_server() {
     assert_eq!(a.attributes.get("phones").map(<[Value]>::len), Some(2));
     assert_eq!(a.attributes.first("manager"), None);
 
+    // A create sent again after a crash (the service has it, idsync never recorded it) is
+    // recognised by its externalId and adopted, not duplicated and not refused.
+    let frank = add("frank", &[("title", s("Clerk"))]);
+    let first = applied_id(&c.export(std::slice::from_ref(&frank)).unwrap()[0]);
+    let again = c
+        .export(&[add("frank", &[("title", s("Head Clerk"))])])
+        .unwrap();
+    assert_eq!(applied_id(&again[0]), first, "{again:?}");
+    let mut sink = Collect::default();
+    c.full_import(&mut sink).unwrap();
+    let franks: Vec<_> = sink
+        .entries
+        .iter()
+        .filter(|e| e.dn.as_str() == "frank")
+        .collect();
+    assert_eq!(franks.len(), 1);
+    assert_eq!(franks[0].attributes.first("title"), Some(&s("Head Clerk")));
+
     // A refused create is that object's error; the batch goes on.
     let r = c
         .export(&[add("alice.archer", &[]), add("carol", &[])])
