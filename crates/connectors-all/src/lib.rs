@@ -7,7 +7,7 @@ use idsync_model::ConnectorId;
 use std::path::Path;
 
 /// Every connector type this build knows, for messages and `--help`.
-pub const TYPES: &[&str] = &["ldif", "csv"];
+pub const TYPES: &[&str] = &["ldif", "csv", "profile-store", "scim"];
 
 /// Opens a connector of a configured type. `base_dir` resolves relative paths (the
 /// configuration file's directory).
@@ -20,6 +20,15 @@ pub fn open(
     match kind {
         // Connector crates register here, one arm each (and in `TYPES`).
         "ldif" | "csv" => idsync_connectors::open(name, kind, settings, base_dir),
+        // A generic SCIM 2.0 service is the profile store's connector without the change feed
+        // (delta by `meta.lastModified`), found out at run time.
+        "profile-store" | "scim" => Ok(Box::new(
+            idsync_connector_profile_store::ProfileStoreConnector::new(
+                name.clone(),
+                settings,
+                base_dir,
+            )?,
+        )),
         other => Err(Error::Config {
             connector: name.to_string(),
             message: format!(

@@ -40,6 +40,9 @@ pub enum Error {
     /// The engine's sink refused an object (e.g. the store failed); the import stops.
     #[error("{0}")]
     Sink(String),
+    /// The connected system could not be reached or answered out of protocol.
+    #[error("connector `{connector}`: {message}")]
+    Connection { connector: String, message: String },
     #[error("connector `{connector}` cannot {operation}")]
     Unsupported {
         connector: String,
@@ -78,6 +81,12 @@ pub trait ImportSink {
     fn change(&mut self, change: ImportChange) -> std::result::Result<(), String>;
     /// An object that could not be read (bad value), named by its place; the import goes on.
     fn object_error(&mut self, place: String, message: String);
+    /// The length of content idsync already holds under this hash, if it does. A connector whose
+    /// system reports content hashes (the profile store's photo hash) asks before downloading:
+    /// a known photo becomes a [`idsync_model::Blob`] without its bytes.
+    fn known_blob(&mut self, _hash: &idsync_model::ContentHash) -> Option<u64> {
+        None
+    }
 }
 
 /// What a delta import found.
@@ -188,7 +197,7 @@ pub fn open(
     }
 }
 
-pub(crate) fn settings<T: serde::de::DeserializeOwned>(
+pub fn settings<T: serde::de::DeserializeOwned>(
     connector: &ConnectorId,
     settings: &toml::Table,
 ) -> Result<T> {

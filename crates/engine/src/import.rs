@@ -279,6 +279,9 @@ impl<S: Store> ImportSink for Session<'_, S> {
     fn object_error(&mut self, place: String, message: String) {
         Session::object_error(self, place, message);
     }
+    fn known_blob(&mut self, hash: &idsync_model::ContentHash) -> Option<u64> {
+        self.store.blob_len(hash).ok().flatten()
+    }
 }
 
 impl<S: Store> Engine<S> {

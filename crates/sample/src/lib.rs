@@ -494,9 +494,77 @@ attribute = "mail"
     .to_owned()
 }
 
+/// The sample configuration with the profile store as the target: the same people, flows and
+/// photos as [`config_text`], exported to idsync's profile store at `url` with the engine token
+/// found at `token_ref` (`file:PATH` or `env:NAME`).
+pub fn profile_store_config_text(url: &str, token_ref: &str) -> String {
+    let text = config_text();
+    let start = text
+        .find("[[connector]]\nname = \"profiles\"")
+        .expect("the sample has a profiles connector");
+    let end = start
+        + text[start..]
+            .find("[[join]]")
+            .expect("joins follow the connectors");
+    let block = format!(
+        r#"[[connector]]
+name = "profiles"
+type = "profile-store"
+role = "target"
+url = "{url}"
+token = "{token_ref}"
+
+[[connector.object_type]]
+name = "person"
+object_classes = ["User"]
+
+"#
+    );
+    let mut out = format!("{}{block}{}", &text[..start], &text[end..]);
+    // The profile's user name is its identifier (the provisioning template), not a property.
+    out = out.replace(
+        "[[export_flow]]\nconnector = \"profiles\"\ncs = \"account\"\nmv = \"uid\"\n\n",
+        "",
+    );
+    out.replace(
+        "# a profile table that receives every person with their photo.",
+        "# idsync's profile store, which receives every person with their photo.",
+    )
+}
+
+/// Seed 000's write-back: the picture flow reversed. The profile store becomes the source of
+/// photos (people upload their own) and the directory receives them in `jpegPhoto`. Applied to
+/// a configuration made by [`profile_store_config_text`]; nothing else changes, and no connector
+/// space is cleared: the changed rules re-evaluate by themselves.
+pub fn photo_writeback(config: &str) -> String {
+    let from_directory =
+        "[[import_flow]]\nconnector = \"directory\"\nmv = \"photo\"\ncs = \"jpegPhoto\"\n";
+    let to_profiles = "[[export_flow]]\nconnector = \"profiles\"\ncs = \"photo\"\nmv = \"photo\"\n";
+    assert!(config.contains(from_directory) && config.contains(to_profiles));
+    config
+        .replace(
+            from_directory,
+            "[[import_flow]]\nconnector = \"profiles\"\nmv = \"photo\"\ncs = \"photo\"\n",
+        )
+        .replace(
+            to_profiles,
+            "[[export_flow]]\nconnector = \"directory\"\ncs = \"jpegPhoto\"\nmv = \"photo\"\n",
+        )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn profile_store_configuration_swaps_the_target_only() {
+        let c = profile_store_config_text("http://127.0.0.1:1", "file:engine.token");
+        assert!(c.contains("type = \"profile-store\""));
+        assert!(!c.contains("profiles.csv"));
+        assert!(c.contains("[[join]]"));
+        let w = photo_writeback(&c);
+        assert!(w.contains("connector = \"directory\"\ncs = \"jpegPhoto\""));
+    }
 
     #[test]
     fn photos_are_jpegs_with_their_own_bytes() {

@@ -100,6 +100,10 @@ pub trait Metaverse {
 /// Binary values by content hash.
 pub trait Blobs {
     fn blob_get(&mut self, hash: &ContentHash) -> Result<Option<Vec<u8>>>;
+    /// The length of a stored blob, without reading it; `None` when the store does not hold it.
+    fn blob_len(&mut self, hash: &ContentHash) -> Result<Option<u64>> {
+        Ok(self.blob_get(hash)?.map(|d| d.len() as u64))
+    }
 }
 
 /// Per-connector state: watermarks, the rule and scope versions last used.

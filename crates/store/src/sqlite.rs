@@ -522,6 +522,16 @@ impl Blobs for SqliteStore {
             .prepare_cached("SELECT data FROM blob WHERE hash = ?1")?;
         Ok(st.query_row([hash.to_hex()], |r| r.get(0)).optional()?)
     }
+
+    fn blob_len(&mut self, hash: &ContentHash) -> Result<Option<u64>> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT length(data) FROM blob WHERE hash = ?1")?;
+        Ok(st
+            .query_row([hash.to_hex()], |r| r.get::<_, i64>(0))
+            .optional()?
+            .map(|n| n as u64))
+    }
 }
 
 impl ConnectorState for SqliteStore {
