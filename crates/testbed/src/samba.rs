@@ -116,9 +116,7 @@ impl SambaDc {
             .map_err(io("cannot create the samba directory"))?;
         copy_dir(&template, dir.path())?;
         let _ = std::fs::remove_file(dir.path().join("ready"));
-        for stale in ["run/samba.pid"] {
-            let _ = std::fs::remove_file(dir.path().join(stale));
-        }
+        let _ = std::fs::remove_file(dir.path().join("run/samba.pid"));
         let conf = dir.path().join("etc/smb.conf");
         let text = std::fs::read_to_string(&conf).map_err(io("cannot read smb.conf"))?;
         let text = text.replace(
