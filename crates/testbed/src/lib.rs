@@ -11,7 +11,7 @@
 //! This crate never talks LDAP itself: it writes configuration files, runs the server's own
 //! tools and watches its port. It must not depend on any idsync crate.
 
-mod samba;
+pub mod samba;
 pub use samba::SambaDc;
 
 use std::io::Write;
