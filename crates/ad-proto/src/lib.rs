@@ -3,6 +3,8 @@
 //! (`member;range=0-1499`) and the `userAccountControl` flags. No I/O here: the LDAP connector's
 //! AD profile uses these on the wire.
 
+pub mod photo;
+
 use ldap3::asn1::{
     parse_tag, parse_uint, write, ASNTag, Integer, OctetString, Sequence, StructureTag, Tag,
     TagClass, Types,
