@@ -51,12 +51,23 @@ pub enum Profile {
     /// OpenLDAP (and other RFC 4533 servers): entryUUID anchors, syncrepl deltas.
     #[default]
     Openldap,
+    /// Active Directory (and Samba AD): objectGUID anchors in their usual text form, DirSync
+    /// deltas, user/contact/group objects with computer accounts filtered, and the
+    /// `userAccountControl` disabled bit as the boolean attribute `accountDisabled`.
+    ActiveDirectory,
 }
+
+/// The boolean attribute the Active Directory profile derives from `userAccountControl`.
+pub const ACCOUNT_DISABLED: &str = "accountDisabled";
+
+/// What the Active Directory profile reads when no filter is configured.
+const AD_OBJECTS: &str = "(|(objectClass=user)(objectClass=contact)(objectClass=group))";
 
 impl Profile {
     fn default_anchor(self) -> &'static str {
         match self {
             Profile::Openldap => "entryUUID",
+            Profile::ActiveDirectory => "objectGUID",
         }
     }
 
@@ -64,13 +75,15 @@ impl Profile {
     fn anchor_text(self, raw: &[u8]) -> String {
         match self {
             Profile::Openldap => String::from_utf8_lossy(raw).into_owned(),
+            Profile::ActiveDirectory => idsync_ad_proto::guid_text(raw)
+                .unwrap_or_else(|| raw.iter().map(|x| format!("{x:02x}")).collect()),
         }
     }
 
     /// The anchor as a syncrepl state control names it (16 raw bytes of the entryUUID).
     fn anchor_of_sync_uuid(self, raw: &[u8]) -> String {
         match self {
-            Profile::Openldap => uuid_text(raw),
+            Profile::Openldap | Profile::ActiveDirectory => uuid_text(raw),
         }
     }
 
@@ -89,8 +102,39 @@ impl Profile {
             "structuralobjectclass",
             "contextcsn",
         ];
+        // What AD maintains itself (system-only or constructed) and refuses on add.
+        const AD_OPS: &[&str] = &[
+            "objectguid",
+            "objectsid",
+            "whencreated",
+            "whenchanged",
+            "usncreated",
+            "usnchanged",
+            "distinguishedname",
+            "instancetype",
+            "objectcategory",
+            "dscorepropagationdata",
+            "name",
+            "samaccounttype",
+            "pwdlastset",
+            "badpwdcount",
+            "badpasswordtime",
+            "lastlogon",
+            "lastlogoff",
+            "lastlogontimestamp",
+            "logoncount",
+            "memberof",
+            "isdeleted",
+            "modifytimestamp",
+            "createtimestamp",
+            "accountdisabled",
+        ];
+        let lower = name.to_ascii_lowercase();
         match self {
-            Profile::Openldap => OPS.contains(&name.to_ascii_lowercase().as_str()),
+            Profile::Openldap => OPS.contains(&lower.as_str()),
+            Profile::ActiveDirectory => {
+                AD_OPS.contains(&lower.as_str()) || idsync_ad_proto::is_secret_attribute(&lower)
+            }
         }
     }
 }
@@ -261,6 +305,8 @@ impl LdapConnector {
                 .unwrap_or_else(|| s.profile.default_anchor().to_owned()),
             types: AttributeTypes::new(&s.attribute_types),
             syncrepl: match s.delta {
+                // AD has no syncrepl: its deltas are DirSync's.
+                _ if s.profile == Profile::ActiveDirectory => Some(false),
                 DeltaMethod::Auto => None,
                 DeltaMethod::Syncrepl => Some(true),
                 DeltaMethod::ModifyTimestamp => Some(false),
@@ -424,7 +470,10 @@ impl LdapConnector {
         match &self.s.filter {
             Some(f) if f.starts_with('(') => f.clone(),
             Some(f) => format!("({f})"),
-            None => "(objectClass=*)".to_owned(),
+            None => match self.s.profile {
+                Profile::Openldap => "(objectClass=*)".to_owned(),
+                Profile::ActiveDirectory => AD_OBJECTS.to_owned(),
+            },
         }
     }
 
@@ -436,7 +485,18 @@ impl LdapConnector {
         } else {
             self.s.attributes.clone()
         };
-        for extra in ["objectClass", self.anchor.as_str(), "modifyTimestamp"] {
+        let ad = self.s.profile == Profile::ActiveDirectory;
+        let extras: &[&str] = if ad {
+            &[
+                "objectClass",
+                self.anchor.as_str(),
+                "modifyTimestamp",
+                "userAccountControl",
+            ]
+        } else {
+            &["objectClass", self.anchor.as_str(), "modifyTimestamp"]
+        };
+        for &extra in extras {
             if !a.iter().any(|x| x.eq_ignore_ascii_case(extra)) {
                 a.push(extra.to_owned());
             }
@@ -468,6 +528,8 @@ impl LdapConnector {
         let mut attributes = Attributes::new();
         let mut anchor = None;
         let mut modified = None;
+        let mut uac = None;
+        let ad = self.s.profile == Profile::ActiveDirectory;
         let text = e.attrs.into_iter().map(|(k, v)| {
             let v: Vec<Vec<u8>> = v.into_iter().map(String::into_bytes).collect();
             (k, v)
@@ -489,6 +551,14 @@ impl LdapConnector {
             }
             if name.eq_ignore_ascii_case(&self.anchor) {
                 anchor = values.first().map(|v| self.s.profile.anchor_text(v));
+            }
+            if ad && name.eq_ignore_ascii_case("userAccountControl") {
+                uac = values
+                    .first()
+                    .map(|v| String::from_utf8_lossy(v).into_owned());
+            }
+            if ad && idsync_ad_proto::is_secret_attribute(name) {
+                continue;
             }
             if !self.wanted(name) {
                 continue;
@@ -522,6 +592,27 @@ impl LdapConnector {
                 }
             }
             attributes.set(AttributeName::from(name), typed);
+        }
+        if ad {
+            if object_classes
+                .iter()
+                .any(|c| c.eq_ignore_ascii_case("computer"))
+            {
+                sink.filtered("computer account (the active-directory profile reads users, contacts and groups)");
+                return None;
+            }
+            if let Some(u) = &uac {
+                match idsync_ad_proto::uac_disabled(u) {
+                    Some(d) => attributes.set(
+                        AttributeName::from(ACCOUNT_DISABLED),
+                        vec![Value::Boolean(d)],
+                    ),
+                    None => sink.object_error(
+                        format!("{}, attribute userAccountControl", e.dn),
+                        format!("`{u}` is not a number: {ACCOUNT_DISABLED} not set"),
+                    ),
+                }
+            }
         }
         let Some(anchor) = anchor else {
             sink.object_error(

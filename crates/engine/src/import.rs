@@ -286,6 +286,10 @@ impl<S: Store> ImportSink for Session<'_, S> {
     fn object_error(&mut self, place: String, message: String) {
         Session::object_error(self, place, message);
     }
+    fn filtered(&mut self, reason: &str) {
+        self.report.stats.read += 1;
+        self.report.stats.filter(reason);
+    }
     fn known_blob(&mut self, hash: &idsync_model::ContentHash) -> Option<u64> {
         self.store.blob_len(hash).ok().flatten()
     }

@@ -1,0 +1,157 @@
+//! The LDAP connector's Active Directory profile against a real throwaway Samba AD DC (one DC
+//! start for the whole file: Samba DCs run one at a time): full import of users, contacts and
+//! groups with objectGUID anchors, computer accounts counted as filtered with the reason, the
+//! disabled bit as `accountDisabled`, member/manager as references.
+
+use idsync_connector_ldap::LdapConnector;
+use idsync_connectors::{Connector, ImportChange, ImportSink};
+use idsync_model::{CsEntry, Reference, Value};
+use idsync_testbed::samba::ADMIN_PASSWORD;
+use idsync_testbed::SambaDc;
+
+#[derive(Default)]
+struct Collect {
+    entries: Vec<CsEntry>,
+    changes: Vec<ImportChange>,
+    errors: Vec<(String, String)>,
+    filtered: Vec<String>,
+}
+impl ImportSink for Collect {
+    fn entry(&mut self, e: CsEntry) -> Result<(), String> {
+        self.entries.push(e);
+        Ok(())
+    }
+    fn change(&mut self, c: ImportChange) -> Result<(), String> {
+        self.changes.push(c);
+        Ok(())
+    }
+    fn object_error(&mut self, place: String, message: String) {
+        self.errors.push((place, message));
+    }
+    fn filtered(&mut self, reason: &str) {
+        self.filtered.push(reason.to_owned());
+    }
+}
+
+fn connector(dc: &SambaDc, dir: &std::path::Path) -> LdapConnector {
+    std::fs::write(dir.join("pw"), ADMIN_PASSWORD).unwrap();
+    let settings = format!(
+        "url = \"{}\"\nbind_dn = \"{}\"\nbind_password = \"file:pw\"\nbase_dns = [\"{}\"]\nprofile = \"active-directory\"\n",
+        dc.url(),
+        dc.bind_dn(),
+        dc.base_dn()
+    );
+    let t: toml::Table = toml::from_str(&settings).unwrap();
+    LdapConnector::new("ad".into(), &t, dir).unwrap()
+}
+
+fn by_cn<'a>(entries: &'a [CsEntry], cn: &str) -> &'a CsEntry {
+    entries
+        .iter()
+        .find(|e| {
+            e.dn.as_str()
+                .to_ascii_lowercase()
+                .starts_with(&format!("cn={}", cn.to_ascii_lowercase()))
+        })
+        .unwrap_or_else(|| panic!("{cn} imported"))
+}
+
+fn refs(e: &CsEntry, attr: &str) -> Vec<String> {
+    let mut v: Vec<String> = e
+        .attributes
+        .get(attr)
+        .unwrap_or_default()
+        .iter()
+        .map(|v| match v {
+            Value::Reference(Reference::Dn(d)) => d.as_str().to_ascii_lowercase(),
+            other => panic!("{attr} holds a non-reference {other:?}"),
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn active_directory_full_import() {
+    let dc = SambaDc::start().expect("the Samba AD DC must start for this test");
+    let base = dc.base_dn();
+    dc.modify(&format!(
+        "dn: CN=Bob Disabled,CN=Users,{base}\nchangetype: add\nobjectClass: user\nsAMAccountName: bob\ndisplayName: Bob\n\n\
+         dn: CN=Ann Example,CN=Users,{base}\nchangetype: add\nobjectClass: user\nsAMAccountName: ann\nuserPrincipalName: ann@example.test\ndisplayName: Ann\nuserAccountControl: 544\nmanager: CN=Bob Disabled,CN=Users,{base}\n\n\
+         dn: CN=Carl Contact,CN=Users,{base}\nchangetype: add\nobjectClass: contact\nmail: carl@example.org\n\n\
+         dn: CN=team1,CN=Users,{base}\nchangetype: add\nobjectClass: group\nsAMAccountName: team1\nmember: CN=Ann Example,CN=Users,{base}\nmember: CN=Bob Disabled,CN=Users,{base}\n\n\
+         dn: CN=PC1,CN=Computers,{base}\nchangetype: add\nobjectClass: computer\nsAMAccountName: PC1$\nuserAccountControl: 4096\n\n"
+    ))
+    .expect("seed the directory");
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = connector(&dc, dir.path());
+    let mut sink = Collect::default();
+    c.full_import(&mut sink).expect("full import");
+    let e = &sink.entries;
+
+    // objectGUID anchors in their usual text form, found again by that form.
+    let ann = by_cn(e, "Ann Example");
+    let guid = ann.anchor.as_str().to_owned();
+    assert_eq!(guid.len(), 36, "{guid}");
+    assert_eq!(guid.matches('-').count(), 4, "{guid}");
+    let filter = idsync_ad_proto::guid_filter(&guid).unwrap();
+    let out = dc
+        .tool("ldapsearch")
+        .args(["-b", base, "-LLL", &filter, "sAMAccountName"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("sAMAccountName: ann"),
+        "the GUID text form finds the same object: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // The disabled bit as a boolean; secrets never read.
+    assert_eq!(
+        ann.attributes.get("accountDisabled"),
+        Some(&[Value::Boolean(false)][..])
+    );
+    let bob = by_cn(e, "Bob Disabled");
+    assert_eq!(
+        bob.attributes.get("accountDisabled"),
+        Some(&[Value::Boolean(true)][..])
+    );
+    assert_eq!(
+        ann.attributes.get("sAMAccountName"),
+        Some(&[Value::String("ann".into())][..])
+    );
+    assert!(ann.attributes.get("unicodePwd").is_none());
+
+    // References.
+    assert_eq!(
+        refs(ann, "manager"),
+        vec![format!("cn=bob disabled,cn=users,{base}").to_ascii_lowercase()]
+    );
+    let team = by_cn(e, "team1");
+    assert!(team.object_classes.iter().any(|c| c == "group"));
+    assert_eq!(
+        refs(team, "member"),
+        vec![
+            format!("cn=ann example,cn=users,{base}").to_ascii_lowercase(),
+            format!("cn=bob disabled,cn=users,{base}").to_ascii_lowercase()
+        ]
+    );
+
+    // Contacts come in; computers are counted as filtered with the reason, never delivered.
+    let carl = by_cn(e, "Carl Contact");
+    assert!(carl.object_classes.iter().any(|c| c == "contact"));
+    assert!(e.iter().all(|x| !x.dn.as_str().starts_with("CN=PC1")));
+    assert!(
+        sink.filtered.iter().any(|r| r.contains("computer")),
+        "{:?}",
+        sink.filtered
+    );
+    // The DC's own account is a computer too.
+    assert!(sink.filtered.len() >= 2, "{:?}", sink.filtered);
+    // Only users, contacts and groups are read.
+    assert!(e.iter().all(|x| x
+        .object_classes
+        .iter()
+        .any(|c| c == "user" || c == "contact" || c == "group")));
+    assert!(sink.errors.is_empty(), "{:?}", sink.errors);
+}
