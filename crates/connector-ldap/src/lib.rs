@@ -18,6 +18,7 @@
 //! holds those differences so that an Active Directory profile (objectGUID, DirSync, ranged
 //! members) can be added beside OpenLDAP's on the same code. Protocol types stay in this crate.
 
+mod ad;
 mod conn;
 pub mod escape;
 mod schema;
@@ -517,6 +518,46 @@ impl LdapConnector {
             || name.eq_ignore_ascii_case(&self.anchor)
     }
 
+    /// Values typed by the schema's (or the settings') type; a value the type does not fit is
+    /// kept as text and reported on the object.
+    fn typed_values(
+        &self,
+        dn: &str,
+        name: &str,
+        values: Vec<Vec<u8>>,
+        sink: &mut dyn ImportSink,
+    ) -> Vec<Value> {
+        let hint = self.types.hint(name);
+        let mut typed = Vec::with_capacity(values.len());
+        for v in values {
+            // Text is the common case: no second pass over the bytes.
+            let v = if hint == TypeHint::String {
+                match String::from_utf8(v) {
+                    Ok(t) => {
+                        typed.push(Value::String(t));
+                        continue;
+                    }
+                    Err(e) => e.into_bytes(),
+                }
+            } else {
+                v
+            };
+            let fallback =
+                (hint != TypeHint::Binary).then(|| String::from_utf8_lossy(&v).into_owned());
+            match self.types.from_bytes(name, v) {
+                Ok(t) => typed.push(t),
+                Err(m) => {
+                    sink.object_error(
+                        format!("{}, attribute {name}", dn),
+                        format!("{m}; kept as text"),
+                    );
+                    typed.push(Value::String(fallback.unwrap_or_default()));
+                }
+            }
+        }
+        typed
+    }
+
     /// Turns a search entry into a connector-space entry, with its modifyTimestamp. A value
     /// the schema's type does not fit is kept as text and reported on the object.
     fn to_entry(
@@ -563,34 +604,7 @@ impl LdapConnector {
             if !self.wanted(name) {
                 continue;
             }
-            let hint = self.types.hint(name);
-            let mut typed = Vec::with_capacity(values.len());
-            for v in values {
-                // Text is the common case: no second pass over the bytes.
-                let v = if hint == TypeHint::String {
-                    match String::from_utf8(v) {
-                        Ok(t) => {
-                            typed.push(Value::String(t));
-                            continue;
-                        }
-                        Err(e) => e.into_bytes(),
-                    }
-                } else {
-                    v
-                };
-                let fallback =
-                    (hint != TypeHint::Binary).then(|| String::from_utf8_lossy(&v).into_owned());
-                match self.types.from_bytes(name, v) {
-                    Ok(t) => typed.push(t),
-                    Err(m) => {
-                        sink.object_error(
-                            format!("{}, attribute {name}", e.dn),
-                            format!("{m}; kept as text"),
-                        );
-                        typed.push(Value::String(fallback.unwrap_or_default()));
-                    }
-                }
-            }
+            let typed = self.typed_values(&e.dn, name, values, sink);
             attributes.set(AttributeName::from(name), typed);
         }
         if ad {
@@ -979,6 +993,15 @@ impl LdapConnector {
 
     /// Reads everything as a delta import that turned full, with the reason.
     fn delta_as_full(&mut self, sink: &mut dyn ImportSink, why: &str) -> Result<DeltaOutcome> {
+        if self.s.profile == Profile::ActiveDirectory {
+            let cookies = self.dirsync_fresh_cookies()?;
+            self.read_all(&self.base_filter(), sink, false)?;
+            return Ok(DeltaOutcome {
+                watermark: Some(ad::encode(&cookies)),
+                method: format!("a full read ({why})"),
+                full: true,
+            });
+        }
         let syncrepl = self.use_syncrepl()?;
         let cookies = if syncrepl {
             Some(self.fresh_cookies()?)
@@ -1319,6 +1342,12 @@ impl Connector for LdapConnector {
         // The watermark is taken before the read: a change made while the read runs comes
         // again in the next delta (an upsert), rather than being lost.
         self.after_full = None;
+        if self.s.profile == Profile::ActiveDirectory {
+            let cookies = self.dirsync_fresh_cookies()?;
+            self.read_all(&self.base_filter(), sink, false)?;
+            self.after_full = Some(ad::encode(&cookies));
+            return Ok(());
+        }
         let cookies = if self.use_syncrepl()? {
             Some(self.fresh_cookies()?)
         } else {
@@ -1347,6 +1376,20 @@ impl Connector for LdapConnector {
         let Some(w) = watermark else {
             return self.delta_as_full(sink, "no watermark yet");
         };
+        if self.s.profile == Profile::ActiveDirectory {
+            let Some(cookies) = ad::decode(w, self.s.base_dns.len()) else {
+                return self.delta_as_full(
+                    sink,
+                    "the watermark is not a DirSync cookie for these base DNs",
+                );
+            };
+            let next = self.dirsync_delta(cookies, sink)?;
+            return Ok(DeltaOutcome {
+                watermark: Some(ad::encode(&next)),
+                method: "DirSync (1.2.840.113556.1.4.841, incremental values)".to_owned(),
+                full: false,
+            });
+        }
         if syncrepl {
             let Some(cookies) = self.decode_cookies(w) else {
                 return self.delta_as_full(

@@ -5,7 +5,7 @@
 
 use idsync_connector_ldap::LdapConnector;
 use idsync_connectors::{Connector, ImportChange, ImportSink};
-use idsync_model::{CsEntry, Reference, Value};
+use idsync_model::{AttributeChange, CsEntry, Reference, Value};
 use idsync_testbed::samba::ADMIN_PASSWORD;
 use idsync_testbed::SambaDc;
 
@@ -78,6 +78,8 @@ fn active_directory_full_import() {
     dc.modify(&format!(
         "dn: CN=Bob Disabled,CN=Users,{base}\nchangetype: add\nobjectClass: user\nsAMAccountName: bob\ndisplayName: Bob\n\n\
          dn: CN=Ann Example,CN=Users,{base}\nchangetype: add\nobjectClass: user\nsAMAccountName: ann\nuserPrincipalName: ann@example.test\ndisplayName: Ann\nuserAccountControl: 544\nmanager: CN=Bob Disabled,CN=Users,{base}\n\n\
+         dn: OU=Staff,{base}\nchangetype: add\nobjectClass: organizationalUnit\n\n\
+         dn: CN=Eve Mover,CN=Users,{base}\nchangetype: add\nobjectClass: user\nsAMAccountName: eve\n\n\
          dn: CN=Carl Contact,CN=Users,{base}\nchangetype: add\nobjectClass: contact\nmail: carl@example.org\n\n\
          dn: CN=team1,CN=Users,{base}\nchangetype: add\nobjectClass: group\nsAMAccountName: team1\nmember: CN=Ann Example,CN=Users,{base}\nmember: CN=Bob Disabled,CN=Users,{base}\n\n\
          dn: CN=PC1,CN=Computers,{base}\nchangetype: add\nobjectClass: computer\nsAMAccountName: PC1$\nuserAccountControl: 4096\n\n"
@@ -154,4 +156,123 @@ fn active_directory_full_import() {
         .iter()
         .any(|c| c == "user" || c == "contact" || c == "group")));
     assert!(sink.errors.is_empty(), "{:?}", sink.errors);
+
+    // DirSync delta: the cookie from before the full read is the watermark.
+    let w = c
+        .watermark_after_full_import()
+        .unwrap()
+        .expect("a DirSync cookie after the full import");
+    assert!(w.starts_with("dirsync:"), "{w}");
+    let eve = by_cn(e, "Eve Mover").anchor.clone();
+    let carl_anchor = carl.anchor.clone();
+    let bob_anchor = bob.anchor.clone();
+    let team_anchor = team.anchor.clone();
+    let ann_anchor = ann.anchor.clone();
+    // Nothing changed yet: an empty delta.
+    let mut c = connector(&dc, dir.path());
+    let mut quiet = Collect::default();
+    let out = c.delta_import(Some(&w), &mut quiet).unwrap();
+    assert!(!out.full);
+    let changes: Vec<_> = quiet
+        .changes
+        .iter()
+        .filter(|c| !matches!(c, ImportChange::Rename { dn, new_dn, .. } if dn == new_dn))
+        .collect();
+    assert!(changes.is_empty(), "{changes:?}");
+    let w = out.watermark.unwrap();
+
+    dc.modify(&format!(
+        "dn: CN=Dave New,CN=Users,{base}\nchangetype: add\nobjectClass: user\nsAMAccountName: dave\ndisplayName: Dave\n\n\
+         dn: CN=Ann Example,CN=Users,{base}\nchangetype: modify\nreplace: displayName\ndisplayName: Ann Changed\n-\n\n\
+         dn: CN=team1,CN=Users,{base}\nchangetype: modify\nadd: member\nmember: CN=Carl Contact,CN=Users,{base}\n-\ndelete: member\nmember: CN=Ann Example,CN=Users,{base}\n-\n\n\
+         dn: CN=Carl Contact,CN=Users,{base}\nchangetype: modrdn\nnewrdn: CN=Carl Renamed\ndeleteoldrdn: 1\n\n\
+         dn: CN=Eve Mover,CN=Users,{base}\nchangetype: modrdn\nnewrdn: CN=Eve Mover\ndeleteoldrdn: 1\nnewsuperior: OU=Staff,{base}\n\n\
+         dn: CN=Bob Disabled,CN=Users,{base}\nchangetype: delete\n\n"
+    ))
+    .expect("change the directory");
+    // A new connector (as after a restart) with the stored cookie.
+    let mut c = connector(&dc, dir.path());
+    let mut delta = Collect::default();
+    let out = c.delta_import(Some(&w), &mut delta).unwrap();
+    assert!(!out.full, "{}", out.method);
+    assert!(out.method.contains("DirSync"), "{}", out.method);
+    for ch in &delta.changes {
+        eprintln!("{ch:?}");
+    }
+    let lc = |s: &str| s.to_ascii_lowercase();
+    // The add arrives whole.
+    assert!(delta.changes.iter().any(
+        |c| matches!(c, ImportChange::Upsert(e) if lc(e.dn.as_str()).starts_with("cn=dave new"))
+    ));
+    // The attribute change is a modify of that attribute only.
+    let ann_mod = delta
+        .changes
+        .iter()
+        .find_map(|c| match c {
+            ImportChange::Modify {
+                anchor: Some(a),
+                changes,
+                ..
+            } if *a == ann_anchor => Some(changes),
+            _ => None,
+        })
+        .expect("a modify of ann");
+    assert!(
+        ann_mod
+            .iter()
+            .any(|d| d.name.as_str().eq_ignore_ascii_case("displayName")
+                && d.change == AttributeChange::Replace(vec![Value::String("Ann Changed".into())])),
+        "{ann_mod:?}"
+    );
+    assert!(
+        !ann_mod
+            .iter()
+            .any(|d| d.name.as_str().eq_ignore_ascii_case("sAMAccountName")),
+        "{ann_mod:?}"
+    );
+    // Member changes at value level.
+    let team_mod = delta
+        .changes
+        .iter()
+        .find_map(|c| match c {
+            ImportChange::Modify {
+                anchor: Some(a),
+                changes,
+                ..
+            } if *a == team_anchor => Some(changes),
+            _ => None,
+        })
+        .expect("a modify of team1");
+    let member = team_mod
+        .iter()
+        .find(|d| d.name.as_str().eq_ignore_ascii_case("member"))
+        .expect("member changes");
+    let AttributeChange::Update { add, remove } = &member.change else {
+        panic!("{member:?}")
+    };
+    let dns = |v: &[Value]| {
+        v.iter()
+            .map(|x| match x {
+                Value::Reference(Reference::Dn(d)) => lc(d.as_str()),
+                o => panic!("{o:?}"),
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        dns(add),
+        vec![lc(&format!("CN=Carl Renamed,CN=Users,{base}"))]
+    );
+    assert_eq!(
+        dns(remove),
+        vec![lc(&format!("CN=Ann Example,CN=Users,{base}"))]
+    );
+    // Rename and move: the same objectGUID under its new DN.
+    assert!(delta.changes.iter().any(|c| matches!(c, ImportChange::Rename { anchor: Some(a), new_dn, .. } if *a == carl_anchor && lc(new_dn.as_str()).starts_with("cn=carl renamed,cn=users"))));
+    assert!(delta.changes.iter().any(|c| matches!(c, ImportChange::Rename { anchor: Some(a), new_dn, .. } if *a == eve && lc(new_dn.as_str()).starts_with("cn=eve mover,ou=staff"))));
+    // The delete is a tombstone.
+    assert!(delta
+        .changes
+        .iter()
+        .any(|c| matches!(c, ImportChange::Delete { anchor: Some(a), .. } if *a == bob_anchor)));
+    assert!(delta.errors.is_empty(), "{:?}", delta.errors);
 }

@@ -262,6 +262,12 @@ impl<S: Store> Session<'_, S> {
                     );
                     return Ok(());
                 };
+                if o.dn == new_dn {
+                    // A connector that cannot tell a rename from a change (AD's DirSync)
+                    // names the DN it read: the same DN is no rename.
+                    self.report.stats.read -= 1;
+                    return Ok(());
+                }
                 self.report.stats.renamed += 1;
                 let from = Some(o.dn.clone());
                 o.dn = new_dn;
