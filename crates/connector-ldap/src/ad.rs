@@ -15,8 +15,10 @@ use idsync_ad_proto::{
     dirsync_request, incremental, parse_dirsync_response, Incremental, DIRSYNC_INCREMENTAL_VALUES,
     DIRSYNC_OBJECT_SECURITY, DIRSYNC_OID,
 };
-use idsync_connectors::{Error, ImportChange, ImportSink, Result};
-use idsync_model::{Anchor, AttributeChange, AttributeDelta, AttributeName, Dn};
+use idsync_connectors::{
+    value_text, Error, ExportItem, ExportOp, ImportChange, ImportSink, Result,
+};
+use idsync_model::{Anchor, AttributeChange, AttributeDelta, AttributeName, Blob, Dn, Value};
 use ldap3::{Scope, SearchEntry};
 use std::collections::HashMap;
 
@@ -44,7 +46,147 @@ pub(crate) fn decode(w: &str, bases: usize) -> Option<Vec<Vec<u8>>> {
     cookies.filter(|c| c.len() == bases)
 }
 
+/// The attribute AD keeps a person's photo in.
+const THUMBNAIL_PHOTO: &str = "thumbnailPhoto";
+
+/// A new user's `userAccountControl`: a normal account that needs no password (idsync never
+/// sets passwords), disabled or not.
+fn new_user_uac(disabled: bool) -> String {
+    let v = idsync_ad_proto::UAC_NORMAL_ACCOUNT | 0x20;
+    let v = if disabled {
+        v | idsync_ad_proto::UAC_ACCOUNTDISABLE
+    } else {
+        v
+    };
+    v.to_string()
+}
+
+fn bool_of(values: &[Value]) -> Option<bool> {
+    match values.first()? {
+        Value::Boolean(b) => Some(*b),
+        other => match value_text(other).to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" => Some(true),
+            "false" | "0" | "no" => Some(false),
+            _ => None,
+        },
+    }
+}
+
 impl LdapConnector {
+    /// Fits photo values under the configured limit.
+    fn fit_photos(&self, values: &[Value]) -> std::result::Result<Vec<Value>, String> {
+        values
+            .iter()
+            .map(|v| match v {
+                Value::Binary(b) => {
+                    let data = b
+                        .data
+                        .as_ref()
+                        .ok_or_else(|| format!("binary value {} has no bytes", b.hash))?;
+                    let fitted = idsync_ad_proto::photo::fit(data, self.s.photo_max_bytes)
+                        .map_err(|m| format!("attribute {THUMBNAIL_PHOTO}: {m}"))?;
+                    Ok(match fitted {
+                        std::borrow::Cow::Borrowed(_) => v.clone(),
+                        std::borrow::Cow::Owned(bytes) => Value::Binary(Blob::from_bytes(bytes)),
+                    })
+                }
+                other => Ok(other.clone()),
+            })
+            .collect()
+    }
+
+    /// The export item as AD takes it: `accountDisabled` as the `userAccountControl` bit (read
+    /// from the server for a modify), `thumbnailPhoto` fitted. `Ok(Err)` fails this item only.
+    pub(crate) fn ad_prepare(
+        &mut self,
+        item: &ExportItem,
+    ) -> Result<std::result::Result<ExportItem, String>> {
+        let mut item = item.clone();
+        let is = |n: &AttributeName, s: &str| n.as_str().eq_ignore_ascii_case(s);
+        match &mut item.op {
+            ExportOp::Add {
+                object_classes,
+                attributes,
+            } => {
+                let disabled = attributes
+                    .iter()
+                    .find(|(n, _)| is(n, crate::ACCOUNT_DISABLED))
+                    .and_then(|(_, v)| bool_of(v));
+                let user = object_classes
+                    .iter()
+                    .any(|c| c.eq_ignore_ascii_case("user"));
+                let has_uac = attributes.iter().any(|(n, _)| is(n, "userAccountControl"));
+                if user && !has_uac {
+                    attributes.set(
+                        AttributeName::from("userAccountControl"),
+                        vec![Value::String(new_user_uac(disabled.unwrap_or(false)))],
+                    );
+                }
+                for (n, v) in attributes.iter_mut() {
+                    if is(n, THUMBNAIL_PHOTO) {
+                        match self.fit_photos(v) {
+                            Ok(f) => *v = f,
+                            Err(m) => return Ok(Err(m)),
+                        }
+                    }
+                }
+            }
+            ExportOp::Update { changes, .. } => {
+                let mut disabled = None;
+                for d in changes.iter_mut() {
+                    if is(&d.name, crate::ACCOUNT_DISABLED) {
+                        disabled = match &d.change {
+                            AttributeChange::Replace(v) => bool_of(v),
+                            AttributeChange::Update { add, .. } => bool_of(add),
+                        };
+                    }
+                    if is(&d.name, THUMBNAIL_PHOTO) {
+                        let r = match &mut d.change {
+                            AttributeChange::Replace(v) => self.fit_photos(v).map(|f| *v = f),
+                            AttributeChange::Update { add, .. } => {
+                                self.fit_photos(add).map(|f| *add = f)
+                            }
+                        };
+                        if let Err(m) = r {
+                            return Ok(Err(m));
+                        }
+                    }
+                }
+                changes.retain(|d| !is(&d.name, crate::ACCOUNT_DISABLED));
+                if let Some(disabled) = disabled {
+                    let dn = item.dn.to_string();
+                    let found = self.search_all(
+                        &dn,
+                        Scope::Base,
+                        "(objectClass=*)",
+                        &["userAccountControl"],
+                    )?;
+                    let Some(uac) = found
+                        .first()
+                        .and_then(|e| e.attrs.get("userAccountControl"))
+                        .and_then(|v| v.first())
+                    else {
+                        return Ok(Err(format!(
+                            "{dn} has no userAccountControl to set {} in",
+                            crate::ACCOUNT_DISABLED
+                        )));
+                    };
+                    let Some(new) = idsync_ad_proto::uac_with_disabled(uac, disabled) else {
+                        return Ok(Err(format!(
+                            "{dn}: userAccountControl `{uac}` is not a number"
+                        )));
+                    };
+                    changes.push(AttributeDelta {
+                        name: AttributeName::from("userAccountControl"),
+                        change: AttributeChange::Replace(vec![Value::String(new)]),
+                    });
+                }
+            }
+            ExportOp::Delete => {}
+        }
+        Ok(Ok(item))
+    }
+
     /// One DirSync answer: its entries (continuation references dropped) and the response.
     fn dirsync_page(
         &mut self,

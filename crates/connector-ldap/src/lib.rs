@@ -201,6 +201,11 @@ struct LdapSettings {
     delta: DeltaMethod,
     #[serde(default)]
     profile: Profile,
+    /// The most bytes of a `thumbnailPhoto` written to AD (its `rangeUpper`); a larger photo is
+    /// scaled down (never up) and recompressed to fit. 96x96 and at most 10 KB is Microsoft's
+    /// recommendation.
+    #[serde(default = "default_photo_max")]
+    photo_max_bytes: usize,
     /// Attribute types overriding the server's schema.
     #[serde(default)]
     attribute_types: BTreeMap<String, TypeHint>,
@@ -211,6 +216,9 @@ fn yes() -> bool {
 }
 fn default_timeout() -> u64 {
     60
+}
+fn default_photo_max() -> usize {
+    102_400
 }
 fn default_page() -> i32 {
     1000
@@ -1441,6 +1449,35 @@ impl Connector for LdapConnector {
 
     fn export(&mut self, batch: &[ExportItem]) -> Result<Vec<ExportResult>> {
         self.conn()?;
+        if self.s.profile != Profile::ActiveDirectory {
+            return self.export_items(batch);
+        }
+        // AD: accountDisabled becomes the userAccountControl bit, photos are fitted; an item
+        // that cannot be prepared fails alone.
+        let mut out: Vec<Option<ExportResult>> = vec![None; batch.len()];
+        let mut ready = Vec::with_capacity(batch.len());
+        let mut at = Vec::with_capacity(batch.len());
+        for (i, item) in batch.iter().enumerate() {
+            match self.ad_prepare(item)? {
+                Ok(p) => {
+                    ready.push(p);
+                    at.push(i);
+                }
+                Err(m) => out[i] = Some(ExportResult::Failed(m)),
+            }
+        }
+        for (i, r) in at.into_iter().zip(self.export_items(&ready)?) {
+            out[i] = Some(r);
+        }
+        Ok(out
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| ExportResult::Failed("not sent".to_owned())))
+            .collect())
+    }
+}
+
+impl LdapConnector {
+    fn export_items(&mut self, batch: &[ExportItem]) -> Result<Vec<ExportResult>> {
         let mut out: Vec<Option<ExportResult>> = vec![None; batch.len()];
         let plain = |item: &ExportItem| matches!(item.op, ExportOp::Update { new_dn: None, .. });
         let mut i = 0;

@@ -4,8 +4,10 @@
 //! disabled bit as `accountDisabled`, member/manager as references.
 
 use idsync_connector_ldap::LdapConnector;
-use idsync_connectors::{Connector, ImportChange, ImportSink};
-use idsync_model::{AttributeChange, CsEntry, Reference, Value};
+use idsync_connectors::{Connector, ExportItem, ExportOp, ExportResult, ImportChange, ImportSink};
+use idsync_model::{
+    AttributeChange, AttributeDelta, Attributes, Blob, CsEntry, CsId, Dn, Reference, Value,
+};
 use idsync_testbed::samba::ADMIN_PASSWORD;
 use idsync_testbed::SambaDc;
 
@@ -275,4 +277,195 @@ fn active_directory_full_import() {
         .iter()
         .any(|c| matches!(c, ImportChange::Delete { anchor: Some(a), .. } if *a == bob_anchor)));
     assert!(delta.errors.is_empty(), "{:?}", delta.errors);
+}
+
+/// A noisy JPEG of `side` pixels (noise compresses badly: about 3 bytes a pixel at quality 95).
+fn noisy_jpeg(side: u32) -> Vec<u8> {
+    let mut x: u32 = 12345;
+    let img = image::RgbImage::from_fn(side, side, |_, _| {
+        x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+        image::Rgb([(x >> 16) as u8, (x >> 8) as u8, x as u8])
+    });
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 95)
+        .encode_image(&img)
+        .unwrap();
+    out
+}
+
+fn search(dc: &SambaDc, filter: &str, attrs: &[&str]) -> String {
+    let out = dc
+        .tool("ldapsearch")
+        .args(["-b", dc.base_dn(), "-LLL", "-o", "ldif-wrap=no", filter])
+        .args(attrs)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn active_directory_export() {
+    let dc = SambaDc::start().expect("the Samba AD DC must start for this test");
+    let base = dc.base_dn();
+    dc.modify(&format!(
+        "dn: OU=Staff,{base}\nchangetype: add\nobjectClass: organizationalUnit\n\n\
+         dn: CN=Ann Example,CN=Users,{base}\nchangetype: add\nobjectClass: user\nsAMAccountName: ann\nuserAccountControl: 544\n\n"
+    ))
+    .expect("seed the directory");
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = connector(&dc, dir.path());
+    let item = |dn: &str, op: ExportOp| ExportItem {
+        cs_id: CsId::new("x"),
+        anchor: None,
+        dn: Dn::new(dn),
+        object_type: "person".into(),
+        op,
+    };
+    let photo = noisy_jpeg(1300);
+    assert!(photo.len() > 4_000_000, "{}", photo.len());
+    let mut fay = Attributes::new();
+    fay.set("sAMAccountName", vec![Value::String("fay".into())]);
+    fay.set("displayName", vec![Value::String("Fay".into())]);
+    fay.set("accountDisabled", vec![Value::Boolean(false)]);
+    fay.set(
+        "thumbnailPhoto",
+        vec![Value::Binary(Blob::from_bytes(photo.clone()))],
+    );
+    let mut group = Attributes::new();
+    group.set("sAMAccountName", vec![Value::String("grp2".into())]);
+    group.set(
+        "member",
+        vec![Value::Reference(Reference::Dn(Dn::new(format!(
+            "CN=Fay New,CN=Users,{base}"
+        ))))],
+    );
+    let mut dup = Attributes::new();
+    dup.set("sAMAccountName", vec![Value::String("ann".into())]);
+    let fay_dn = format!("CN=Fay New,CN=Users,{base}");
+    let grp_dn = format!("CN=grp2,CN=Users,{base}");
+    let results = c
+        .export(&[
+            item(
+                &fay_dn,
+                ExportOp::Add {
+                    object_classes: vec!["user".into()],
+                    attributes: fay,
+                },
+            ),
+            item(
+                &grp_dn,
+                ExportOp::Add {
+                    object_classes: vec!["group".into()],
+                    attributes: group,
+                },
+            ),
+            // AD refuses a second account named `ann`: that item fails with the server's word.
+            item(
+                &format!("CN=Ann Twin,CN=Users,{base}"),
+                ExportOp::Add {
+                    object_classes: vec!["user".into()],
+                    attributes: dup,
+                },
+            ),
+        ])
+        .unwrap();
+    assert!(
+        matches!(results[0], ExportResult::Applied { .. }),
+        "{results:?}"
+    );
+    assert!(
+        matches!(results[1], ExportResult::Applied { .. }),
+        "{results:?}"
+    );
+    let ExportResult::Failed(m) = &results[2] else {
+        panic!("a duplicate sAMAccountName is refused: {results:?}")
+    };
+    assert!(
+        m.contains('(') && m.len() > 20,
+        "the server's message is kept: {m}"
+    );
+
+    // The photo was fitted under AD's limit; the account is enabled.
+    let out = search(
+        &dc,
+        "(sAMAccountName=fay)",
+        &["thumbnailPhoto", "userAccountControl"],
+    );
+    let b64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("thumbnailPhoto:: "))
+        .expect("thumbnailPhoto written");
+    use base64::Engine;
+    let stored = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap();
+    assert!(stored.len() <= 102_400, "{}", stored.len());
+    image::load_from_memory(&stored).expect("a readable image");
+    assert!(out.contains("userAccountControl: 544"), "{out}");
+    assert!(search(&dc, "(sAMAccountName=grp2)", &["member"]).contains("member: CN=Fay New"));
+
+    // Value-level member change, an attribute change, disabling, rename with move, delete.
+    let results = c
+        .export(&[
+            item(
+                &grp_dn,
+                ExportOp::Update {
+                    new_dn: None,
+                    changes: vec![AttributeDelta {
+                        name: "member".into(),
+                        change: AttributeChange::Update {
+                            add: vec![Value::Reference(Reference::Dn(Dn::new(format!(
+                                "CN=Ann Example,CN=Users,{base}"
+                            ))))],
+                            remove: vec![Value::Reference(Reference::Dn(Dn::new(fay_dn.clone())))],
+                        },
+                    }],
+                },
+            ),
+            item(
+                &fay_dn,
+                ExportOp::Update {
+                    new_dn: Some(Dn::new(format!("CN=Fay Moved,OU=Staff,{base}"))),
+                    changes: vec![
+                        AttributeDelta {
+                            name: "displayName".into(),
+                            change: AttributeChange::Replace(vec![Value::String("Fay M".into())]),
+                        },
+                        AttributeDelta {
+                            name: "accountDisabled".into(),
+                            change: AttributeChange::Replace(vec![Value::Boolean(true)]),
+                        },
+                    ],
+                },
+            ),
+        ])
+        .unwrap();
+    assert!(
+        results
+            .iter()
+            .all(|r| matches!(r, ExportResult::Applied { .. })),
+        "{results:?}"
+    );
+    let g = search(&dc, "(sAMAccountName=grp2)", &["member"]);
+    assert!(g.contains("member: CN=Ann Example"), "{g}");
+    assert!(!g.contains("Fay"), "{g}");
+    let f = search(
+        &dc,
+        "(sAMAccountName=fay)",
+        &["displayName", "userAccountControl"],
+    );
+    assert!(
+        f.starts_with(&format!("dn: CN=Fay Moved,OU=Staff,{base}")),
+        "{f}"
+    );
+    assert!(f.contains("displayName: Fay M"), "{f}");
+    assert!(f.contains("userAccountControl: 546"), "{f}");
+
+    let results = c.export(&[item(&grp_dn, ExportOp::Delete)]).unwrap();
+    assert!(
+        matches!(results[0], ExportResult::Applied { .. }),
+        "{results:?}"
+    );
+    let gone = search(&dc, "(sAMAccountName=grp2)", &["cn"]);
+    assert!(!gone.contains("dn: CN=grp2"), "{gone}");
 }
