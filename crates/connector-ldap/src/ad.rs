@@ -25,6 +25,94 @@ use std::collections::HashMap;
 /// The most bytes the server puts in one DirSync answer (it then says there is more).
 const DIRSYNC_MAX_BYTES: i64 = 1 << 20;
 
+/// Reads the rest of every ranged attribute of an entry (AD returns at most `MaxValRange`
+/// values, 1,500 by default, as `member;range=0-1499`; the next ranges are asked for by name
+/// until the last one, `member;range=N-*`), so the entry carries all the values under the plain
+/// attribute name.
+pub(crate) async fn complete_ranges(
+    ldap: &mut ldap3::Ldap,
+    timeout: std::time::Duration,
+    e: &mut SearchEntry,
+) -> std::result::Result<(), String> {
+    let ranged: Vec<String> = e
+        .attrs
+        .keys()
+        .chain(e.bin_attrs.keys())
+        .filter(|k| idsync_ad_proto::parse_range(k).is_some())
+        .cloned()
+        .collect();
+    for key in ranged {
+        let Some(first) = idsync_ad_proto::parse_range(&key) else {
+            continue;
+        };
+        let text = e.attrs.contains_key(&key);
+        let mut values: Vec<Vec<u8>> = match e.attrs.remove(&key) {
+            Some(v) => v.into_iter().map(String::into_bytes).collect(),
+            None => e.bin_attrs.remove(&key).unwrap_or_default(),
+        };
+        let mut end = first.end;
+        while let Some(last) = end {
+            let want = format!("{};range={}-*", first.attribute, last + 1);
+            let ldap3::SearchResult(found, res) = ldap
+                .with_timeout(timeout)
+                .search(&e.dn, Scope::Base, "(objectClass=*)", vec![want.as_str()])
+                .await
+                .map_err(|err| format!("{}: reading {want}: {err}", e.dn))?;
+            if res.rc != 0 {
+                return Err(format!(
+                    "{}: reading {want}: {} ({}) {}",
+                    e.dn,
+                    crate::rc_name(res.rc),
+                    res.rc,
+                    res.text
+                ));
+            }
+            let Some(next) = found
+                .into_iter()
+                .filter(|r| !r.is_ref())
+                .map(SearchEntry::construct)
+                .next()
+            else {
+                break;
+            };
+            let mut got = None;
+            for (k, v) in next.attrs {
+                if let Some(r) = idsync_ad_proto::parse_range(&k) {
+                    got = Some(r.end);
+                    values.extend(v.into_iter().map(String::into_bytes));
+                }
+            }
+            for (k, v) in next.bin_attrs {
+                if let Some(r) = idsync_ad_proto::parse_range(&k) {
+                    got = Some(r.end);
+                    values.extend(v);
+                }
+            }
+            match got {
+                Some(Some(n)) if n <= last => {
+                    return Err(format!(
+                        "{}: the server answered {want} with no progress",
+                        e.dn
+                    ))
+                }
+                Some(n) => end = n,
+                // No range in the answer: the values were all read.
+                None => break,
+            }
+        }
+        if text {
+            let t: Vec<String> = values
+                .into_iter()
+                .map(|v| String::from_utf8_lossy(&v).into_owned())
+                .collect();
+            e.attrs.insert(first.attribute, t);
+        } else {
+            e.bin_attrs.insert(first.attribute, values);
+        }
+    }
+    Ok(())
+}
+
 pub(crate) const WATERMARK_PREFIX: &str = "dirsync:";
 
 pub(crate) fn encode(cookies: &[Vec<u8>]) -> String {

@@ -522,7 +522,7 @@ impl LdapConnector {
         self.s
             .attributes
             .iter()
-            .any(|a| a.eq_ignore_ascii_case(name))
+            .any(|a| base_name(a).eq_ignore_ascii_case(name))
             || name.eq_ignore_ascii_case(&self.anchor)
     }
 
@@ -735,6 +735,8 @@ impl LdapConnector {
                 .as_ref()
                 .ok_or_else(|| Error::Sink("no connection".into()))?;
             let mut ldap = c.ldap.clone();
+            let mut ranges = c.ldap.clone();
+            let ad = this.s.profile == Profile::ActiveDirectory;
             let timeout = c.timeout;
             let mut failure: Option<Error> = None;
             let r = guarded("paged search", || {
@@ -761,7 +763,10 @@ impl LdapConnector {
                             Ok(None) => break,
                             Err(e) => return Err(e),
                         };
-                        let e = SearchEntry::construct(re);
+                        let mut e = SearchEntry::construct(re);
+                        if ad {
+                            ad::complete_ranges(&mut ranges, timeout, &mut e).await?;
+                        }
                         let Some((entry, modified)) = this.to_entry(e, sink) else {
                             continue;
                         };

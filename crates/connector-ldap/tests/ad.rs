@@ -469,3 +469,46 @@ fn active_directory_export() {
     let gone = search(&dc, "(sAMAccountName=grp2)", &["cn"]);
     assert!(!gone.contains("dn: CN=grp2"), "{gone}");
 }
+
+/// Samba (unlike Windows AD, whose MaxValRange is 1,500) returns every value unless a range is
+/// asked for: the connector is told to ask for `member;range=0-49`, so the server answers in
+/// ranges and the connector reads the rest range by range, as it does on AD above 1,500.
+#[test]
+fn a_ranged_member_attribute_is_read_whole() {
+    let dc = SambaDc::start().expect("the Samba AD DC must start for this test");
+    let base = dc.base_dn();
+    let n = 160;
+    let mut ldif = String::new();
+    for i in 0..n {
+        ldif.push_str(&format!(
+            "dn: CN=m{i},CN=Users,{base}\nchangetype: add\nobjectClass: contact\n\n"
+        ));
+    }
+    ldif.push_str(&format!(
+        "dn: CN=big,CN=Users,{base}\nchangetype: add\nobjectClass: group\nsAMAccountName: big\n"
+    ));
+    for i in 0..n {
+        ldif.push_str(&format!("member: CN=m{i},CN=Users,{base}\n"));
+    }
+    ldif.push('\n');
+    dc.modify(&ldif).expect("seed the directory");
+    let ranged = search(&dc, "(sAMAccountName=big)", &["member;range=0-49"]);
+    assert!(ranged.contains("member;range=0-49:"), "{ranged}");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("pw"), ADMIN_PASSWORD).unwrap();
+    let settings = format!(
+        "url = \"{}\"\nbind_dn = \"{}\"\nbind_password = \"file:pw\"\nbase_dns = [\"{}\"]\nprofile = \"active-directory\"\nattributes = [\"member;range=0-49\", \"sAMAccountName\"]\n",
+        dc.url(),
+        dc.bind_dn(),
+        base
+    );
+    let t: toml::Table = toml::from_str(&settings).unwrap();
+    let mut c = LdapConnector::new("ad".into(), &t, dir.path()).unwrap();
+    let mut sink = Collect::default();
+    c.full_import(&mut sink).expect("full import");
+    let big = by_cn(&sink.entries, "big");
+    let members = refs(big, "member");
+    assert_eq!(members.len(), n, "every member read");
+    assert!(members.contains(&format!("cn=m159,cn=users,{base}").to_ascii_lowercase()));
+    assert!(sink.errors.is_empty(), "{:?}", sink.errors);
+}
