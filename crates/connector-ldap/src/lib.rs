@@ -15,8 +15,16 @@
 //!   rest of the batch goes on.
 //!
 //! Directory dialects differ in their anchor, delta method and a few attributes: [`Profile`]
-//! holds those differences so that an Active Directory profile (objectGUID, DirSync, ranged
-//! members) can be added beside OpenLDAP's on the same code. Protocol types stay in this crate.
+//! holds those differences. The Active Directory profile (`profile = "active-directory"`, see
+//! `ad.rs`) anchors on objectGUID's text form, reads users, contacts and groups (computer
+//! accounts counted as filtered), derives the boolean `accountDisabled` from
+//! `userAccountControl`, reads ranged attributes whole, imports deltas by DirSync (changed
+//! attributes merged as modifies, member changes at value level, tombstones as deletes) and fits
+//! `thumbnailPhoto` under `photo_max_bytes` on export. AD's protocol pieces without I/O (the
+//! DirSync control, GUID forms, ranges, account flags, photo fitting) are in `idsync-ad-proto`.
+//!
+//! Not done yet for AD: removing references to a deleted object from the groups that held it
+//! (Samba's DirSync does not report that link removal), and the `uSNChanged` polling fallback.
 
 mod ad;
 mod conn;
