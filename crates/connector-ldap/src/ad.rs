@@ -114,6 +114,9 @@ pub(crate) async fn complete_ranges(
 }
 
 pub(crate) const WATERMARK_PREFIX: &str = "dirsync:";
+/// The watermark of the `uSNChanged` fallback: `usnChanged:N`, N the root DSE's
+/// `highestCommittedUSN` before the read.
+pub(crate) const USN_PREFIX: &str = "usnChanged:";
 
 pub(crate) fn encode(cookies: &[Vec<u8>]) -> String {
     use base64::Engine;
@@ -161,6 +164,23 @@ fn bool_of(values: &[Value]) -> Option<bool> {
 }
 
 impl LdapConnector {
+    /// The watermark of now, taken before a read: DirSync cookies, or the highest committed USN
+    /// with `delta = "usn-changed"`.
+    pub(crate) fn ad_watermark_now(&mut self) -> Result<String> {
+        if self.s.delta != crate::DeltaMethod::UsnChanged {
+            return Ok(encode(&self.dirsync_fresh_cookies()?));
+        }
+        self.conn()?;
+        let root = self.search_all("", Scope::Base, "(objectClass=*)", &["highestCommittedUSN"])?;
+        let usn = root
+            .first()
+            .and_then(|e| e.attrs.get("highestCommittedUSN"))
+            .and_then(|v| v.first())
+            .and_then(|v| v.parse::<u64>().ok())
+            .ok_or_else(|| self.err("the root DSE has no readable highestCommittedUSN"))?;
+        Ok(format!("{USN_PREFIX}{usn}"))
+    }
+
     /// Fits photo values under the configured limit.
     fn fit_photos(&self, values: &[Value]) -> std::result::Result<Vec<Value>, String> {
         values

@@ -23,8 +23,12 @@
 //! `thumbnailPhoto` under `photo_max_bytes` on export. AD's protocol pieces without I/O (the
 //! DirSync control, GUID forms, ranges, account flags, photo fitting) are in `idsync-ad-proto`.
 //!
+//! With `delta = "usn-changed"` the AD profile polls `uSNChanged` against the root DSE's
+//! `highestCommittedUSN` instead (changed objects read whole; deletes found by the next full
+//! import).
+//!
 //! Not done yet for AD: removing references to a deleted object from the groups that held it
-//! (Samba's DirSync does not report that link removal), and the `uSNChanged` polling fallback.
+//! (Samba's DirSync does not report that link removal).
 
 mod ad;
 mod conn;
@@ -172,6 +176,10 @@ pub enum DeltaMethod {
     Auto,
     Syncrepl,
     ModifyTimestamp,
+    /// Active Directory: `uSNChanged` polling against the root DSE's `highestCommittedUSN`
+    /// instead of DirSync (changed objects read whole; deletes are found by the next full
+    /// import).
+    UsnChanged,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -275,6 +283,11 @@ impl LdapConnector {
                     .to_owned(),
             ));
         }
+        if s.delta == DeltaMethod::UsnChanged && s.profile != Profile::ActiveDirectory {
+            return Err(cfg(
+                "delta = \"usn-changed\" needs profile = \"active-directory\"".to_owned(),
+            ));
+        }
         if s.base_dns.is_empty() {
             return Err(cfg("base_dns must name at least one base DN".to_owned()));
         }
@@ -326,7 +339,7 @@ impl LdapConnector {
                 _ if s.profile == Profile::ActiveDirectory => Some(false),
                 DeltaMethod::Auto => None,
                 DeltaMethod::Syncrepl => Some(true),
-                DeltaMethod::ModifyTimestamp => Some(false),
+                DeltaMethod::ModifyTimestamp | DeltaMethod::UsnChanged => Some(false),
             },
             id,
             s,
@@ -1015,10 +1028,10 @@ impl LdapConnector {
     /// Reads everything as a delta import that turned full, with the reason.
     fn delta_as_full(&mut self, sink: &mut dyn ImportSink, why: &str) -> Result<DeltaOutcome> {
         if self.s.profile == Profile::ActiveDirectory {
-            let cookies = self.dirsync_fresh_cookies()?;
+            let w = self.ad_watermark_now()?;
             self.read_all(&self.base_filter(), sink, false)?;
             return Ok(DeltaOutcome {
-                watermark: Some(ad::encode(&cookies)),
+                watermark: Some(w),
                 method: format!("a full read ({why})"),
                 full: true,
             });
@@ -1364,9 +1377,8 @@ impl Connector for LdapConnector {
         // again in the next delta (an upsert), rather than being lost.
         self.after_full = None;
         if self.s.profile == Profile::ActiveDirectory {
-            let cookies = self.dirsync_fresh_cookies()?;
+            self.after_full = Some(self.ad_watermark_now()?);
             self.read_all(&self.base_filter(), sink, false)?;
-            self.after_full = Some(ad::encode(&cookies));
             return Ok(());
         }
         let cookies = if self.use_syncrepl()? {
@@ -1397,6 +1409,22 @@ impl Connector for LdapConnector {
         let Some(w) = watermark else {
             return self.delta_as_full(sink, "no watermark yet");
         };
+        if self.s.profile == Profile::ActiveDirectory && self.s.delta == DeltaMethod::UsnChanged {
+            let Some(since) = w
+                .strip_prefix(ad::USN_PREFIX)
+                .and_then(|n| n.parse::<u64>().ok())
+            else {
+                return self.delta_as_full(sink, "the watermark is not a uSNChanged");
+            };
+            let next = self.ad_watermark_now()?;
+            let filter = format!("(&{}(uSNChanged>={}))", self.base_filter(), since + 1);
+            self.read_all(&filter, sink, true)?;
+            return Ok(DeltaOutcome {
+                watermark: Some(next),
+                method: "uSNChanged polling (adds, changes and renames read whole; deletes are found by the next full import)".to_owned(),
+                full: false,
+            });
+        }
         if self.s.profile == Profile::ActiveDirectory {
             let Some(cookies) = ad::decode(w, self.s.base_dns.len()) else {
                 return self.delta_as_full(

@@ -468,6 +468,48 @@ fn active_directory_export() {
     );
     let gone = search(&dc, "(sAMAccountName=grp2)", &["cn"]);
     assert!(!gone.contains("dn: CN=grp2"), "{gone}");
+
+    // The uSNChanged fallback: the highest committed USN as watermark, changed objects whole.
+    let settings = format!(
+        "url = \"{}\"\nbind_dn = \"{}\"\nbind_password = \"file:pw\"\nbase_dns = [\"{base}\"]\nprofile = \"active-directory\"\ndelta = \"usn-changed\"\n",
+        dc.url(),
+        dc.bind_dn(),
+    );
+    let t: toml::Table = toml::from_str(&settings).unwrap();
+    let mut c = LdapConnector::new("ad".into(), &t, dir.path()).unwrap();
+    c.full_import(&mut Collect::default()).unwrap();
+    let w = c.watermark_after_full_import().unwrap().unwrap();
+    assert!(w.starts_with("usnChanged:"), "{w}");
+    dc.modify(&format!(
+        "dn: CN=Ann Example,CN=Users,{base}\nchangetype: modify\nreplace: displayName\ndisplayName: Ann U\n-\n\n"
+    ))
+    .unwrap();
+    let mut sink = Collect::default();
+    let out = c.delta_import(Some(&w), &mut sink).unwrap();
+    assert!(
+        out.method.contains("uSNChanged") && !out.full,
+        "{}",
+        out.method
+    );
+    assert_eq!(sink.changes.len(), 1, "{:?}", sink.changes);
+    let ImportChange::Upsert(ann) = &sink.changes[0] else {
+        panic!("{:?}", sink.changes)
+    };
+    assert_eq!(
+        ann.attributes.get("displayName"),
+        Some(&[Value::String("Ann U".into())][..])
+    );
+    assert!(ann.attributes.get("sAMAccountName").is_some(), "read whole");
+    let next = out.watermark.unwrap();
+    assert!(next > w || next.len() > w.len(), "{w} -> {next}");
+    // Only for AD.
+    let t: toml::Table =
+        toml::from_str(&settings.replace("profile = \"active-directory\"\n", "")).unwrap();
+    let err = LdapConnector::new("ad".into(), &t, dir.path())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("usn-changed"), "{err}");
 }
 
 /// Samba (unlike Windows AD, whose MaxValRange is 1,500) returns every value unless a range is
