@@ -498,6 +498,14 @@ impl LdapConnector {
 
     fn base_filter(&self) -> String {
         match &self.s.filter {
+            // AD reads users, contacts and groups only, narrowed by the configured filter.
+            Some(f) if self.s.profile == Profile::ActiveDirectory => {
+                if f.starts_with('(') {
+                    format!("(&{AD_OBJECTS}{f})")
+                } else {
+                    format!("(&{AD_OBJECTS}({f}))")
+                }
+            }
             Some(f) if f.starts_with('(') => f.clone(),
             Some(f) => format!("({f})"),
             None => match self.s.profile {

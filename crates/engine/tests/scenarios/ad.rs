@@ -171,3 +171,101 @@ fn active_directory_full_and_dirsync_delta_across_an_engine_restart() {
         r.notes
     );
 }
+
+/// A noisy JPEG of `side` pixels (noise compresses badly: several MB at this size).
+fn noisy_jpeg(side: u32) -> Vec<u8> {
+    let mut x: u32 = 12345;
+    let img = image::RgbImage::from_fn(side, side, |_, _| {
+        x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+        image::Rgb([(x >> 16) as u8, (x >> 8) as u8, x as u8])
+    });
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 95)
+        .encode_image(&img)
+        .unwrap();
+    out
+}
+
+#[test]
+fn a_5mb_photo_reaches_thumbnail_photo_under_100kb() {
+    use base64::Engine as _;
+    let dc = SambaDc::start().expect("the Samba AD DC must start for this test");
+    let base = dc.base_dn();
+    dc.modify(&format!(
+        "dn: OU=Staff,{base}\nchangetype: add\nobjectClass: organizationalUnit\n\n"
+    ))
+    .unwrap();
+    let photo = noisy_jpeg(1500);
+    assert!(photo.len() > 5_000_000, "{}", photo.len());
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&photo);
+    let config = format!(
+        r#"{DIRECTORY}
+[[connector]]
+name = "ad"
+type = "ldap"
+role = "target"
+profile = "active-directory"
+url = "{url}"
+bind_dn = "{bind}"
+bind_password = "file:ad.pw"
+base_dns = ["{base}"]
+filter = "(!(isCriticalSystemObject=TRUE))"
+
+[[connector.object_type]]
+name = "person"
+object_classes = ["user"]
+
+[[provision]]
+connector = "ad"
+dn = "CN={{uid}},OU=Staff,{base}"
+object_classes = ["user"]
+{}{}{}{}{}"#,
+        import_flow("directory", "uid", "uid"),
+        import_flow("directory", "photo", "jpegPhoto"),
+        export_flow("ad", "sAMAccountName", "uid"),
+        export_flow("ad", "thumbnailPhoto", "photo"),
+        "",
+        url = dc.url(),
+        bind = dc.bind_dn(),
+    );
+    let ldif = person("ann", "a-1", &[&format!("jpegPhoto:: {b64}")]);
+    let mut env = Env::new(
+        &config,
+        &[
+            ("ad.pw", ADMIN_PASSWORD.as_bytes()),
+            ("directory.ldif", ldif.as_bytes()),
+        ],
+    );
+    let r = env.cycle(idsync_engine::CycleKind::Full);
+    let exported: u64 = r.steps.iter().map(|s| s.stats.exported).sum();
+    assert_eq!(
+        exported,
+        1,
+        "{:?}",
+        r.steps.iter().map(|s| &s.stats).collect::<Vec<_>>()
+    );
+    let out = dc
+        .tool("ldapsearch")
+        .args([
+            "-b",
+            base,
+            "-LLL",
+            "-o",
+            "ldif-wrap=no",
+            "(sAMAccountName=ann)",
+            "thumbnailPhoto",
+        ])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&out.stdout);
+    let stored = out
+        .lines()
+        .find_map(|l| l.strip_prefix("thumbnailPhoto:: "))
+        .expect("thumbnailPhoto written");
+    let stored = base64::engine::general_purpose::STANDARD
+        .decode(stored)
+        .unwrap();
+    assert!(stored.len() <= 102_400, "{}", stored.len());
+    // Known gap: the fitted bytes differ from the profile's photo, so a later cycle finds the
+    // photo changed and exports it again (same fitted bytes). Not asserted here yet.
+}
