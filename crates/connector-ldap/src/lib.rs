@@ -15,9 +15,22 @@
 //!   rest of the batch goes on.
 //!
 //! Directory dialects differ in their anchor, delta method and a few attributes: [`Profile`]
-//! holds those differences so that an Active Directory profile (objectGUID, DirSync, ranged
-//! members) can be added beside OpenLDAP's on the same code. Protocol types stay in this crate.
+//! holds those differences. The Active Directory profile (`profile = "active-directory"`, see
+//! `ad.rs`) anchors on objectGUID's text form, reads users, contacts and groups (computer
+//! accounts counted as filtered), derives the boolean `accountDisabled` from
+//! `userAccountControl`, reads ranged attributes whole, imports deltas by DirSync (changed
+//! attributes merged as modifies, member changes at value level, tombstones as deletes) and fits
+//! `thumbnailPhoto` under `photo_max_bytes` on export. AD's protocol pieces without I/O (the
+//! DirSync control, GUID forms, ranges, account flags, photo fitting) are in `idsync-ad-proto`.
+//!
+//! With `delta = "usn-changed"` the AD profile polls `uSNChanged` against the root DSE's
+//! `highestCommittedUSN` instead (changed objects read whole; deletes found by the next full
+//! import).
+//!
+//! Not done yet for AD: removing references to a deleted object from the groups that held it
+//! (Samba's DirSync does not report that link removal).
 
+mod ad;
 mod conn;
 pub mod escape;
 mod schema;
@@ -51,12 +64,23 @@ pub enum Profile {
     /// OpenLDAP (and other RFC 4533 servers): entryUUID anchors, syncrepl deltas.
     #[default]
     Openldap,
+    /// Active Directory (and Samba AD): objectGUID anchors in their usual text form, DirSync
+    /// deltas, user/contact/group objects with computer accounts filtered, and the
+    /// `userAccountControl` disabled bit as the boolean attribute `accountDisabled`.
+    ActiveDirectory,
 }
+
+/// The boolean attribute the Active Directory profile derives from `userAccountControl`.
+pub const ACCOUNT_DISABLED: &str = "accountDisabled";
+
+/// What the Active Directory profile reads when no filter is configured.
+const AD_OBJECTS: &str = "(|(objectClass=user)(objectClass=contact)(objectClass=group))";
 
 impl Profile {
     fn default_anchor(self) -> &'static str {
         match self {
             Profile::Openldap => "entryUUID",
+            Profile::ActiveDirectory => "objectGUID",
         }
     }
 
@@ -64,13 +88,15 @@ impl Profile {
     fn anchor_text(self, raw: &[u8]) -> String {
         match self {
             Profile::Openldap => String::from_utf8_lossy(raw).into_owned(),
+            Profile::ActiveDirectory => idsync_ad_proto::guid_text(raw)
+                .unwrap_or_else(|| raw.iter().map(|x| format!("{x:02x}")).collect()),
         }
     }
 
     /// The anchor as a syncrepl state control names it (16 raw bytes of the entryUUID).
     fn anchor_of_sync_uuid(self, raw: &[u8]) -> String {
         match self {
-            Profile::Openldap => uuid_text(raw),
+            Profile::Openldap | Profile::ActiveDirectory => uuid_text(raw),
         }
     }
 
@@ -89,8 +115,39 @@ impl Profile {
             "structuralobjectclass",
             "contextcsn",
         ];
+        // What AD maintains itself (system-only or constructed) and refuses on add.
+        const AD_OPS: &[&str] = &[
+            "objectguid",
+            "objectsid",
+            "whencreated",
+            "whenchanged",
+            "usncreated",
+            "usnchanged",
+            "distinguishedname",
+            "instancetype",
+            "objectcategory",
+            "dscorepropagationdata",
+            "name",
+            "samaccounttype",
+            "pwdlastset",
+            "badpwdcount",
+            "badpasswordtime",
+            "lastlogon",
+            "lastlogoff",
+            "lastlogontimestamp",
+            "logoncount",
+            "memberof",
+            "isdeleted",
+            "modifytimestamp",
+            "createtimestamp",
+            "accountdisabled",
+        ];
+        let lower = name.to_ascii_lowercase();
         match self {
-            Profile::Openldap => OPS.contains(&name.to_ascii_lowercase().as_str()),
+            Profile::Openldap => OPS.contains(&lower.as_str()),
+            Profile::ActiveDirectory => {
+                AD_OPS.contains(&lower.as_str()) || idsync_ad_proto::is_secret_attribute(&lower)
+            }
         }
     }
 }
@@ -119,6 +176,10 @@ pub enum DeltaMethod {
     Auto,
     Syncrepl,
     ModifyTimestamp,
+    /// Active Directory: `uSNChanged` polling against the root DSE's `highestCommittedUSN`
+    /// instead of DirSync (changed objects read whole; deletes are found by the next full
+    /// import).
+    UsnChanged,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -156,6 +217,11 @@ struct LdapSettings {
     delta: DeltaMethod,
     #[serde(default)]
     profile: Profile,
+    /// The most bytes of a `thumbnailPhoto` written to AD (its `rangeUpper`); a larger photo is
+    /// scaled down (never up) and recompressed to fit. 96x96 and at most 10 KB is Microsoft's
+    /// recommendation.
+    #[serde(default = "default_photo_max")]
+    photo_max_bytes: usize,
     /// Attribute types overriding the server's schema.
     #[serde(default)]
     attribute_types: BTreeMap<String, TypeHint>,
@@ -166,6 +232,9 @@ fn yes() -> bool {
 }
 fn default_timeout() -> u64 {
     60
+}
+fn default_photo_max() -> usize {
+    102_400
 }
 fn default_page() -> i32 {
     1000
@@ -212,6 +281,11 @@ impl LdapConnector {
             return Err(cfg(
                 "url must not carry credentials: use bind_dn and bind_password = \"env:NAME\""
                     .to_owned(),
+            ));
+        }
+        if s.delta == DeltaMethod::UsnChanged && s.profile != Profile::ActiveDirectory {
+            return Err(cfg(
+                "delta = \"usn-changed\" needs profile = \"active-directory\"".to_owned(),
             ));
         }
         if s.base_dns.is_empty() {
@@ -261,9 +335,11 @@ impl LdapConnector {
                 .unwrap_or_else(|| s.profile.default_anchor().to_owned()),
             types: AttributeTypes::new(&s.attribute_types),
             syncrepl: match s.delta {
+                // AD has no syncrepl: its deltas are DirSync's.
+                _ if s.profile == Profile::ActiveDirectory => Some(false),
                 DeltaMethod::Auto => None,
                 DeltaMethod::Syncrepl => Some(true),
-                DeltaMethod::ModifyTimestamp => Some(false),
+                DeltaMethod::ModifyTimestamp | DeltaMethod::UsnChanged => Some(false),
             },
             id,
             s,
@@ -422,9 +498,20 @@ impl LdapConnector {
 
     fn base_filter(&self) -> String {
         match &self.s.filter {
+            // AD reads users, contacts and groups only, narrowed by the configured filter.
+            Some(f) if self.s.profile == Profile::ActiveDirectory => {
+                if f.starts_with('(') {
+                    format!("(&{AD_OBJECTS}{f})")
+                } else {
+                    format!("(&{AD_OBJECTS}({f}))")
+                }
+            }
             Some(f) if f.starts_with('(') => f.clone(),
             Some(f) => format!("({f})"),
-            None => "(objectClass=*)".to_owned(),
+            None => match self.s.profile {
+                Profile::Openldap => "(objectClass=*)".to_owned(),
+                Profile::ActiveDirectory => AD_OBJECTS.to_owned(),
+            },
         }
     }
 
@@ -436,7 +523,18 @@ impl LdapConnector {
         } else {
             self.s.attributes.clone()
         };
-        for extra in ["objectClass", self.anchor.as_str(), "modifyTimestamp"] {
+        let ad = self.s.profile == Profile::ActiveDirectory;
+        let extras: &[&str] = if ad {
+            &[
+                "objectClass",
+                self.anchor.as_str(),
+                "modifyTimestamp",
+                "userAccountControl",
+            ]
+        } else {
+            &["objectClass", self.anchor.as_str(), "modifyTimestamp"]
+        };
+        for &extra in extras {
             if !a.iter().any(|x| x.eq_ignore_ascii_case(extra)) {
                 a.push(extra.to_owned());
             }
@@ -453,8 +551,48 @@ impl LdapConnector {
         self.s
             .attributes
             .iter()
-            .any(|a| a.eq_ignore_ascii_case(name))
+            .any(|a| base_name(a).eq_ignore_ascii_case(name))
             || name.eq_ignore_ascii_case(&self.anchor)
+    }
+
+    /// Values typed by the schema's (or the settings') type; a value the type does not fit is
+    /// kept as text and reported on the object.
+    fn typed_values(
+        &self,
+        dn: &str,
+        name: &str,
+        values: Vec<Vec<u8>>,
+        sink: &mut dyn ImportSink,
+    ) -> Vec<Value> {
+        let hint = self.types.hint(name);
+        let mut typed = Vec::with_capacity(values.len());
+        for v in values {
+            // Text is the common case: no second pass over the bytes.
+            let v = if hint == TypeHint::String {
+                match String::from_utf8(v) {
+                    Ok(t) => {
+                        typed.push(Value::String(t));
+                        continue;
+                    }
+                    Err(e) => e.into_bytes(),
+                }
+            } else {
+                v
+            };
+            let fallback =
+                (hint != TypeHint::Binary).then(|| String::from_utf8_lossy(&v).into_owned());
+            match self.types.from_bytes(name, v) {
+                Ok(t) => typed.push(t),
+                Err(m) => {
+                    sink.object_error(
+                        format!("{}, attribute {name}", dn),
+                        format!("{m}; kept as text"),
+                    );
+                    typed.push(Value::String(fallback.unwrap_or_default()));
+                }
+            }
+        }
+        typed
     }
 
     /// Turns a search entry into a connector-space entry, with its modifyTimestamp. A value
@@ -468,6 +606,8 @@ impl LdapConnector {
         let mut attributes = Attributes::new();
         let mut anchor = None;
         let mut modified = None;
+        let mut uac = None;
+        let ad = self.s.profile == Profile::ActiveDirectory;
         let text = e.attrs.into_iter().map(|(k, v)| {
             let v: Vec<Vec<u8>> = v.into_iter().map(String::into_bytes).collect();
             (k, v)
@@ -490,38 +630,40 @@ impl LdapConnector {
             if name.eq_ignore_ascii_case(&self.anchor) {
                 anchor = values.first().map(|v| self.s.profile.anchor_text(v));
             }
+            if ad && name.eq_ignore_ascii_case("userAccountControl") {
+                uac = values
+                    .first()
+                    .map(|v| String::from_utf8_lossy(v).into_owned());
+            }
+            if ad && idsync_ad_proto::is_secret_attribute(name) {
+                continue;
+            }
             if !self.wanted(name) {
                 continue;
             }
-            let hint = self.types.hint(name);
-            let mut typed = Vec::with_capacity(values.len());
-            for v in values {
-                // Text is the common case: no second pass over the bytes.
-                let v = if hint == TypeHint::String {
-                    match String::from_utf8(v) {
-                        Ok(t) => {
-                            typed.push(Value::String(t));
-                            continue;
-                        }
-                        Err(e) => e.into_bytes(),
-                    }
-                } else {
-                    v
-                };
-                let fallback =
-                    (hint != TypeHint::Binary).then(|| String::from_utf8_lossy(&v).into_owned());
-                match self.types.from_bytes(name, v) {
-                    Ok(t) => typed.push(t),
-                    Err(m) => {
-                        sink.object_error(
-                            format!("{}, attribute {name}", e.dn),
-                            format!("{m}; kept as text"),
-                        );
-                        typed.push(Value::String(fallback.unwrap_or_default()));
-                    }
+            let typed = self.typed_values(&e.dn, name, values, sink);
+            attributes.set(AttributeName::from(name), typed);
+        }
+        if ad {
+            if object_classes
+                .iter()
+                .any(|c| c.eq_ignore_ascii_case("computer"))
+            {
+                sink.filtered("computer account (the active-directory profile reads users, contacts and groups)");
+                return None;
+            }
+            if let Some(u) = &uac {
+                match idsync_ad_proto::uac_disabled(u) {
+                    Some(d) => attributes.set(
+                        AttributeName::from(ACCOUNT_DISABLED),
+                        vec![Value::Boolean(d)],
+                    ),
+                    None => sink.object_error(
+                        format!("{}, attribute userAccountControl", e.dn),
+                        format!("`{u}` is not a number: {ACCOUNT_DISABLED} not set"),
+                    ),
                 }
             }
-            attributes.set(AttributeName::from(name), typed);
         }
         let Some(anchor) = anchor else {
             sink.object_error(
@@ -622,6 +764,8 @@ impl LdapConnector {
                 .as_ref()
                 .ok_or_else(|| Error::Sink("no connection".into()))?;
             let mut ldap = c.ldap.clone();
+            let mut ranges = c.ldap.clone();
+            let ad = this.s.profile == Profile::ActiveDirectory;
             let timeout = c.timeout;
             let mut failure: Option<Error> = None;
             let r = guarded("paged search", || {
@@ -648,7 +792,10 @@ impl LdapConnector {
                             Ok(None) => break,
                             Err(e) => return Err(e),
                         };
-                        let e = SearchEntry::construct(re);
+                        let mut e = SearchEntry::construct(re);
+                        if ad {
+                            ad::complete_ranges(&mut ranges, timeout, &mut e).await?;
+                        }
                         let Some((entry, modified)) = this.to_entry(e, sink) else {
                             continue;
                         };
@@ -888,6 +1035,15 @@ impl LdapConnector {
 
     /// Reads everything as a delta import that turned full, with the reason.
     fn delta_as_full(&mut self, sink: &mut dyn ImportSink, why: &str) -> Result<DeltaOutcome> {
+        if self.s.profile == Profile::ActiveDirectory {
+            let w = self.ad_watermark_now()?;
+            self.read_all(&self.base_filter(), sink, false)?;
+            return Ok(DeltaOutcome {
+                watermark: Some(w),
+                method: format!("a full read ({why})"),
+                full: true,
+            });
+        }
         let syncrepl = self.use_syncrepl()?;
         let cookies = if syncrepl {
             Some(self.fresh_cookies()?)
@@ -1228,6 +1384,11 @@ impl Connector for LdapConnector {
         // The watermark is taken before the read: a change made while the read runs comes
         // again in the next delta (an upsert), rather than being lost.
         self.after_full = None;
+        if self.s.profile == Profile::ActiveDirectory {
+            self.after_full = Some(self.ad_watermark_now()?);
+            self.read_all(&self.base_filter(), sink, false)?;
+            return Ok(());
+        }
         let cookies = if self.use_syncrepl()? {
             Some(self.fresh_cookies()?)
         } else {
@@ -1256,6 +1417,36 @@ impl Connector for LdapConnector {
         let Some(w) = watermark else {
             return self.delta_as_full(sink, "no watermark yet");
         };
+        if self.s.profile == Profile::ActiveDirectory && self.s.delta == DeltaMethod::UsnChanged {
+            let Some(since) = w
+                .strip_prefix(ad::USN_PREFIX)
+                .and_then(|n| n.parse::<u64>().ok())
+            else {
+                return self.delta_as_full(sink, "the watermark is not a uSNChanged");
+            };
+            let next = self.ad_watermark_now()?;
+            let filter = format!("(&{}(uSNChanged>={}))", self.base_filter(), since + 1);
+            self.read_all(&filter, sink, true)?;
+            return Ok(DeltaOutcome {
+                watermark: Some(next),
+                method: "uSNChanged polling (adds, changes and renames read whole; deletes are found by the next full import)".to_owned(),
+                full: false,
+            });
+        }
+        if self.s.profile == Profile::ActiveDirectory {
+            let Some(cookies) = ad::decode(w, self.s.base_dns.len()) else {
+                return self.delta_as_full(
+                    sink,
+                    "the watermark is not a DirSync cookie for these base DNs",
+                );
+            };
+            let next = self.dirsync_delta(cookies, sink)?;
+            return Ok(DeltaOutcome {
+                watermark: Some(ad::encode(&next)),
+                method: "DirSync (1.2.840.113556.1.4.841, incremental values)".to_owned(),
+                full: false,
+            });
+        }
         if syncrepl {
             let Some(cookies) = self.decode_cookies(w) else {
                 return self.delta_as_full(
@@ -1307,6 +1498,35 @@ impl Connector for LdapConnector {
 
     fn export(&mut self, batch: &[ExportItem]) -> Result<Vec<ExportResult>> {
         self.conn()?;
+        if self.s.profile != Profile::ActiveDirectory {
+            return self.export_items(batch);
+        }
+        // AD: accountDisabled becomes the userAccountControl bit, photos are fitted; an item
+        // that cannot be prepared fails alone.
+        let mut out: Vec<Option<ExportResult>> = vec![None; batch.len()];
+        let mut ready = Vec::with_capacity(batch.len());
+        let mut at = Vec::with_capacity(batch.len());
+        for (i, item) in batch.iter().enumerate() {
+            match self.ad_prepare(item)? {
+                Ok(p) => {
+                    ready.push(p);
+                    at.push(i);
+                }
+                Err(m) => out[i] = Some(ExportResult::Failed(m)),
+            }
+        }
+        for (i, r) in at.into_iter().zip(self.export_items(&ready)?) {
+            out[i] = Some(r);
+        }
+        Ok(out
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| ExportResult::Failed("not sent".to_owned())))
+            .collect())
+    }
+}
+
+impl LdapConnector {
+    fn export_items(&mut self, batch: &[ExportItem]) -> Result<Vec<ExportResult>> {
         let mut out: Vec<Option<ExportResult>> = vec![None; batch.len()];
         let plain = |item: &ExportItem| matches!(item.op, ExportOp::Update { new_dn: None, .. });
         let mut i = 0;

@@ -262,6 +262,12 @@ impl<S: Store> Session<'_, S> {
                     );
                     return Ok(());
                 };
+                if o.dn == new_dn {
+                    // A connector that cannot tell a rename from a change (AD's DirSync)
+                    // names the DN it read: the same DN is no rename.
+                    self.report.stats.read -= 1;
+                    return Ok(());
+                }
                 self.report.stats.renamed += 1;
                 let from = Some(o.dn.clone());
                 o.dn = new_dn;
@@ -285,6 +291,10 @@ impl<S: Store> ImportSink for Session<'_, S> {
     }
     fn object_error(&mut self, place: String, message: String) {
         Session::object_error(self, place, message);
+    }
+    fn filtered(&mut self, reason: &str) {
+        self.report.stats.read += 1;
+        self.report.stats.filter(reason);
     }
     fn known_blob(&mut self, hash: &idsync_model::ContentHash) -> Option<u64> {
         self.store.blob_len(hash).ok().flatten()

@@ -51,3 +51,8 @@ mod rules_change;
 /// fallback, value-level export, photos, references, failures and hostile values.
 #[path = "scenarios/ldap.rs"]
 mod ldap;
+
+/// The LDAP connector's Active Directory profile against a real throwaway Samba AD DC: full
+/// import, DirSync deltas across an engine restart.
+#[path = "scenarios/ad.rs"]
+mod ad;

@@ -11,6 +11,9 @@
 //! This crate never talks LDAP itself: it writes configuration files, runs the server's own
 //! tools and watches its port. It must not depend on any idsync crate.
 
+pub mod samba;
+pub use samba::SambaDc;
+
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
