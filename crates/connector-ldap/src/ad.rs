@@ -325,16 +325,7 @@ impl LdapConnector {
                     .await
                     .map_err(|e| e.to_string())?;
                 if res.rc != 0 {
-                    return Err(format!(
-                        "{} ({}){}",
-                        crate::rc_name(res.rc),
-                        res.rc,
-                        if res.text.is_empty() {
-                            String::new()
-                        } else {
-                            format!(": {}", res.text)
-                        }
-                    ));
+                    return Err(crate::conn::result_text(res.rc, &res.text));
                 }
                 let resp = res
                     .ctrls

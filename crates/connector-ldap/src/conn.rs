@@ -146,21 +146,24 @@ impl Conn {
             Ok(None) => Ok(()),
             Ok(Some(r)) if r.rc == 0 => Ok(()),
             Ok(Some(r)) => Err(format!(
-                "bind{} refused: {} ({}){}",
+                "bind{} refused: {}",
                 match bind {
                     Bind::Simple { dn, .. } => format!(" as `{dn}`"),
                     _ => String::new(),
                 },
-                rc_name(r.rc),
-                r.rc,
-                if r.text.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {}", r.text)
-                }
+                result_text(r.rc, &r.text)
             )),
             Err(e) => Err(format!("bind failed: {e}")),
         }
+    }
+}
+
+/// A result code with its name and the server's message: `noSuchObject (32): …`.
+pub(crate) fn result_text(rc: u32, text: &str) -> String {
+    if text.is_empty() {
+        format!("{} ({rc})", rc_name(rc))
+    } else {
+        format!("{} ({rc}): {text}", rc_name(rc))
     }
 }
 

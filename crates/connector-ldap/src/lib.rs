@@ -817,16 +817,7 @@ impl LdapConnector {
                     }
                     let res = stream.finish().await;
                     if res.rc != 0 {
-                        return Err(format!(
-                            "{} ({}){}",
-                            rc_name(res.rc),
-                            res.rc,
-                            if res.text.is_empty() {
-                                String::new()
-                            } else {
-                                format!(": {}", res.text)
-                            }
-                        ));
+                        return Err(conn::result_text(res.rc, &res.text));
                     }
                     Ok(())
                 })
@@ -977,16 +968,7 @@ impl LdapConnector {
                     return Ok(None);
                 }
                 if res.rc != 0 {
-                    return Err(format!(
-                        "{} ({}){}",
-                        rc_name(res.rc),
-                        res.rc,
-                        if res.text.is_empty() {
-                            String::new()
-                        } else {
-                            format!(": {}", res.text)
-                        }
-                    ));
+                    return Err(conn::result_text(res.rc, &res.text));
                 }
                 let done = res
                     .ctrls
@@ -1338,16 +1320,7 @@ fn permissive_modify() -> RawControl {
 
 /// A refused operation's result, with the server's message.
 fn refused(r: ldap3::LdapResult) -> ExportResult {
-    ExportResult::Failed(format!(
-        "{} ({}){}",
-        rc_name(r.rc),
-        r.rc,
-        if r.text.is_empty() {
-            String::new()
-        } else {
-            format!(": {}", r.text)
-        }
-    ))
+    ExportResult::Failed(conn::result_text(r.rc, &r.text))
 }
 
 /// A sink that drops per-object errors (lookups outside an import).
