@@ -9,8 +9,8 @@ use crate::safety::DeleteGuard;
 use crate::{state, Engine, Error, Result, StepReport};
 use idsync_connectors::{crash_point, ImportChange, ImportSink};
 use idsync_model::{
-    apply_delta, diff_attributes, AttributeChange, AttributeDelta, Attributes, ConnectorId,
-    CsEntry, CsId, CsObject, Dn, PendingImport, RunId, Value,
+    apply_delta, content_digest, diff_attributes, AttributeChange, AttributeDelta, Attributes,
+    ConnectorId, CsEntry, CsId, CsObject, Dn, PendingImport, RunId, Value,
 };
 use idsync_rules::ConnectorRules;
 use idsync_store::{CsFilter, ObjectError, Store};
@@ -114,11 +114,35 @@ impl<S: Store> Session<'_, S> {
             }
         };
         let store_err = |e: idsync_store::Error| e.to_string();
-        let existing = match self
+        // Most objects of a full import are unchanged: their digest tells so without loading
+        // and diffing them.
+        let digest = content_digest(
+            &entry.dn,
+            otype.as_str(),
+            &entry.object_classes,
+            &entry.attributes,
+        );
+        let state = self
             .store
-            .cs_by_anchor(&self.rules.name, &entry.anchor)
-            .map_err(store_err)?
-        {
+            .cs_state_by_anchor(&self.rules.name, &entry.anchor)
+            .map_err(store_err)?;
+        if let Some(state) = &state {
+            if state.digest == Some(digest)
+                && state.settled
+                && state.pending_import != Some(PendingImport::Delete)
+            {
+                self.report.stats.unchanged += 1;
+                self.store
+                    .cs_mark_seen(&state.id, self.run)
+                    .map_err(store_err)?;
+                return Ok(());
+            }
+        }
+        let by_anchor = match state {
+            Some(state) => self.store.cs_get(&state.id).map_err(store_err)?,
+            None => None,
+        };
+        let existing = match by_anchor {
             Some(o) => Some(o),
             // An object idsync created and exported has no anchor until its confirming import
             // finds it by identifier.
@@ -156,7 +180,16 @@ impl<S: Store> Session<'_, S> {
                 let renamed = o.dn.as_str() != entry.dn.as_str();
                 let awaiting = !o.awaiting.is_empty() || o.awaiting_add;
                 let retyped = o.object_type != otype || o.object_classes != entry.object_classes;
-                if changes.is_empty() && !renamed && !awaiting && !retyped && o.anchor.is_some() {
+                // An object a full import found gone, and that is back before a sync took it
+                // away, is not unchanged: its pending delete is cancelled below.
+                let undeleted = o.pending_import == Some(PendingImport::Delete);
+                if changes.is_empty()
+                    && !renamed
+                    && !awaiting
+                    && !retyped
+                    && !undeleted
+                    && o.anchor.is_some()
+                {
                     self.report.stats.unchanged += 1;
                     self.store
                         .cs_mark_seen(&o.id, self.run)

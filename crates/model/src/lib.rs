@@ -8,12 +8,14 @@
 
 mod attrs;
 mod delta;
+mod digest;
 mod ids;
 mod space;
 mod value;
 
 pub use attrs::{AttributeName, Attributes};
 pub use delta::{apply_delta, diff_attributes, AttributeChange, AttributeDelta};
+pub use digest::content_digest;
 pub use ids::{Anchor, ConnectorId, CsId, Dn, MvId, ObjectTypeName, RunId};
 pub use space::{Contribution, CsObject, MvObject, PendingExport, PendingImport};
 pub use value::{Blob, ContentHash, Reference, Value, ValueKind};

@@ -59,7 +59,8 @@ pub struct CsObject {
     pub export_error: Option<String>,
     pub retry_count: u32,
     pub mv_id: Option<MvId>,
-    /// The last full import that saw it.
+    /// The last full import that wrote it (one that finds it unchanged marks it seen for that
+    /// step only, without rewriting it).
     pub seen_run: Option<RunId>,
     /// Created by idsync's provisioning rather than imported.
     pub provisioned: bool,

@@ -40,7 +40,7 @@ pub enum CsFilter {
     All,
     PendingImport,
     PendingExport,
-    /// Objects a full import did not see (their `seen_run` is older).
+    /// Objects a full import did not see: neither written by it (`seen_run`) nor marked seen.
     NotSeenIn(RunId),
 }
 
@@ -52,6 +52,27 @@ pub struct CsCounts {
     pub pending_import: u64,
     pub pending_export: u64,
     pub export_errors: u64,
+}
+
+/// What an import needs to know of an object to tell it unchanged without loading it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CsState {
+    pub id: CsId,
+    /// [`idsync_model::content_digest`] of its identifier, type, classes and hologram, as last
+    /// written (`None` for a row written before digests).
+    pub digest: Option<[u8; 32]>,
+    /// No exported change awaits confirmation.
+    pub settled: bool,
+    pub pending_import: Option<idsync_model::PendingImport>,
+}
+
+/// An object joined to a metaverse object, as little of it as a join or a reference needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CsLink {
+    pub id: CsId,
+    pub connector: ConnectorId,
+    pub dn: Dn,
+    pub provisioned: bool,
 }
 
 /// Transactions: a step begins one and commits or rolls it back.
@@ -72,10 +93,27 @@ pub trait ConnectorSpaces {
     fn cs_by_dn(&mut self, connector: &ConnectorId, dn: &Dn) -> Result<Option<CsObject>>;
     /// Every connector's objects joined to one metaverse object.
     fn cs_by_mv(&mut self, mv: &MvId) -> Result<Vec<CsObject>>;
+    /// The same objects' links only, without loading them.
+    fn cs_links(&mut self, mv: &MvId) -> Result<Vec<CsLink>>;
     /// Inserts or replaces an object; binary values' bytes go to the blob table once per hash.
     fn cs_put(&mut self, o: &CsObject) -> Result<()>;
-    /// Marks an unchanged object as seen by a full import, without rewriting it.
+    /// Sets only an object's metaverse link and pending import (what a sync changes on most
+    /// objects), without rewriting the rest of it.
+    fn cs_set_link(
+        &mut self,
+        id: &CsId,
+        mv_id: Option<&MvId>,
+        pending_import: Option<&idsync_model::PendingImport>,
+    ) -> Result<()>;
+    /// Marks an unchanged object as seen by a full import, without rewriting it. The mark lasts
+    /// for that import's step ([`CsFilter::NotSeenIn`]); it is not the object's `seen_run`.
     fn cs_mark_seen(&mut self, id: &CsId, run: RunId) -> Result<()>;
+    /// The object with this anchor, as little of it as tells an import whether it changed.
+    fn cs_state_by_anchor(
+        &mut self,
+        connector: &ConnectorId,
+        anchor: &Anchor,
+    ) -> Result<Option<CsState>>;
     fn cs_delete(&mut self, id: &CsId) -> Result<()>;
     /// A page of objects in id order after `after`: scans stream, they never load a space.
     fn cs_scan(

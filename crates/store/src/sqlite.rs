@@ -1,12 +1,12 @@
 //! The SQLite backend: one file, no server, the embedded default.
 
 use crate::{
-    now, Blobs, ConnectorSpaces, ConnectorState, CsCounts, CsFilter, Error, ExportRecord,
-    ExportRetries, Metaverse, ObjectError, Result, RunRecord, Runs, Transactions,
+    now, Blobs, ConnectorSpaces, ConnectorState, CsCounts, CsFilter, CsLink, CsState, Error,
+    ExportRecord, ExportRetries, Metaverse, ObjectError, Result, RunRecord, Runs, Transactions,
 };
 use idsync_model::{
-    Anchor, AttributeChange, AttributeDelta, Attributes, ConnectorId, ContentHash, CsId, CsObject,
-    Dn, MvId, MvObject, ObjectTypeName, PendingExport, RunId, Value,
+    content_digest, Anchor, AttributeChange, AttributeDelta, Attributes, ConnectorId, ContentHash,
+    CsId, CsObject, Dn, MvId, MvObject, ObjectTypeName, PendingExport, PendingImport, RunId, Value,
 };
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use std::path::Path;
@@ -33,7 +33,8 @@ CREATE TABLE IF NOT EXISTS cs_object(
     retry_count INTEGER NOT NULL DEFAULT 0,
     mv_id TEXT,
     seen_run INTEGER,
-    provisioned INTEGER NOT NULL DEFAULT 0
+    provisioned INTEGER NOT NULL DEFAULT 0,
+    digest BLOB
 );
 CREATE UNIQUE INDEX IF NOT EXISTS cs_anchor ON cs_object(connector, anchor) WHERE anchor IS NOT NULL;
 CREATE INDEX IF NOT EXISTS cs_dn ON cs_object(connector, dn_norm);
@@ -63,6 +64,8 @@ CREATE TABLE IF NOT EXISTS export_retry(cs_id TEXT PRIMARY KEY, next_at INTEGER 
 
 pub struct SqliteStore {
     conn: Connection,
+    /// The import whose unchanged objects `temp.cs_seen` holds.
+    seen_run: Option<RunId>,
 }
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> Error {
@@ -122,6 +125,22 @@ impl SqliteStore {
             return Err(corrupt(INTEGRITY, check));
         }
         conn.execute_batch(SCHEMA)?;
+        // Stores made before content digests: add the column (a row without one is compared
+        // the slow way once, and gets one when it is written).
+        let has_digest: bool = conn.query_row(
+            "SELECT count(*) FROM pragma_table_info('cs_object') WHERE name = 'digest'",
+            [],
+            |r| r.get::<_, i64>(0).map(|n| n > 0),
+        )?;
+        if !has_digest {
+            conn.execute_batch("ALTER TABLE cs_object ADD COLUMN digest BLOB")?;
+        }
+        // The objects a full import saw unchanged, for the length of the connection: marking them
+        // here rather than on their rows keeps an unchanged import from rewriting the space.
+        conn.execute_batch(
+            "CREATE TEMP TABLE IF NOT EXISTS cs_seen(run INTEGER NOT NULL, id TEXT NOT NULL, \
+             PRIMARY KEY(run, id)) WITHOUT ROWID",
+        )?;
         let version: Option<String> = conn
             .query_row(
                 "SELECT value FROM meta WHERE key = 'schema_version'",
@@ -144,7 +163,10 @@ impl SqliteStore {
                 ))
             }
         }
-        Ok(Self { conn })
+        Ok(Self {
+            conn,
+            seen_run: None,
+        })
     }
 
     fn put_blobs(&mut self, values: &[Value]) -> Result<()> {
@@ -294,6 +316,21 @@ impl ConnectorSpaces for SqliteStore {
         )
     }
 
+    fn cs_links(&mut self, mv: &MvId) -> Result<Vec<CsLink>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT id, connector, dn, provisioned FROM cs_object WHERE mv_id = ?1 ORDER BY connector, id",
+        )?;
+        let rows = st.query_map([mv.as_str()], |r| {
+            Ok(CsLink {
+                id: CsId::new(r.get::<_, String>(0)?),
+                connector: ConnectorId::new(r.get::<_, String>(1)?),
+                dn: Dn::new(r.get::<_, String>(2)?),
+                provisioned: r.get::<_, i64>(3)? != 0,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
     fn cs_put(&mut self, o: &CsObject) -> Result<()> {
         self.put_attr_blobs(&o.hologram)?;
         self.put_delta_blobs(&o.awaiting)?;
@@ -306,9 +343,15 @@ impl ConnectorSpaces for SqliteStore {
             self.put_delta_blobs(changes)?;
         }
         let mut st = self.conn.prepare_cached(&format!(
-            "INSERT OR REPLACE INTO cs_object({CS_COLUMNS}, dn_norm) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
+            "INSERT OR REPLACE INTO cs_object({CS_COLUMNS}, dn_norm, digest) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
         ))?;
+        let digest = content_digest(
+            &o.dn,
+            o.object_type.as_str(),
+            &o.object_classes,
+            &o.hologram,
+        );
         st.execute(params![
             o.id.as_str(),
             o.connector.as_str(),
@@ -327,16 +370,73 @@ impl ConnectorSpaces for SqliteStore {
             o.seen_run.map(|r| r.0),
             o.provisioned as i64,
             o.dn.normalized(),
+            &digest[..],
+        ])?;
+        Ok(())
+    }
+
+    fn cs_set_link(
+        &mut self,
+        id: &CsId,
+        mv_id: Option<&MvId>,
+        pending_import: Option<&PendingImport>,
+    ) -> Result<()> {
+        let mut st = self
+            .conn
+            .prepare_cached("UPDATE cs_object SET mv_id = ?2, pending_import = ?3 WHERE id = ?1")?;
+        st.execute(params![
+            id.as_str(),
+            mv_id.map(MvId::as_str),
+            pending_import.map(to_json)
         ])?;
         Ok(())
     }
 
     fn cs_mark_seen(&mut self, id: &CsId, run: RunId) -> Result<()> {
+        if self.seen_run != Some(run) {
+            // A new import: the marks of earlier ones are spent.
+            self.conn.execute_batch("DELETE FROM temp.cs_seen")?;
+            self.seen_run = Some(run);
+        }
         let mut st = self
             .conn
-            .prepare_cached("UPDATE cs_object SET seen_run = ?2 WHERE id = ?1")?;
-        st.execute(params![id.as_str(), run.0])?;
+            .prepare_cached("INSERT OR IGNORE INTO temp.cs_seen(run, id) VALUES (?1, ?2)")?;
+        st.execute(params![run.0, id.as_str()])?;
         Ok(())
+    }
+
+    fn cs_state_by_anchor(
+        &mut self,
+        connector: &ConnectorId,
+        anchor: &Anchor,
+    ) -> Result<Option<CsState>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT id, digest, awaiting IS NULL AND awaiting_add = 0, pending_import \
+             FROM cs_object WHERE connector = ?1 AND anchor = ?2",
+        )?;
+        let row = st
+            .query_row([connector.as_str(), anchor.as_str()], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, Option<Vec<u8>>>(1)?,
+                    r.get::<_, bool>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                ))
+            })
+            .optional()?;
+        let Some((id, digest, settled, pending_import)) = row else {
+            return Ok(None);
+        };
+        let pending_import: Option<PendingImport> = pending_import
+            .as_deref()
+            .map(|s| from_json(&format!("connector-space object {id}"), s))
+            .transpose()?;
+        Ok(Some(CsState {
+            id: CsId::new(id),
+            digest: digest.and_then(|d| <[u8; 32]>::try_from(d.as_slice()).ok()),
+            settled,
+            pending_import,
+        }))
     }
 
     fn cs_delete(&mut self, id: &CsId) -> Result<()> {
@@ -361,7 +461,10 @@ impl ConnectorSpaces for SqliteStore {
             CsFilter::All => "1",
             CsFilter::PendingImport => "pending_import IS NOT NULL",
             CsFilter::PendingExport => "pending_export IS NOT NULL",
-            CsFilter::NotSeenIn(_) => "(seen_run IS NULL OR seen_run <> ?4) AND anchor IS NOT NULL",
+            CsFilter::NotSeenIn(_) => {
+                "(seen_run IS NULL OR seen_run <> ?4) AND anchor IS NOT NULL \
+                 AND NOT EXISTS (SELECT 1 FROM temp.cs_seen s WHERE s.run = ?4 AND s.id = cs_object.id)"
+            }
         };
         let run = match filter {
             CsFilter::NotSeenIn(r) => r.0,
@@ -453,7 +556,8 @@ impl Metaverse for SqliteStore {
         }
         {
             let mut st = self.conn.prepare_cached(
-                "INSERT OR REPLACE INTO mv_object(id, object_type, doc) VALUES (?1, ?2, ?3)",
+                "INSERT INTO mv_object(id, object_type, doc) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT(id) DO UPDATE SET object_type = excluded.object_type, doc = excluded.doc",
             )?;
             st.execute(params![o.id.as_str(), o.object_type.as_str(), to_json(o)])?;
         }
