@@ -176,7 +176,7 @@ pub(crate) fn sync_object<S: Store>(
             }
             // One object per connector per metaverse object: a second one is a conflict.
             let taken = store
-                .cs_by_mv(&m)?
+                .cs_links(&m)?
                 .iter()
                 .any(|c| c.connector == o.connector && c.id != o.id);
             if !taken {
@@ -200,7 +200,7 @@ pub(crate) fn sync_object<S: Store>(
                 // An augmenting row with no person: counted and kept, never projected.
                 cx.report.stats.disconnectors += 1;
                 o.pending_import = None;
-                store.cs_put(&o)?;
+                store.cs_set_link(&o.id, o.mv_id.as_ref(), None)?;
                 return Ok(());
             }
             n => {
@@ -280,7 +280,7 @@ pub(crate) fn sync_object<S: Store>(
     // pending import is cleared or its link is new.
     if o.pending_import.is_some() || newly_linked {
         o.pending_import = None;
-        store.cs_put(&o)?;
+        store.cs_set_link(&o.id, o.mv_id.as_ref(), None)?;
     }
 
     // Objects whose references point here can resolve now.
@@ -426,6 +426,9 @@ pub(crate) fn evaluate_exports<S: Store>(
     mv: &MvObject,
     cx: &mut SyncCtx<'_>,
 ) -> Result<()> {
+    if !rules.exports_any() {
+        return Ok(());
+    }
     let (attrs, _) = mv.effective(rank_fn(rules));
     let linked = store.cs_by_mv(&mv.id)?;
     for target in &rules.connectors {
@@ -585,7 +588,7 @@ fn export_values<S: Store>(
                     match v {
                         Value::Reference(Reference::Mv(m)) => {
                             let found = store
-                                .cs_by_mv(&m)?
+                                .cs_links(&m)?
                                 .into_iter()
                                 .find(|c| c.connector == target.name);
                             match found {
@@ -603,7 +606,7 @@ fn export_values<S: Store>(
     if !unresolved.is_empty() {
         // Evaluate a source object of this person again when the referenced person gets an
         // object in this target.
-        if let Some(src) = store.cs_by_mv(mv)?.into_iter().find(|c| !c.provisioned) {
+        if let Some(src) = store.cs_links(mv)?.into_iter().find(|c| !c.provisioned) {
             for m in unresolved {
                 store.pending_ref_add(&target.name, &mv_ref_key(&m), &src.id)?;
             }

@@ -524,6 +524,11 @@ impl Rules {
 
     /// The version of every sync rule together. A connector last synced under another version
     /// gets a full sync next, so a changed rule re-evaluates every object it may touch.
+    /// Whether any target has export flows or provisioning: without, a sync computes no exports.
+    pub fn exports_any(&self) -> bool {
+        !self.provisioning.is_empty() || self.connectors.iter().any(|c| !c.export_flows.is_empty())
+    }
+
     pub fn sync_version(&self) -> &str {
         &self.sync_version
     }
