@@ -1,6 +1,6 @@
 //! One connection to the server: TLS (LDAPS or StartTLS, verified by default), bind (simple with
-//! the password by reference, or SASL EXTERNAL), timeouts, on a current-thread tokio runtime the
-//! connection owns.
+//! the password by reference, or SASL EXTERNAL), timeouts, on a tokio runtime the connection owns
+//! (one worker thread drives the socket; calls block the caller until answered).
 //!
 //! `ldap3` has `unwrap`s and `panic!`s on malformed server input. Every call into it goes through
 //! [`guarded`], so a server that sends garbage fails the step with a message instead of taking
@@ -89,7 +89,11 @@ impl Conn {
     }
 
     fn open_inner(s: &ConnSettings) -> Result<Conn, String> {
-        let rt = Builder::new_current_thread()
+        // One worker thread drives the connection (reads and decodes the server's messages)
+        // while the calling thread hands entries to the engine: decoding the next entries
+        // overlaps with storing the last ones.
+        let rt = Builder::new_multi_thread()
+            .worker_threads(1)
             .enable_all()
             .build()
             .map_err(|e| format!("cannot start the LDAP client's runtime: {e}"))?;
