@@ -386,6 +386,14 @@ fn run_scenario(s: &Scenario, root: &Path) -> Outcome {
         s.name,
         compared.join(", ")
     );
+    // IDSYNC_CRASH_SHOW=<text> prints the compared records of the run never killed holding it.
+    if let Ok(show) = std::env::var("IDSYNC_CRASH_SHOW") {
+        for (k, v) in &expected {
+            for r in v.iter().filter(|r| r.contains(&show)) {
+                eprintln!("  {k}: {r}");
+            }
+        }
+    }
     let trace = std::fs::read_to_string(&trace).unwrap();
     let focused: String = trace
         .lines()

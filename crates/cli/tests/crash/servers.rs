@@ -151,8 +151,8 @@ impl Servers {
                  CREATE TABLE {p}hr (employee_id text PRIMARY KEY, account text NOT NULL,
                    department text, \"costCenter\" text, title text, phones text,
                    updated_at timestamptz NOT NULL DEFAULT '2026-01-01T00:00:00Z');
-                 CREATE TABLE {p}accounts (account text PRIMARY KEY, display_name text,
-                   mail text UNIQUE, department text, title text);
+                 CREATE TABLE {p}accounts (person_id text PRIMARY KEY, account text NOT NULL
+                   UNIQUE, display_name text, mail text UNIQUE, department text, title text);
                  {}",
                 hr_inserts(base, p)
             ));
