@@ -253,11 +253,12 @@ impl ExportPlan {
         }
     }
 
-    /// Applies one batch in one transaction.
+    /// Applies one batch in one transaction (`id` names the connector in crash points).
     pub async fn apply(
         &self,
         conn: &mut Conn,
         batch: &[ExportItem],
+        id: &str,
     ) -> Result<Vec<ExportResult>, sqlx::Error> {
         macro_rules! bind {
             ($sql:expr, $params:expr) => {{
@@ -334,6 +335,9 @@ impl ExportPlan {
                         }
                         Err(e) => return Err(e),
                     }
+                    // Mid-batch: this row is written in a transaction not yet committed (a
+                    // death here leaves the server to roll the whole batch back).
+                    idsync_connectors::crash_point!("sql-export:{id}:row");
                 }
                 tx.commit().await?;
                 Ok(out)
