@@ -9,6 +9,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+#[path = "crash/servers.rs"]
+mod servers;
+use servers::Servers;
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Scenarios {
@@ -48,6 +52,18 @@ struct Scenario {
     /// Commands whose standard output is compared (a target server's content).
     #[serde(default)]
     dump: Vec<Vec<String>>,
+    /// Real servers each estate folder gets (`slapd`, `postgres`, `profile-store`; see
+    /// `crash/servers.rs`): started before its runs, their content compared, stopped after.
+    #[serde(default)]
+    servers: Vec<String>,
+    /// LDIF change records applied to the slapd after `prepare` (the delta a cycle then sees).
+    ldap_change: Option<String>,
+    /// SQL run on PostgreSQL after `prepare` (`@PG@` is the scenario's table prefix).
+    sql_change: Option<String>,
+    /// Seeded points are chosen among those whose name contains one of these (all if empty);
+    /// `always` points are not filtered.
+    #[serde(default)]
+    focus: Vec<String>,
 }
 
 fn default_people() -> usize {
@@ -126,8 +142,9 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// Builds the estate a scenario starts from (before its cycle).
-fn prepare(s: &Scenario, dir: &Path) {
+/// Builds the estate a scenario starts from (before its cycle), its servers' state included
+/// (left stopped).
+fn prepare(s: &Scenario, dir: &Path, servers: &mut Servers) {
     match s.estate.as_str() {
         "sample" => {
             let mut o = idsync_sample::Options::demo();
@@ -147,10 +164,25 @@ fn prepare(s: &Scenario, dir: &Path) {
         let text = std::fs::read_to_string(&p).unwrap();
         std::fs::write(&p, format!("{text}\n{extra}")).unwrap();
     }
+    if servers.any() {
+        let p = dir.join("idsync.toml");
+        let text = std::fs::read_to_string(&p).unwrap();
+        std::fs::write(&p, servers.fill(&text)).unwrap();
+        servers.setup(dir);
+    }
     run_cmds(dir, &s.setup);
+    servers.start(dir);
     for args in &s.prepare {
         ok(idsync(dir, args, &[]), &format!("prepare {args:?}"));
     }
+    if let Some(ldif) = &s.ldap_change {
+        servers.ldap_change(dir, ldif);
+    }
+    if let Some(sql) = &s.sql_change {
+        servers.sql_change(sql);
+    }
+    servers.stop();
+    servers.snapshot();
     for w in &s.write {
         let p = dir.join(&w.path);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -170,7 +202,9 @@ fn prepare(s: &Scenario, dir: &Path) {
     }
 }
 
-/// Masks the ids idsync generates (UUID v7): two runs give the same objects different ids.
+/// Masks generated ids: idsync's (UUID v7), the profile store's and slapd's entryUUIDs of what
+/// was exported (two runs give the same objects different ids). The sample's fixed entryUUIDs
+/// (`00000000-0000-...`) are kept.
 fn mask_ids(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = String::with_capacity(s.len());
@@ -183,7 +217,7 @@ fn mask_ids(s: &str) -> String {
                 8 | 13 | 18 | 23 => c == b'-',
                 _ => hex(c),
             });
-            if shape && w[14] == b'7' {
+            if shape && !w.starts_with(b"00000000-0000-") {
                 out.push_str("<id>");
                 i += 36;
                 continue;
@@ -197,7 +231,7 @@ fn mask_ids(s: &str) -> String {
 }
 
 /// What is compared between two runs, by name.
-fn observe(s: &Scenario, dir: &Path) -> BTreeMap<String, Vec<String>> {
+fn observe(s: &Scenario, dir: &Path, servers: &Servers) -> BTreeMap<String, Vec<String>> {
     let mut seen = BTreeMap::new();
     for c in &s.compare {
         let p = dir.join(c);
@@ -233,6 +267,9 @@ fn observe(s: &Scenario, dir: &Path) -> BTreeMap<String, Vec<String>> {
         let mut lines: Vec<String> = mask_ids(&out).lines().map(str::to_owned).collect();
         lines.sort();
         seen.insert(format!("dump {:?}", s.dump[i]), lines);
+    }
+    for (name, recs) in servers.dump() {
+        seen.insert(name, recs.iter().map(|r| mask_ids(r)).collect());
     }
     let out = ok(idsync(dir, &["dump".into()], &[]), "idsync dump");
     let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
@@ -320,13 +357,16 @@ struct Outcome {
 }
 
 fn run_scenario(s: &Scenario, root: &Path) -> Outcome {
+    let started = std::time::Instant::now();
+    let mut servers = Servers::new(&s.servers, &s.name, idsync_bin());
     let base = root.join(format!("{}-base", s.name));
-    prepare(s, &base);
+    prepare(s, &base, &mut servers);
     let cycle = vec!["run".to_owned(), s.cycle.clone(), "--json".to_owned()];
     // The run never killed, traced to learn the crash points it passes.
     let reference = root.join(format!("{}-reference", s.name));
     copy_dir(&base, &reference);
     let trace = root.join(format!("{}.trace", s.name));
+    servers.start(&reference);
     ok(
         idsync(
             &reference,
@@ -335,9 +375,32 @@ fn run_scenario(s: &Scenario, root: &Path) -> Outcome {
         ),
         "the reference run",
     );
-    let expected = observe(s, &reference);
+    let expected = observe(s, &reference, &servers);
+    servers.stop();
+    let compared: Vec<String> = expected
+        .iter()
+        .map(|(k, v)| format!("{k} ({})", v.len()))
+        .collect();
+    eprintln!(
+        "crash harness: scenario {} compares {}",
+        s.name,
+        compared.join(", ")
+    );
+    // IDSYNC_CRASH_SHOW=<text> prints the compared records of the run never killed holding it.
+    if let Ok(show) = std::env::var("IDSYNC_CRASH_SHOW") {
+        for (k, v) in &expected {
+            for r in v.iter().filter(|r| r.contains(&show)) {
+                eprintln!("  {k}: {r}");
+            }
+        }
+    }
     let trace = std::fs::read_to_string(&trace).unwrap();
-    let mut points = choose(&trace, s.points, s.seed);
+    let focused: String = trace
+        .lines()
+        .filter(|l| s.focus.is_empty() || s.focus.iter().any(|f| l.contains(f.as_str())))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let mut points = choose(&focused, s.points, s.seed);
     for a in &s.always {
         let (p, n) = a.rsplit_once(':').expect("always: <point>:<n>");
         let n: u64 = n.parse().expect("always: <point>:<n>");
@@ -356,6 +419,8 @@ fn run_scenario(s: &Scenario, root: &Path) -> Outcome {
         let dir = root.join(format!("{}-{i}", s.name));
         copy_dir(&base, &dir);
         let spec = format!("{point}:{n}");
+        // The servers stay up across the killed run and its rerun.
+        servers.start(&dir);
         let killed = idsync(&dir, &cycle, &[("IDSYNC_CRASH_AT", spec.clone())]);
         if killed.status.success()
             || !String::from_utf8_lossy(&killed.stderr).contains("crash point")
@@ -365,6 +430,7 @@ fn run_scenario(s: &Scenario, root: &Path) -> Outcome {
                 s.name,
                 String::from_utf8_lossy(&killed.stderr)
             ));
+            servers.stop();
             continue;
         }
         let again = idsync(&dir, &cycle, &[]);
@@ -374,14 +440,35 @@ fn run_scenario(s: &Scenario, root: &Path) -> Outcome {
                 s.name,
                 String::from_utf8_lossy(&again.stderr)
             ));
+            servers.stop();
             continue;
         }
-        for d in differences(&expected, &observe(s, &dir)) {
+        let diffs = differences(&expected, &observe(s, &dir, &servers));
+        servers.stop();
+        if diffs.is_empty() {
+            // Keep the disk small: a passing point's copy is not needed.
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        for d in diffs {
             failures.push(format!("{} {spec}: {d}", s.name));
         }
-        // Keep the disk small: a passing point's copy is not needed.
-        let _ = std::fs::remove_dir_all(&dir);
     }
+    let distinct: BTreeSet<&str> = points.iter().map(|(p, _)| p.as_str()).collect();
+    let killed: Vec<String> = points.iter().map(|(p, n)| format!("{p}:{n}")).collect();
+    eprintln!(
+        "crash harness: scenario {} killed at {}",
+        s.name,
+        killed.join(" ")
+    );
+    eprintln!(
+        "crash harness: scenario {}: {} kills at {} distinct points, {} runs compared, {} differences, {:.1} s",
+        s.name,
+        points.len(),
+        distinct.len(),
+        points.len(),
+        failures.len(),
+        started.elapsed().as_secs_f64()
+    );
     Outcome { points, failures }
 }
 
@@ -396,7 +483,12 @@ fn killed_cycles_end_as_if_never_killed() {
     let mut names = BTreeSet::new();
     let mut kills = 0;
     let mut failures = Vec::new();
+    // IDSYNC_CRASH_SCENARIO=<name> runs one scenario (to replay or develop it).
+    let only = std::env::var("IDSYNC_CRASH_SCENARIO").ok();
     for s in &scenarios.scenario {
+        if only.as_ref().is_some_and(|o| *o != s.name) {
+            continue;
+        }
         let o = run_scenario(s, tmp.path());
         kills += o.points.len();
         names.extend(o.points.iter().map(|(p, _)| p.clone()));
@@ -408,7 +500,7 @@ fn killed_cycles_end_as_if_never_killed() {
         failures.len()
     );
     assert!(
-        names.len() >= 30,
+        only.is_some() || names.len() >= 30,
         "only {} distinct crash points",
         names.len()
     );

@@ -1228,14 +1228,33 @@ impl LdapConnector {
                                 }
                             }
                         }
+                        let wanted = attrs.clone();
                         if !classes.is_empty() {
-                            attrs.push((b"objectClass".to_vec(), classes));
+                            attrs.push((b"objectClass".to_vec(), classes.clone()));
                         }
                         let r = ldap
                             .with_timeout(timeout)
                             .add(&dn, attrs)
                             .await
                             .map_err(|e| e.to_string())?;
+                        if r.rc == 68 {
+                            // entryAlreadyExists: when the entry holds exactly what this add
+                            // sends, it is this very add, applied by a run that was stopped
+                            // before idsync recorded it (an export repeated after a crash).
+                            // Anything else at that DN is a real conflict and stays one.
+                            let ldap3::SearchResult(found, res) = ldap
+                                .with_timeout(timeout)
+                                .search(&dn, Scope::Base, "(objectClass=*)", vec!["*"])
+                                .await
+                                .map_err(|e| e.to_string())?;
+                            if res.rc == 0
+                                && found.into_iter().next().is_some_and(|e| {
+                                    holds_exactly(&SearchEntry::construct(e), &wanted, &classes)
+                                })
+                            {
+                                return Ok(ExportResult::Applied { anchor: None });
+                            }
+                        }
                         Ok(if r.rc == 0 {
                             ExportResult::Applied { anchor: None }
                         } else {
@@ -1316,6 +1335,44 @@ fn permissive_modify() -> RawControl {
         crit: false,
         val: None,
     }
+}
+
+/// Whether an entry's user attributes are exactly `attrs` (names compared without case, values
+/// as bytes) and its object classes include `classes` (compared without case).
+fn holds_exactly(
+    e: &SearchEntry,
+    attrs: &[(Vec<u8>, HashSet<Vec<u8>>)],
+    classes: &HashSet<Vec<u8>>,
+) -> bool {
+    let mut have: BTreeMap<String, HashSet<Vec<u8>>> = BTreeMap::new();
+    for (name, values) in &e.attrs {
+        let set = have.entry(name.to_ascii_lowercase()).or_default();
+        set.extend(values.iter().map(|v| v.as_bytes().to_vec()));
+    }
+    for (name, values) in &e.bin_attrs {
+        let set = have.entry(name.to_ascii_lowercase()).or_default();
+        set.extend(values.iter().cloned());
+    }
+    let have_classes: HashSet<Vec<u8>> = have
+        .remove("objectclass")
+        .unwrap_or_default()
+        .into_iter()
+        .map(|v| v.to_ascii_lowercase())
+        .collect();
+    if !classes
+        .iter()
+        .all(|c| have_classes.contains(&c.to_ascii_lowercase()))
+    {
+        return false;
+    }
+    let want: BTreeMap<String, &HashSet<Vec<u8>>> = attrs
+        .iter()
+        .map(|(n, v)| (String::from_utf8_lossy(n).to_ascii_lowercase(), v))
+        .collect();
+    have.len() == want.len()
+        && have
+            .iter()
+            .all(|(n, v)| want.get(n).is_some_and(|w| *w == v))
 }
 
 /// A refused operation's result, with the server's message.
@@ -1531,6 +1588,8 @@ impl LdapConnector {
                     }
                     break;
                 }
+                // The modifies reached the server, idsync has not recorded them.
+                idsync_connectors::crash_point!("ldap-export:{}:modifies-sent", self.id);
                 i += run;
                 continue;
             }
@@ -1545,7 +1604,11 @@ impl LdapConnector {
                 result = self.export_one(item);
             }
             match result {
-                Ok(r) => out[i] = Some(r),
+                Ok(r) => {
+                    out[i] = Some(r);
+                    // Mid-batch: this item reached the server, the next ones did not.
+                    idsync_connectors::crash_point!("ldap-export:{}:sent", self.id);
+                }
                 Err(m) if i == 0 => {
                     self.conn = None;
                     return Err(self.err(format!("export failed: {m}")));

@@ -1,6 +1,7 @@
 //! The LDAP connector on its own against a real throwaway slapd: TLS (LDAPS verified against a
 //! named CA, refused without it, StartTLS, verification turned off explicitly), export of a move
-//! with a rename, errors that name the place, and the schema read from the server.
+//! with a rename, errors that name the place, an add repeated after a crash adopted, and the
+//! schema read from the server.
 
 use idsync_connector_ldap::LdapConnector;
 use idsync_connectors::{Connector, ExportItem, ExportOp, ExportResult, ImportChange, ImportSink};
@@ -252,4 +253,47 @@ fn pipelined_modifies_keep_each_result_in_its_place() {
     }
     let out = s.search(SUFFIX, "(uid=p39)", &["title"]).unwrap();
     assert!(out.contains("title: t40"), "{out}");
+}
+
+/// An add sent again after a crash (the entry was created, idsync did not record it) is adopted,
+/// never an `entryAlreadyExists` error; an entry at that DN holding anything else is still a
+/// conflict.
+#[test]
+fn an_add_repeated_after_a_crash_is_adopted_and_a_different_entry_is_a_conflict() {
+    let s = slapd(false);
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = connector(dir.path(), &settings(&s.url(), "")).unwrap();
+    let add = |dn: &str, title: &str| {
+        let mut attributes = idsync_model::Attributes::new();
+        attributes.set("uid", vec![Value::from("bo")]);
+        attributes.set("cn", vec![Value::from("Bo")]);
+        attributes.set("sn", vec![Value::from("Berg")]);
+        attributes.set("title", vec![Value::from(title)]);
+        ExportItem {
+            cs_id: CsId::new("x"),
+            anchor: None,
+            dn: Dn::new(dn),
+            object_type: "person".into(),
+            op: ExportOp::Add {
+                object_classes: vec!["inetOrgPerson".to_owned()],
+                attributes,
+            },
+        }
+    };
+    let dn = format!("uid=bo,ou=People,{SUFFIX}");
+    for round in 0..2 {
+        let results = c.export(&[add(&dn, "Engineer")]).unwrap();
+        assert!(
+            matches!(results[0], ExportResult::Applied { .. }),
+            "round {round}: {results:?}"
+        );
+    }
+    let results = c.export(&[add(&dn, "Director")]).unwrap();
+    match &results[0] {
+        ExportResult::Failed(m) => assert!(m.contains("entryAlreadyExists"), "{m}"),
+        r => panic!("a different entry at the DN must stay a conflict: {r:?}"),
+    }
+    let out = s.search(SUFFIX, "(uid=bo)", &["title"]).unwrap();
+    assert_eq!(out.matches("dn: ").count(), 1, "{out}");
+    assert!(out.contains("title: Engineer"), "{out}");
 }

@@ -642,6 +642,8 @@ impl Connector for ProfileStoreConnector {
             }
         }
         self.send(&mut plan, bulk)?;
+        // The batch's creates and changes reached the service, its photos did not.
+        idsync_connectors::crash_point!("profile-export:{}:sent", self.id);
         self.after_creates(batch, &mut plan, &schema)?;
         Ok(plan
             .results
@@ -1195,7 +1197,12 @@ impl ProfileStoreConnector {
                         .client
                         .put_bytes(&format!("{url}/photo"), image_type(bytes), bytes)
                     {
-                        Ok(()) => {}
+                        Ok(()) => {
+                            idsync_connectors::crash_point!(
+                                "profile-export:{}:photo-sent",
+                                self.id
+                            );
+                        }
                         Err(HttpError::Status(s, m)) => {
                             failure = Some(format!("photo: HTTP {s}: {m}"))
                         }

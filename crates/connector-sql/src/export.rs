@@ -36,6 +36,9 @@ struct Statement {
     /// Zero rows changed is a failure (an update of a row that is gone).
     must_change: bool,
     anchor: Option<String>,
+    /// For an insert: a query that finds the row only when it holds exactly these values (an
+    /// insert refused as a duplicate is then this very insert, repeated after a crash).
+    same_row: Option<(String, Vec<Param>)>,
 }
 
 impl ExportPlan {
@@ -159,9 +162,22 @@ impl ExportPlan {
             ExportOp::Add { attributes, .. } => {
                 let mut cols = Vec::new();
                 let mut marks = Vec::new();
+                let mut same = Vec::new();
+                let mut same_params = Vec::new();
                 for (name, values) in attributes.iter() {
                     let (col, sep) = self.column(name.as_str())?;
-                    params.push(Self::param(values, sep.as_deref())?);
+                    let p = Self::param(values, sep.as_deref())?;
+                    if matches!(p, Param::Null) {
+                        same.push(format!("{} IS NULL", d.quote(&col)));
+                    } else {
+                        same_params.push(p.clone());
+                        same.push(format!(
+                            "{} = {}",
+                            d.quote(&col),
+                            d.placeholder(same_params.len())
+                        ));
+                    }
+                    params.push(p);
                     cols.push(d.quote(&col));
                     marks.push(d.placeholder(params.len()));
                 }
@@ -175,6 +191,12 @@ impl ExportPlan {
                     params,
                     must_change: true,
                     anchor,
+                    same_row: (!same.is_empty()).then(|| {
+                        (
+                            format!("SELECT 1 FROM {t} WHERE {}", same.join(" AND ")),
+                            same_params,
+                        )
+                    }),
                 })
             }
             ExportOp::Update { changes, .. } => {
@@ -204,6 +226,7 @@ impl ExportPlan {
                         params,
                         must_change: false,
                         anchor: None,
+                        same_row: None,
                     });
                 }
                 let w = self.anchor_where(anchor.as_str(), &mut params)?;
@@ -212,6 +235,7 @@ impl ExportPlan {
                     params,
                     must_change: true,
                     anchor: None,
+                    same_row: None,
                 })
             }
             ExportOp::Delete => {
@@ -223,17 +247,35 @@ impl ExportPlan {
                     params,
                     must_change: false,
                     anchor: None,
+                    same_row: None,
                 })
             }
         }
     }
 
-    /// Applies one batch in one transaction.
+    /// Applies one batch in one transaction (`id` names the connector in crash points).
     pub async fn apply(
         &self,
         conn: &mut Conn,
         batch: &[ExportItem],
+        id: &str,
     ) -> Result<Vec<ExportResult>, sqlx::Error> {
+        macro_rules! bind {
+            ($sql:expr, $params:expr) => {{
+                let mut q = sqlx::query(sqlx::AssertSqlSafe($sql));
+                for p in $params {
+                    q = match p {
+                        Param::Null => q.bind(None::<String>),
+                        Param::Text(s) => q.bind(s.clone()),
+                        Param::Int(i) => q.bind(*i),
+                        Param::Bool(b) => q.bind(*b),
+                        Param::Timestamp(t) => q.bind(*t),
+                        Param::Bytes(b) => q.bind(b.clone()),
+                    };
+                }
+                q
+            }};
+        }
         macro_rules! run {
             ($conn:expr) => {{
                 let mut tx = $conn.begin().await?;
@@ -253,17 +295,7 @@ impl ExportPlan {
                     sqlx::query("SAVEPOINT idsync_item")
                         .execute(&mut *tx)
                         .await?;
-                    let mut q = sqlx::query(sqlx::AssertSqlSafe(st.sql.as_str()));
-                    for p in &st.params {
-                        q = match p {
-                            Param::Null => q.bind(None::<String>),
-                            Param::Text(s) => q.bind(s.clone()),
-                            Param::Int(i) => q.bind(*i),
-                            Param::Bool(b) => q.bind(*b),
-                            Param::Timestamp(t) => q.bind(*t),
-                            Param::Bytes(b) => q.bind(b.clone()),
-                        };
-                    }
+                    let q = bind!(st.sql.as_str(), &st.params);
                     match q.execute(&mut *tx).await {
                         Ok(r) if r.rows_affected() == 0 && st.must_change => {
                             sqlx::query("ROLLBACK TO SAVEPOINT idsync_item")
@@ -284,10 +316,28 @@ impl ExportPlan {
                             sqlx::query("ROLLBACK TO SAVEPOINT idsync_item")
                                 .execute(&mut *tx)
                                 .await?;
-                            out.push(ExportResult::Failed(e.to_string()));
+                            // A duplicate that holds exactly the inserted values is this very
+                            // insert, committed by a run stopped before idsync recorded it.
+                            let repeated = match (&st.same_row, e.is_unique_violation()) {
+                                (Some((sql, params)), true) => bind!(sql.as_str(), params)
+                                    .fetch_optional(&mut *tx)
+                                    .await?
+                                    .is_some(),
+                                _ => false,
+                            };
+                            out.push(if repeated {
+                                ExportResult::Applied {
+                                    anchor: st.anchor.map(idsync_model::Anchor::new),
+                                }
+                            } else {
+                                ExportResult::Failed(e.to_string())
+                            });
                         }
                         Err(e) => return Err(e),
                     }
+                    // Mid-batch: this row is written in a transaction not yet committed (a
+                    // death here leaves the server to roll the whole batch back).
+                    idsync_connectors::crash_point!("sql-export:{id}:row");
                 }
                 tx.commit().await?;
                 Ok(out)

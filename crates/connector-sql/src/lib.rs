@@ -647,7 +647,7 @@ impl Connector for SqlConnector {
         let (Some(rt), Some(conn)) = (self.rt.as_ref(), self.conn.as_mut()) else {
             return Err(self.remote("not connected"));
         };
-        let res = rt.block_on(plan.apply(conn, batch));
+        let res = rt.block_on(plan.apply(conn, batch, self.id.as_str()));
         res.map_err(|e| {
             self.conn = None;
             self.remote(format!("export failed: {e}"))

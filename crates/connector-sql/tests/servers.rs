@@ -1,7 +1,8 @@
 //! The SQL connector against the machine's real PostgreSQL and MariaDB (127.0.0.1) and an SQLite
 //! file: full import with type mapping and multi-valued attributes, delta import of an insert,
 //! an update and a delete, bad values named by row and column, a server that goes away
-//! mid-import, and export. Each test makes its own uniquely named tables and drops them.
+//! mid-import, and export (an insert repeated after a crash is adopted). Each test makes its own
+//! uniquely named tables and drops them.
 
 mod db;
 
@@ -328,6 +329,7 @@ fn export_only_when_configured(kind: Kind) {
     );
     let mut dup = add.clone();
     dup.set("name", vec![Value::String("duplicate".into())]);
+    let repeated = add.clone();
     let batch = vec![
         item(
             None,
@@ -368,6 +370,21 @@ fn export_only_when_configured(kind: Kind) {
     );
     assert!(matches!(&res[2], ExportResult::Applied { .. }), "{res:?}");
     assert!(matches!(&res[3], ExportResult::Applied { .. }), "{res:?}");
+    // The same insert sent again (a crash after the server committed it, before idsync recorded
+    // it) finds its own row: adopted, not a duplicate-key error, and no second row.
+    let again = c
+        .export(&[item(
+            None,
+            ExportOp::Add {
+                object_classes: vec![],
+                attributes: repeated,
+            },
+        )])
+        .unwrap();
+    assert!(
+        matches!(&again[0], ExportResult::Applied { anchor: Some(a) } if a.as_str() == "7"),
+        "{again:?}"
+    );
     let mut sink = Sink::default();
     connector(&db, &format!("table = \"{t}\"\nanchor = \"id\""))
         .full_import(&mut sink)

@@ -29,7 +29,7 @@ struct Session<'a, S: Store> {
 }
 
 /// Whether the system now holds what an export sent.
-fn satisfied(hologram: &Attributes, d: &AttributeDelta) -> bool {
+pub(crate) fn satisfied(hologram: &Attributes, d: &AttributeDelta) -> bool {
     let have = hologram.get_name(&d.name).unwrap_or(&[]);
     let keys: HashSet<_> = have.iter().map(Value::compare_key).collect();
     match &d.change {
