@@ -1379,6 +1379,12 @@ impl Connector for LdapConnector {
         Ok(self.after_full.take())
     }
 
+    fn reports_reference_removals(&self) -> bool {
+        // Samba's DirSync (and its uSNChanged) never shows a group losing a member that was
+        // deleted: the engine removes references to deleted objects itself.
+        self.s.profile != Profile::ActiveDirectory
+    }
+
     fn delta_import(
         &mut self,
         watermark: Option<&str>,

@@ -181,6 +181,14 @@ pub trait Connector {
     fn finish_export(&mut self) -> Result<()> {
         Ok(())
     }
+    /// Whether the connected system reports that a reference to an object it deleted is gone
+    /// (a group's member value, a manager). Samba's DirSync does not: when a member user is
+    /// deleted, the group's link removal never shows. Such a connector answers `false`, and
+    /// after a delta import that deleted objects the engine removes the references to them from
+    /// the rest of the connector space itself, as imported changes.
+    fn reports_reference_removals(&self) -> bool {
+        true
+    }
 }
 
 /// Opens a connector of a configured type. `base_dir` resolves relative paths (the
