@@ -60,6 +60,9 @@ pub fn run(suite: &str, people: usize, changes: usize) -> Result<Value> {
     if suite == "augment-sql" {
         return crate::bench_sql::run(people);
     }
+    if suite == "ad-import" {
+        return crate::bench_ad::run(people);
+    }
     if suite.starts_with("ldap-") {
         return crate::bench_ldap::run(suite, people, changes);
     }
@@ -150,7 +153,7 @@ pub fn run(suite: &str, people: usize, changes: usize) -> Result<Value> {
         }
         "profile-export" => crate::bench_profile::run(dir.path(), &g, people),
         other => {
-            bail!("unknown benchmark suite `{other}`: say ldif-import, full-sync, delta-cycle, profile-export, profile-api, augment-sql, ldap-import or ldap-export")
+            bail!("unknown benchmark suite `{other}`: say ldif-import, full-sync, delta-cycle, profile-export, profile-api, augment-sql, ldap-import, ldap-export or ad-import")
         }
     }
 }

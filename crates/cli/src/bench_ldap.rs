@@ -26,7 +26,7 @@ fn round(x: f64) -> f64 {
 }
 
 /// A photo of about 5 KB: a sample portrait padded with JPEG comment segments.
-fn photo_5k(uid: &str) -> Vec<u8> {
+pub(crate) fn photo_5k(uid: &str) -> Vec<u8> {
     let base = idsync_sample::photo(uid, 1);
     let mut out = base[..2].to_vec();
     let filler = format!("padding for {uid} ").repeat(64);
@@ -88,7 +88,7 @@ fn ldap_connector(name: &str, role: &str, slapd: &Slapd, base: &str) -> String {
     )
 }
 
-fn timed(cmd: &mut Command) -> Result<f64> {
+pub(crate) fn timed(cmd: &mut Command) -> Result<f64> {
     let t = Instant::now();
     let status = cmd
         .stdout(Stdio::null())

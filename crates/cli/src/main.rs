@@ -6,6 +6,7 @@
 
 mod audit;
 mod bench;
+mod bench_ad;
 mod bench_api;
 mod bench_ldap;
 mod bench_profile;
@@ -129,7 +130,7 @@ enum Command {
     /// two stores.
     Dump,
     /// Benchmarks on generated data: ldif-import, full-sync, delta-cycle, profile-export,
-    /// profile-api, augment-sql, ldap-import, ldap-export.
+    /// profile-api, augment-sql, ldap-import, ldap-export, ad-import.
     Bench {
         suite: String,
         #[arg(long, default_value_t = 100_000)]

@@ -16,9 +16,9 @@ use idsync_ad_proto::{
     DIRSYNC_OBJECT_SECURITY, DIRSYNC_OID,
 };
 use idsync_connectors::{
-    value_text, Error, ExportItem, ExportOp, ImportChange, ImportSink, Result,
+    value_text, Error, ExportItem, ExportOp, ImportChange, ImportSink, Result, WrittenValue,
 };
-use idsync_model::{Anchor, AttributeChange, AttributeDelta, AttributeName, Blob, Dn, Value};
+use idsync_model::{Anchor, AttributeChange, AttributeDelta, AttributeName, Blob, CsId, Dn, Value};
 use ldap3::{Scope, SearchEntry};
 use std::collections::HashMap;
 
@@ -181,26 +181,44 @@ impl LdapConnector {
         Ok(format!("{USN_PREFIX}{usn}"))
     }
 
-    /// Fits photo values under the configured limit.
-    fn fit_photos(&self, values: &[Value]) -> std::result::Result<Vec<Value>, String> {
-        values
-            .iter()
-            .map(|v| match v {
-                Value::Binary(b) => {
-                    let data = b
-                        .data
-                        .as_ref()
-                        .ok_or_else(|| format!("binary value {} has no bytes", b.hash))?;
-                    let fitted = idsync_ad_proto::photo::fit(data, self.s.photo_max_bytes)
-                        .map_err(|m| format!("attribute {THUMBNAIL_PHOTO}: {m}"))?;
-                    Ok(match fitted {
-                        std::borrow::Cow::Borrowed(_) => v.clone(),
-                        std::borrow::Cow::Owned(bytes) => Value::Binary(Blob::from_bytes(bytes)),
-                    })
+    /// Fits photo values under the configured limit; each fitted value is remembered as written
+    /// in place of the given one, for the engine (`take_written_values`).
+    fn fit_photos(
+        &mut self,
+        cs_id: &CsId,
+        attribute: &AttributeName,
+        values: &[Value],
+    ) -> std::result::Result<Vec<Value>, String> {
+        let mut out = Vec::with_capacity(values.len());
+        for v in values {
+            let Value::Binary(b) = v else {
+                out.push(v.clone());
+                continue;
+            };
+            let data = b
+                .data
+                .as_ref()
+                .ok_or_else(|| format!("binary value {} has no bytes", b.hash))?;
+            let fitted = idsync_ad_proto::photo::fit(data, self.s.photo_max_bytes)
+                .map_err(|m| format!("attribute {THUMBNAIL_PHOTO}: {m}"))?;
+            match fitted {
+                std::borrow::Cow::Borrowed(_) => out.push(v.clone()),
+                std::borrow::Cow::Owned(bytes) => {
+                    let blob = Blob::from_bytes(bytes);
+                    self.written.push(WrittenValue {
+                        cs_id: cs_id.clone(),
+                        attribute: attribute.clone(),
+                        desired: b.hash,
+                        written: Blob {
+                            data: None,
+                            ..blob.clone()
+                        },
+                    });
+                    out.push(Value::Binary(blob));
                 }
-                other => Ok(other.clone()),
-            })
-            .collect()
+            }
+        }
+        Ok(out)
     }
 
     /// The export item as AD takes it: `accountDisabled` as the `userAccountControl` bit (read
@@ -232,7 +250,7 @@ impl LdapConnector {
                 }
                 for (n, v) in attributes.iter_mut() {
                     if is(n, THUMBNAIL_PHOTO) {
-                        match self.fit_photos(v) {
+                        match self.fit_photos(&item.cs_id, n, v) {
                             Ok(f) => *v = f,
                             Err(m) => return Ok(Err(m)),
                         }
@@ -250,9 +268,11 @@ impl LdapConnector {
                     }
                     if is(&d.name, THUMBNAIL_PHOTO) {
                         let r = match &mut d.change {
-                            AttributeChange::Replace(v) => self.fit_photos(v).map(|f| *v = f),
+                            AttributeChange::Replace(v) => {
+                                self.fit_photos(&item.cs_id, &d.name, v).map(|f| *v = f)
+                            }
                             AttributeChange::Update { add, .. } => {
-                                self.fit_photos(add).map(|f| *add = f)
+                                self.fit_photos(&item.cs_id, &d.name, add).map(|f| *add = f)
                             }
                         };
                         if let Err(m) = r {

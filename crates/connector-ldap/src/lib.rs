@@ -256,6 +256,8 @@ pub struct LdapConnector {
     syncrepl: Option<bool>,
     /// The watermark taken before the last full import started.
     after_full: Option<String>,
+    /// Values the last export wrote in place of the ones given (fitted photos).
+    written: Vec<idsync_connectors::WrittenValue>,
 }
 
 /// The base attribute name without options (`jpegPhoto;binary` → `jpegPhoto`).
@@ -347,6 +349,7 @@ impl LdapConnector {
             conn: None,
             schema: None,
             after_full: None,
+            written: Vec::new(),
         })
     }
 
@@ -1436,6 +1439,16 @@ impl Connector for LdapConnector {
         Ok(self.after_full.take())
     }
 
+    fn take_written_values(&mut self) -> Vec<idsync_connectors::WrittenValue> {
+        std::mem::take(&mut self.written)
+    }
+
+    fn reports_reference_removals(&self) -> bool {
+        // Samba's DirSync (and its uSNChanged) never shows a group losing a member that was
+        // deleted: the engine removes references to deleted objects itself.
+        self.s.profile != Profile::ActiveDirectory
+    }
+
     fn delta_import(
         &mut self,
         watermark: Option<&str>,
@@ -1533,6 +1546,7 @@ impl Connector for LdapConnector {
         }
         // AD: accountDisabled becomes the userAccountControl bit, photos are fitted; an item
         // that cannot be prepared fails alone.
+        self.written.clear();
         let mut out: Vec<Option<ExportResult>> = vec![None; batch.len()];
         let mut ready = Vec::with_capacity(batch.len());
         let mut at = Vec::with_capacity(batch.len());

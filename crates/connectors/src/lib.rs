@@ -16,7 +16,8 @@ pub use attr_types::{generalized_time, parse_timestamp, value_text, AttributeTyp
 pub use secret::{resolve_secret, Secret};
 
 use idsync_model::{
-    Anchor, AttributeDelta, Attributes, ConnectorId, CsEntry, CsId, Dn, ObjectTypeName,
+    Anchor, AttributeDelta, AttributeName, Attributes, Blob, ConnectorId, ContentHash, CsEntry,
+    CsId, Dn, ObjectTypeName,
 };
 use std::path::{Path, PathBuf};
 
@@ -147,6 +148,19 @@ pub enum ExportResult {
     Failed(String),
 }
 
+/// A value a connector wrote in place of the one an export gave it (a photo fitted under the
+/// system's size limit). The engine remembers which value stands for which, so the confirming
+/// import finds the export applied and later syncs do not export the same desired value again.
+#[derive(Debug, Clone)]
+pub struct WrittenValue {
+    pub cs_id: CsId,
+    pub attribute: AttributeName,
+    /// The content hash of the value the export asked for.
+    pub desired: ContentHash,
+    /// What was written instead (its hash and length; the bytes come back with the next import).
+    pub written: Blob,
+}
+
 /// Which steps a connector can run.
 #[derive(Debug, Clone, Copy)]
 pub struct Capabilities {
@@ -180,6 +194,19 @@ pub trait Connector {
     /// file here). Called once after the last batch of an export step.
     fn finish_export(&mut self) -> Result<()> {
         Ok(())
+    }
+    /// Whether the connected system reports that a reference to an object it deleted is gone
+    /// (a group's member value, a manager). Samba's DirSync does not: when a member user is
+    /// deleted, the group's link removal never shows. Such a connector answers `false`, and
+    /// after a delta import that deleted objects the engine removes the references to them from
+    /// the rest of the connector space itself, as imported changes.
+    fn reports_reference_removals(&self) -> bool {
+        true
+    }
+    /// The values the last `export` call wrote in place of the ones it was given, taken (the
+    /// connector forgets them). Called by the engine after each batch.
+    fn take_written_values(&mut self) -> Vec<WrittenValue> {
+        Vec::new()
     }
 }
 

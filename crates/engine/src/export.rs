@@ -381,6 +381,7 @@ impl<S: Store> Engine<S> {
                 continue;
             }
             let results = connector.export(&items)?;
+            let written = connector.take_written_values();
             crash_point!("export:{id}:batch-sent");
             self.progress.advance(items.len() as u64);
             for ((mut o, item), result) in objects.into_iter().zip(items).zip(results) {
@@ -419,6 +420,10 @@ impl<S: Store> Engine<S> {
                         }
                         if o.anchor.is_none() {
                             o.anchor = anchor;
+                        }
+                        let mine: Vec<_> = written.iter().filter(|w| w.cs_id == o.id).collect();
+                        if !mine.is_empty() {
+                            crate::written::record(&mut self.store, id, &mut o.awaiting, &mine)?;
                         }
                         if !confirms {
                             // Nothing will be read back: what was sent is what the system holds.

@@ -26,6 +26,8 @@ struct Session<'a, S: Store> {
     progress: &'a dyn crate::Progress,
     /// `<step>:<connector>`, for crash points.
     label: String,
+    /// The identifiers of the objects a delta import deleted (for `remove_dangling_references`).
+    deleted: HashSet<Dn>,
 }
 
 /// Whether the system now holds what an export sent.
@@ -284,6 +286,7 @@ impl<S: Store> Session<'_, S> {
                 };
                 self.report.stats.deleted += 1;
                 o.pending_import = Some(PendingImport::Delete);
+                self.deleted.insert(o.dn.clone());
                 self.store.cs_put(&o).map_err(e)
             }
             ImportChange::Rename { anchor, dn, new_dn } => {
@@ -391,6 +394,7 @@ impl<S: Store> Engine<S> {
             label,
             report,
             progress: &*self.progress,
+            deleted: HashSet::new(),
         };
         let delivered_all = if full {
             connector.full_import(&mut session)?;
@@ -406,6 +410,9 @@ impl<S: Store> Engine<S> {
                 .state_set(id, state::WATERMARK, outcome.watermark.as_deref())?;
             outcome.full
         };
+        if !delivered_all && !connector.reports_reference_removals() {
+            remove_dangling_references(&mut session, id)?;
+        }
         crash_point!("{}:read", session.label);
         if delivered_all {
             // Obsoletion happens only now that the whole read completed.
@@ -466,4 +473,73 @@ impl<S: Store> Engine<S> {
             .state_set(id, state::SCOPE_VERSION, Some(&scope))?;
         Ok(())
     }
+}
+
+/// Removes, from every object of the connector space, the reference values (a group's
+/// `member`, a person's `manager`) naming an object this delta import deleted, for a connector
+/// whose system does not report those removals itself (Samba's DirSync). Each removal is staged
+/// as an ordinary imported change, so the next sync flows it to the metaverse. One streaming
+/// pass over the space, page by page, only when something was deleted.
+fn remove_dangling_references<S: Store>(
+    session: &mut Session<'_, S>,
+    id: &ConnectorId,
+) -> Result<()> {
+    if session.deleted.is_empty() {
+        return Ok(());
+    }
+    let mut removed = 0u64;
+    let mut after: Option<CsId> = None;
+    loop {
+        let page = session
+            .store
+            .cs_scan(id, CsFilter::All, after.as_ref(), PAGE)?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.id.clone());
+        for mut o in page {
+            if o.pending_import == Some(PendingImport::Delete) {
+                continue;
+            }
+            let changes: Vec<AttributeDelta> = o
+                .hologram
+                .iter()
+                .filter_map(|(name, values)| {
+                    let remove: Vec<Value> = values
+                        .iter()
+                        .filter(|v| {
+                            matches!(v, Value::Reference(idsync_model::Reference::Dn(d)) if session.deleted.contains(d))
+                        })
+                        .cloned()
+                        .collect();
+                    (!remove.is_empty()).then(|| AttributeDelta {
+                        name: name.clone(),
+                        change: AttributeChange::Update {
+                            add: vec![],
+                            remove,
+                        },
+                    })
+                })
+                .collect();
+            if changes.is_empty() {
+                continue;
+            }
+            removed += changes
+                .iter()
+                .map(|d| match &d.change {
+                    AttributeChange::Update { remove, .. } => remove.len() as u64,
+                    AttributeChange::Replace(_) => 0,
+                })
+                .sum::<u64>();
+            apply_delta(&mut o.hologram, &changes);
+            session.report.stats.updated += 1;
+            o.pending_import = Some(merge_pending(o.pending_import.take(), changes, None));
+            session.store.cs_put(&o)?;
+        }
+    }
+    if removed > 0 {
+        session.report.notes.push(format!(
+            "removed {removed} reference(s) to the {} deleted object(s): the system does not report those removals",
+            session.deleted.len()
+        ));
+    }
+    Ok(())
 }

@@ -14,6 +14,7 @@ mod import;
 mod safety;
 mod stats;
 mod sync;
+mod written;
 
 pub use cycle::{CycleKind, CycleReport};
 pub use stats::Stats;

@@ -522,6 +522,7 @@ pub(crate) fn evaluate_exports<S: Store>(
                 *attributes = desired;
             } else {
                 let expected = o.expected();
+                let desired = crate::written::substitute(store, &target.name, &expected, desired)?;
                 // Only attributes an export flow manages are compared: others belong to the
                 // target and are left alone.
                 let mut current = Attributes::new();

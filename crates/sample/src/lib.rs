@@ -543,18 +543,29 @@ object_classes = ["User"]
 /// a configuration made by [`profile_store_config_text`]; nothing else changes, and no connector
 /// space is cleared: the changed rules re-evaluate by themselves.
 pub fn photo_writeback(config: &str) -> String {
-    let from_directory =
-        "[[import_flow]]\nconnector = \"directory\"\nmv = \"photo\"\ncs = \"jpegPhoto\"\n";
+    photo_writeback_to(config, "jpegPhoto")
+}
+
+/// [`photo_writeback`] for a directory that keeps photos in `attribute` (`thumbnailPhoto` in
+/// Active Directory): the import flow `directory.<attribute>` → `photo` becomes
+/// `profiles.photo` → `photo`, and the export flow `photo` → `profiles.photo` becomes `photo` →
+/// `directory.<attribute>`.
+pub fn photo_writeback_to(config: &str, attribute: &str) -> String {
+    let from_directory = format!(
+        "[[import_flow]]\nconnector = \"directory\"\nmv = \"photo\"\ncs = \"{attribute}\"\n"
+    );
     let to_profiles = "[[export_flow]]\nconnector = \"profiles\"\ncs = \"photo\"\nmv = \"photo\"\n";
-    assert!(config.contains(from_directory) && config.contains(to_profiles));
+    assert!(config.contains(&from_directory) && config.contains(to_profiles));
     config
         .replace(
-            from_directory,
+            &from_directory,
             "[[import_flow]]\nconnector = \"profiles\"\nmv = \"photo\"\ncs = \"photo\"\n",
         )
         .replace(
             to_profiles,
-            "[[export_flow]]\nconnector = \"directory\"\ncs = \"jpegPhoto\"\nmv = \"photo\"\n",
+            &format!(
+                "[[export_flow]]\nconnector = \"directory\"\ncs = \"{attribute}\"\nmv = \"photo\"\n"
+            ),
         )
 }
 

@@ -1,0 +1,369 @@
+//! Seed 000 against Active Directory (a real throwaway Samba AD DC): photos flow from AD's
+//! `thumbnailPhoto` into the profile store; then the picture flow is reversed (profile store →
+//! AD, `idsync_sample::photo_writeback_to`) and a photo a person uploads to the profile store with
+//! their own token reaches `thumbnailPhoto`, after a full cycle and after a delta cycle (DirSync),
+//! for people who had a photo in AD and for people who never had one. Nothing is deleted and no
+//! connector space is cleared: the changed rules re-evaluate by themselves.
+//!
+//! Everything runs through the real `idsync` binary: `idsync serve` is the profile store,
+//! `idsync token create` makes the tokens, `idsync run` runs the cycles.
+
+use assert_cmd::Command;
+use base64::Engine as _;
+use idsync_testbed::samba::ADMIN_PASSWORD;
+use idsync_testbed::SambaDc;
+use serde_json::Value as Json;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+fn idsync() -> Command {
+    Command::cargo_bin("idsync").expect("the idsync binary is built")
+}
+
+fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("idsync runs");
+    assert!(
+        out.status.success(),
+        "idsync failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+struct Serve(Child);
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn serve(db: &Path, port: u16) -> Serve {
+    let bin = assert_cmd::cargo::cargo_bin("idsync");
+    let child = std::process::Command::new(bin)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--db"])
+        .arg(db)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("idsync serve starts");
+    let s = Serve(child);
+    let t = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "idsync serve did not listen"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    s
+}
+
+fn token(db: &Path, args: &[&str]) -> String {
+    let out = run_ok(
+        idsync()
+            .args(["token", "create"])
+            .args(args)
+            .arg("--db")
+            .arg(db),
+    );
+    out.split_whitespace()
+        .last()
+        .expect("the token is printed")
+        .to_owned()
+}
+
+struct Api {
+    base: String,
+    agent: ureq::Agent,
+}
+
+impl Api {
+    fn new(port: u16) -> Api {
+        Api {
+            base: format!("http://127.0.0.1:{port}/scim/v2"),
+            agent: ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .build()
+                .into(),
+        }
+    }
+
+    fn user(&self, token: &str, user_name: &str) -> Json {
+        let mut r = self
+            .agent
+            .get(&format!("{}/Users", self.base))
+            .query("filter", format!("userName eq \"{user_name}\""))
+            .header("Authorization", format!("Bearer {token}"))
+            .call()
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let page: Json = r.body_mut().read_json().unwrap();
+        page["Resources"][0].clone()
+    }
+
+    fn upload(&self, token: &str, id: &str, bytes: &[u8]) {
+        let r = self
+            .agent
+            .put(&format!("{}/Users/{id}/photo", self.base))
+            .header("Authorization", format!("Bearer {token}"))
+            .header("Content-Type", "image/jpeg")
+            .send(bytes)
+            .unwrap();
+        assert_eq!(r.status(), 200, "photo upload");
+    }
+}
+
+fn hash(bytes: &[u8]) -> String {
+    idsync_model::ContentHash::of(bytes).to_hex()
+}
+
+/// A user's `thumbnailPhoto` as AD holds it, read with OpenLDAP's `ldapsearch`.
+fn ad_photo(dc: &SambaDc, account: &str) -> Option<Vec<u8>> {
+    let out = dc
+        .tool("ldapsearch")
+        .args(["-b", dc.base_dn(), "-LLL", "-o", "ldif-wrap=no"])
+        .arg(format!("(sAMAccountName={account})"))
+        .arg("thumbnailPhoto")
+        .output()
+        .expect("ldapsearch runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("dn: "), "{account} is in AD: {text}");
+    text.lines()
+        .find_map(|l| l.strip_prefix("thumbnailPhoto:: "))
+        .map(|b| base64::engine::general_purpose::STANDARD.decode(b).unwrap())
+}
+
+fn cycle(config: &Path, kind: &str) -> Json {
+    let out = run_ok(idsync().args(["--json", "run", kind, "-c"]).arg(config));
+    serde_json::from_str(&out).expect("a JSON report")
+}
+
+fn sum(report: &Json, stat: &str) -> u64 {
+    report["steps"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| s["stats"][stat].as_u64().unwrap_or(0))
+        .sum()
+}
+
+fn config(dc: &SambaDc, port: u16) -> String {
+    format!(
+        r#"[store]
+path = "idsync.db"
+
+[[connector]]
+name = "directory"
+type = "ldap"
+role = "directory"
+profile = "active-directory"
+url = "{url}"
+bind_dn = "{bind}"
+bind_password = "file:ad.pw"
+base_dns = ["{base}"]
+filter = "(employeeID=*)"
+
+[[connector.object_type]]
+name = "person"
+object_classes = ["user"]
+
+[[connector]]
+name = "profiles"
+type = "profile-store"
+role = "target"
+url = "http://127.0.0.1:{port}"
+token = "file:engine.token"
+
+[[connector.object_type]]
+name = "person"
+object_classes = ["User"]
+
+[[import_flow]]
+connector = "directory"
+mv = "uid"
+cs = "sAMAccountName"
+
+[[import_flow]]
+connector = "directory"
+mv = "displayName"
+cs = "displayName"
+
+[[import_flow]]
+connector = "directory"
+mv = "mail"
+cs = "mail"
+
+[[import_flow]]
+connector = "directory"
+mv = "manager"
+cs = "manager"
+
+[[import_flow]]
+connector = "directory"
+mv = "photo"
+cs = "thumbnailPhoto"
+
+[[provision]]
+connector = "profiles"
+mv_type = "person"
+object_type = "person"
+dn = "{{uid}}"
+
+[[export_flow]]
+connector = "profiles"
+cs = "displayName"
+mv = "displayName"
+
+[[export_flow]]
+connector = "profiles"
+cs = "mail"
+mv = "mail"
+
+[[export_flow]]
+connector = "profiles"
+cs = "manager"
+mv = "manager"
+
+[[export_flow]]
+connector = "profiles"
+cs = "photo"
+mv = "photo"
+"#,
+        url = dc.url(),
+        bind = dc.bind_dn(),
+        base = dc.base_dn(),
+    )
+}
+
+#[test]
+fn a_photo_uploaded_to_the_profile_store_reaches_active_directory() {
+    let dc = SambaDc::start().expect("the Samba AD DC must start for this test");
+    let base = dc.base_dn();
+    // Six people: the first three with a photo in AD, the others never had one; most have a
+    // manager.
+    let people: Vec<String> = (0..6).map(|i| format!("s0user{i}")).collect();
+    let dn = |i: usize| format!("CN={},OU=People,{base}", people[i]);
+    let mut ldif =
+        format!("dn: OU=People,{base}\nchangetype: add\nobjectClass: organizationalUnit\n\n");
+    for (i, account) in people.iter().enumerate() {
+        ldif.push_str(&format!(
+            "dn: {}\nchangetype: add\nobjectClass: user\nsAMAccountName: {account}\nemployeeID: E{i}\ndisplayName: Person {i}\nmail: {account}@example.test\nuserAccountControl: 544\n",
+            dn(i)
+        ));
+        if i > 0 {
+            ldif.push_str(&format!("manager: {}\n", dn(0)));
+        }
+        if i < 3 {
+            ldif.push_str(&format!(
+                "thumbnailPhoto:: {}\n",
+                base64::engine::general_purpose::STANDARD.encode(idsync_sample::photo(account, 1))
+            ));
+        }
+        ldif.push('\n');
+    }
+    dc.modify(&ldif).expect("seed AD");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::write(dir.join("ad.pw"), ADMIN_PASSWORD).unwrap();
+    let db = dir.join("profiles.db");
+    let engine_token = token(&db, &["--engine"]);
+    std::fs::write(dir.join("engine.token"), format!("{engine_token}\n")).unwrap();
+    let port = free_port();
+    let _server = serve(&db, port);
+    let api = Api::new(port);
+    let config_path = dir.join("idsync.toml");
+    let config = config(&dc, port);
+    std::fs::write(&config_path, &config).unwrap();
+
+    // 1. AD → profile store: every AD photo is in its profile, by content.
+    let first = cycle(&config_path, "full-cycle");
+    assert_eq!(first["pending_exports_left"], 0, "{first}");
+    for account in &people[..3] {
+        let u = api.user(&engine_token, account);
+        let ext = &u["urn:idsync:params:scim:schemas:extension:profile:2.0:User"];
+        assert_eq!(
+            ext["photoHash"],
+            hash(&ad_photo(&dc, account).expect("a photo in AD")),
+            "{u}"
+        );
+    }
+    for account in &people[3..] {
+        assert!(ad_photo(&dc, account).is_none());
+    }
+
+    // 2. The flow is reversed; nothing else is touched. The re-evaluation sends nothing to AD:
+    //    its photos are already what the profiles hold.
+    std::fs::write(
+        &config_path,
+        idsync_sample::photo_writeback_to(&config, "thumbnailPhoto"),
+    )
+    .unwrap();
+    let before: Vec<_> = people.iter().map(|a| ad_photo(&dc, a)).collect();
+    let reversed = cycle(&config_path, "full-cycle");
+    assert_eq!(sum(&reversed, "deleted"), 0, "{reversed}");
+    assert_eq!(reversed["pending_exports_left"], 0, "{reversed}");
+    let after: Vec<_> = people.iter().map(|a| ad_photo(&dc, a)).collect();
+    assert_eq!(before, after);
+
+    // 3. People upload new photos with their own tokens: a full cycle writes one back to AD,
+    //    a delta cycle (DirSync) the next; for people who had a photo and people who had none.
+    let cases = [
+        (1, "full-cycle"),
+        (2, "delta-cycle"),
+        (3, "full-cycle"),
+        (4, "delta-cycle"),
+    ];
+    for (n, (i, kind)) in cases.into_iter().enumerate() {
+        let account = &people[i];
+        let person = token(&db, &["--user", account]);
+        let id = api.user(&engine_token, account)["id"]
+            .as_str()
+            .expect("the profile exists")
+            .to_owned();
+        let new_photo = idsync_sample::photo(account, 10 + n as u32);
+        api.upload(&person, &id, &new_photo);
+        let report = cycle(&config_path, kind);
+        assert_eq!(sum(&report, "deleted"), 0, "{report}");
+        assert_eq!(sum(&report, "exported"), 1, "{kind}: {report}");
+        assert_eq!(
+            ad_photo(&dc, account).map(|b| hash(&b)),
+            Some(hash(&new_photo)),
+            "{account} after a {kind}: {report}"
+        );
+        if kind == "delta-cycle" {
+            let notes = report.to_string();
+            assert!(notes.contains("DirSync"), "{report}");
+        }
+        // The profile's picture URL did not change; its content did.
+        let u = api.user(&engine_token, account);
+        assert!(
+            u["photos"][0]["value"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!("/Users/{id}/photo")),
+            "{u}"
+        );
+    }
+    // Nothing is left to send, and the next delta cycle sends nothing.
+    let last = cycle(&config_path, "delta-cycle");
+    assert_eq!(sum(&last, "exported"), 0, "{last}");
+    assert_eq!(sum(&last, "deleted"), 0, "{last}");
+}
