@@ -52,6 +52,16 @@ use ldap3::controls::{
     SyncRequest, SyncState,
 };
 use ldap3::{Mod, ResultEntry, Scope, SearchEntry};
+
+/// What the paged search's reader task hands to the thread that stores entries.
+enum ReadItem {
+    /// An entry, decoded on the reader's thread.
+    Entry(SearchEntry),
+    /// The search failed (connection lost, timeout): nothing after it is trustworthy.
+    Failed(String),
+    /// The search's final result code and message.
+    Done(u32, String),
+}
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
@@ -773,29 +783,68 @@ impl LdapConnector {
             let mut failure: Option<Error> = None;
             let r = guarded("paged search", || {
                 c.rt.block_on(async {
-                    let adapters: Vec<Box<dyn ldap3::adapters::Adapter<_, _>>> = vec![
-                        Box::new(EntriesOnly::new()),
-                        Box::new(PagedResults::new(page)),
-                    ];
-                    let mut stream = ldap
-                        .with_timeout(timeout)
-                        .streaming_search_with(
-                            adapters,
-                            &base,
-                            Scope::Subtree,
-                            filter,
-                            attrs.clone(),
-                        )
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    loop {
-                        let next = stream.next().await.map_err(|e| e.to_string());
-                        let re = match next {
-                            Ok(Some(re)) => re,
-                            Ok(None) => break,
-                            Err(e) => return Err(e),
+                    // The paged search runs on the connection's worker, a page ahead: the
+                    // server sends the next page while this thread stores the last one.
+                    let (tx, mut rx) =
+                        ldap3::tokio::sync::mpsc::channel::<ReadItem>(2 * page.max(1) as usize);
+                    let base_owned = base.clone();
+                    let filter_owned = filter.to_owned();
+                    let attrs_owned = attrs.clone();
+                    let reader = ldap3::tokio::spawn(async move {
+                        let adapters: Vec<Box<dyn ldap3::adapters::Adapter<_, _>>> = vec![
+                            Box::new(EntriesOnly::new()),
+                            Box::new(PagedResults::new(page)),
+                        ];
+                        let started = ldap
+                            .with_timeout(timeout)
+                            .streaming_search_with(
+                                adapters,
+                                &base_owned,
+                                Scope::Subtree,
+                                &filter_owned,
+                                attrs_owned,
+                            )
+                            .await;
+                        let mut stream = match started {
+                            Ok(s) => s,
+                            Err(e) => {
+                                let _ = tx.send(ReadItem::Failed(e.to_string())).await;
+                                return;
+                            }
                         };
-                        let mut e = SearchEntry::construct(re);
+                        loop {
+                            match stream.next().await {
+                                Ok(Some(re)) => {
+                                    let e = SearchEntry::construct(re);
+                                    if tx.send(ReadItem::Entry(e)).await.is_err() {
+                                        // The reader stopped (the engine refused an entry).
+                                        let _ = stream.finish().await;
+                                        return;
+                                    }
+                                }
+                                Ok(None) => break,
+                                Err(e) => {
+                                    let _ = tx.send(ReadItem::Failed(e.to_string())).await;
+                                    return;
+                                }
+                            }
+                        }
+                        let res = stream.finish().await;
+                        let _ = tx.send(ReadItem::Done(res.rc, res.text)).await;
+                    });
+                    let mut done = false;
+                    while let Some(item) = rx.recv().await {
+                        let mut e = match item {
+                            ReadItem::Entry(e) => e,
+                            ReadItem::Failed(e) => return Err(e),
+                            ReadItem::Done(rc, text) => {
+                                if rc != 0 {
+                                    return Err(conn::result_text(rc, &text));
+                                }
+                                done = true;
+                                break;
+                            }
+                        };
                         if ad {
                             ad::complete_ranges(&mut ranges, timeout, &mut e).await?;
                         }
@@ -814,13 +863,14 @@ impl LdapConnector {
                         };
                         if let Err(m) = sent {
                             failure = Some(Error::Sink(m));
-                            let _ = stream.finish().await;
+                            drop(rx);
+                            let _ = reader.await;
                             return Ok(());
                         }
                     }
-                    let res = stream.finish().await;
-                    if res.rc != 0 {
-                        return Err(conn::result_text(res.rc, &res.text));
+                    if !done {
+                        // The reader ended without a result: it panicked (ldap3 on bad input).
+                        return Err("the search ended without a result from the server".to_owned());
                     }
                     Ok(())
                 })
