@@ -101,7 +101,11 @@ impl Dn {
                 skip_space = true;
             }
             escaped = !escaped && c == '\\';
-            out.extend(c.to_lowercase());
+            if c.is_ascii() {
+                out.push(c.to_ascii_lowercase());
+            } else {
+                out.extend(c.to_lowercase());
+            }
         }
         out
     }
