@@ -580,6 +580,16 @@ impl WriteTx for Tx<'_> {
         self.open = false;
         Ok(())
     }
+
+    fn put_thumbnails(&mut self, user_id: &str, hash: &str, thumbs: &[Vec<u8>; 3]) -> Result<bool> {
+        let n = self
+            .conn
+            .prepare_cached(
+                "UPDATE photo SET small = ?3, medium = ?4, large = ?5 WHERE user_id = ?1 AND hash = ?2",
+            )?
+            .execute(params![user_id, hash, thumbs[0], thumbs[1], thumbs[2]])?;
+        Ok(n > 0)
+    }
 }
 
 /// A search's SQL: the count query, the page query and their parameters.
