@@ -33,6 +33,7 @@ use serde_json::{json, Map, Value as Json};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How many ids or names go into one `filter` lookup.
@@ -85,7 +86,11 @@ fn default_groups() -> Vec<String> {
 
 pub struct ProfileStoreConnector {
     id: ConnectorId,
-    client: Client,
+    client: Arc<Client>,
+    /// The photo uploads of new profiles from the last batch, still running while the engine
+    /// records that batch and reads the next one; waited for before anything else is sent or
+    /// read (and by `finish_export`).
+    photo_uploads: Option<std::thread::JoinHandle<Vec<PhotoAnswer>>>,
     page_size: usize,
     group_types: HashSet<String>,
     bulk: Option<bool>,
@@ -136,7 +141,8 @@ impl ProfileStoreConnector {
         .map_err(config)?;
         Ok(Self {
             types: AttributeTypes::new(&s.attribute_types),
-            client,
+            client: Arc::new(client),
+            photo_uploads: None,
             page_size: s.page_size.clamp(1, 1000),
             group_types: s
                 .group_types
@@ -553,6 +559,7 @@ impl Connector for ProfileStoreConnector {
     }
 
     fn full_import(&mut self, sink: &mut dyn ImportSink) -> Result<()> {
+        self.wait_photo_uploads()?;
         // The cursor is read first: whatever changes during the read is read again by the next
         // delta import, never lost.
         self.cursor_before_full = self.latest_cursor()?;
@@ -588,6 +595,7 @@ impl Connector for ProfileStoreConnector {
         watermark: Option<&str>,
         sink: &mut dyn ImportSink,
     ) -> Result<DeltaOutcome> {
+        self.wait_photo_uploads()?;
         let Some(mut cursor) = watermark.map(str::to_owned) else {
             self.full_import(sink)?;
             let watermark = self.watermark_after_full_import()?;
@@ -629,7 +637,12 @@ impl Connector for ProfileStoreConnector {
         })
     }
 
+    fn finish_export(&mut self) -> Result<()> {
+        self.wait_photo_uploads()
+    }
+
     fn export(&mut self, batch: &[ExportItem]) -> Result<Vec<ExportResult>> {
+        self.wait_photo_uploads()?;
         let schema = self.schema()?.clone();
         let bulk = self.bulk_supported()?;
         let mut plan = ExportPlan::new(batch.len());
@@ -1149,7 +1162,7 @@ impl ProfileStoreConnector {
         _schema: &ProfileSchema,
         bulk: bool,
     ) -> Result<()> {
-        let ops = std::mem::take(&mut plan.ops);
+        let mut ops = std::mem::take(&mut plan.ops);
         for o in &ops {
             let item = &batch[o.item];
             if !matches!(plan.results[o.item], Some(ExportResult::Applied { .. })) {
@@ -1289,16 +1302,34 @@ impl ProfileStoreConnector {
                 }
             }
         }
-        let by_item: HashMap<usize, &Op> = ops.iter().map(|o| (o.item, o)).collect();
-        let uploads: Vec<(usize, &str, &PhotoChange)> = photos
-            .iter()
-            .filter_map(|(item, url)| {
-                let change = by_item.get(item).and_then(|o| o.photo.as_ref())?;
-                Some((*item, url.as_str(), change))
-            })
-            .collect();
-        for (item, r) in self.send_photos(&uploads) {
-            match r {
+        // A new profile's photo goes in the background: its outcome does not change the create's
+        // result (the profile exists either way), so the engine records this batch and reads the
+        // next one meanwhile. An update's photo is part of its result and is sent now.
+        let mut by_item: HashMap<usize, &mut Op> = ops.iter_mut().map(|o| (o.item, o)).collect();
+        let mut now: Vec<PhotoUpload> = Vec::new();
+        let mut later: Vec<PhotoUpload> = Vec::new();
+        for (item, url) in photos {
+            let Some(change) = by_item.get_mut(&item).and_then(|o| o.photo.take()) else {
+                continue;
+            };
+            let upload = PhotoUpload {
+                item,
+                dn: batch[item].dn.to_string(),
+                url,
+                change,
+            };
+            if matches!(batch[item].op, ExportOp::Add { .. }) {
+                later.push(upload);
+            } else {
+                now.push(upload);
+            }
+        }
+        if !later.is_empty() {
+            let client = Arc::clone(&self.client);
+            self.photo_uploads = Some(std::thread::spawn(move || send_photos(&client, later)));
+        }
+        for PhotoAnswer { item, result, .. } in send_photos(&self.client, now) {
+            match result {
                 Ok(()) => {}
                 Err(HttpError::Status(s, m)) => {
                     failures.insert(item, format!("photo: HTTP {s}: {m}"));
@@ -1323,57 +1354,28 @@ impl ProfileStoreConnector {
         Ok(())
     }
 
-    /// Sends photo uploads and deletes, a few at a time on their own connections: each is one
-    /// small request, so waiting for one answer before sending the next would leave both sides
-    /// idle most of the time. Answers come back in the order of `uploads`.
-    fn send_photos(&self, uploads: &[(usize, &str, &PhotoChange)]) -> Vec<(usize, HttpResult<()>)> {
-        let send = |(item, url, change): &(usize, &str, &PhotoChange)| {
-            let r = match change {
-                PhotoChange::Put(bytes) => self.client.put_bytes(url, image_type(bytes), bytes),
-                PhotoChange::Delete => match self.client.delete(url) {
-                    Ok(()) | Err(HttpError::Status(404, _)) => Ok(()),
-                    Err(e) => Err(e),
-                },
-            };
-            (*item, r)
+    /// Waits for the background photo uploads of the last batch. A photo the service refused
+    /// is logged (its profile exists and the confirming import shows the photo missing, so the
+    /// next sync sends it again); a service that cannot be reached fails the step.
+    fn wait_photo_uploads(&mut self) -> Result<()> {
+        let Some(h) = self.photo_uploads.take() else {
+            return Ok(());
         };
-        if uploads.len() < 2 {
-            return uploads.iter().map(send).collect();
+        let answers = h.join().map_err(|_| {
+            self.err(HttpError::Transport(
+                "the photo upload thread stopped unexpectedly".to_owned(),
+            ))
+        })?;
+        for PhotoAnswer { dn, result, .. } in answers {
+            match result {
+                Ok(()) => {}
+                Err(HttpError::Status(s, m)) => {
+                    tracing::warn!("{}: photo of {dn} refused: HTTP {s}: {m}", self.id)
+                }
+                Err(e) => return Err(self.err(e)),
+            }
         }
-        let next = AtomicUsize::new(0);
-        let workers = PHOTO_UPLOADS.min(uploads.len());
-        let mut answers: Vec<(usize, usize, HttpResult<()>)> = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..workers)
-                .map(|_| {
-                    scope.spawn(|| {
-                        let mut out = Vec::new();
-                        loop {
-                            let n = next.fetch_add(1, Ordering::Relaxed);
-                            let Some(u) = uploads.get(n) else { break };
-                            let (item, r) = send(u);
-                            out.push((n, item, r));
-                        }
-                        out
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .flat_map(|h| {
-                    h.join().unwrap_or_else(|_| {
-                        vec![(
-                            usize::MAX,
-                            usize::MAX,
-                            Err(HttpError::Transport(
-                                "a photo upload thread stopped unexpectedly".to_owned(),
-                            )),
-                        )]
-                    })
-                })
-                .collect()
-        });
-        answers.sort_by_key(|(n, _, _)| *n);
-        answers.into_iter().map(|(_, item, r)| (item, r)).collect()
+        Ok(())
     }
 
     /// A deferred reference, now that this batch's creates have ids.
@@ -1387,6 +1389,79 @@ impl ProfileStoreConnector {
             _ => Some(json!({"op": "add", "path": "members", "value": [{"value": id}]})),
         }
     }
+}
+
+/// A photo to send for one export item.
+struct PhotoUpload {
+    item: usize,
+    dn: String,
+    url: String,
+    change: PhotoChange,
+}
+
+struct PhotoAnswer {
+    item: usize,
+    dn: String,
+    result: HttpResult<()>,
+}
+
+/// Sends photo uploads and deletes, a few at a time on the agent's connections: each is one
+/// small request, so waiting for one answer before sending the next would leave both sides idle
+/// most of the time. Answers come back in the order of `uploads`.
+fn send_photos(client: &Client, uploads: Vec<PhotoUpload>) -> Vec<PhotoAnswer> {
+    let send = |u: &PhotoUpload| match &u.change {
+        PhotoChange::Put(bytes) => client.put_bytes(&u.url, image_type(bytes), bytes),
+        PhotoChange::Delete => match client.delete(&u.url) {
+            Ok(()) | Err(HttpError::Status(404, _)) => Ok(()),
+            Err(e) => Err(e),
+        },
+    };
+    let next = AtomicUsize::new(0);
+    let workers = PHOTO_UPLOADS.min(uploads.len());
+    let mut results: Vec<(usize, HttpResult<()>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut out = Vec::new();
+                    loop {
+                        let n = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(u) = uploads.get(n) else { break };
+                        out.push((n, send(u)));
+                    }
+                    out
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    vec![(
+                        usize::MAX,
+                        Err(HttpError::Transport(
+                            "a photo upload thread stopped unexpectedly".to_owned(),
+                        )),
+                    )]
+                })
+            })
+            .collect()
+    });
+    results.sort_by_key(|(n, _)| *n);
+    results
+        .into_iter()
+        .map(|(n, result)| match uploads.get(n) {
+            Some(u) => PhotoAnswer {
+                item: u.item,
+                dn: u.dn.clone(),
+                result,
+            },
+            None => PhotoAnswer {
+                item: usize::MAX,
+                dn: String::new(),
+                result,
+            },
+        })
+        .collect()
 }
 
 fn photo_change(v: &[Value]) -> Option<PhotoChange> {
