@@ -151,8 +151,14 @@ impl Client {
     }
 
     /// Sends JSON with a method (POST, PATCH, PUT); the answer's JSON (or null when empty).
-    pub fn send_json(&self, method: &str, url: &str, body: &Json) -> HttpResult<Json> {
-        let text = body.to_string();
+    pub fn send_json<T: serde::Serialize + ?Sized>(
+        &self,
+        method: &str,
+        url: &str,
+        body: &T,
+    ) -> HttpResult<Json> {
+        let text = serde_json::to_string(body)
+            .map_err(|e| HttpError::Transport(format!("{url}: cannot encode the request: {e}")))?;
         let auth = self.auth();
         let ct = "application/scim+json";
         let resp = match method {

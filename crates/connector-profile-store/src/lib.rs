@@ -7,8 +7,9 @@
 //!   (the defect of seed 000) is always a change.
 //! - Delta import reads the change feed (`/changes?since=CURSOR`); the cursor is the watermark.
 //! - Export sends creates, updates (SCIM PATCH, value by value) and deletes through `/Bulk` when
-//!   the service offers it (one request per batch), then photos (`PUT …/photo`) and managers
-//!   that point at people created in the same batch.
+//!   the service offers it (one request per batch), then managers and members that point at
+//!   objects created in the same batch (one more `/Bulk` request), then photos (`PUT …/photo`,
+//!   a few in flight at once).
 //!
 //! References (manager, group members) are names (`userName`, group `displayName`) in idsync
 //! and ids in SCIM; the connector translates with a bounded cache and batched `filter` lookups,
@@ -17,7 +18,7 @@
 mod client;
 pub mod mapping;
 
-use client::{image_type, Client, HttpError};
+use client::{image_type, Client, HttpError, HttpResult};
 use idsync_connectors::{
     resolve_secret, AttributeTypes, Capabilities, Connector, DeltaOutcome, Error, ExportItem,
     ExportOp, ExportResult, ImportChange, ImportSink, Result, TypeHint,
@@ -27,14 +28,20 @@ use idsync_model::{
     Value,
 };
 use mapping::{Field, ProfileSchema, BULK_REQUEST, GROUP, PATCH_OP, USER};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value as Json};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How many ids or names go into one `filter` lookup.
 const LOOKUP_CHUNK: usize = 50;
+/// Operations in one `/Bulk` request of deferred references (the service takes up to 1,000).
+const BULK_CHUNK: usize = 500;
+/// Photo uploads in flight at once during an export.
+const PHOTO_UPLOADS: usize = 4;
 /// Cache entries kept before the caches are cleared (bounds memory at any estate size).
 const CACHE_LIMIT: usize = 200_000;
 
@@ -79,7 +86,11 @@ fn default_groups() -> Vec<String> {
 
 pub struct ProfileStoreConnector {
     id: ConnectorId,
-    client: Client,
+    client: Arc<Client>,
+    /// The photo uploads of new profiles from the last batch, still running while the engine
+    /// records that batch and reads the next one; waited for before anything else is sent or
+    /// read (and by `finish_export`).
+    photo_uploads: Option<std::thread::JoinHandle<Vec<PhotoAnswer>>>,
     page_size: usize,
     group_types: HashSet<String>,
     bulk: Option<bool>,
@@ -130,7 +141,8 @@ impl ProfileStoreConnector {
         .map_err(config)?;
         Ok(Self {
             types: AttributeTypes::new(&s.attribute_types),
-            client,
+            client: Arc::new(client),
+            photo_uploads: None,
             page_size: s.page_size.clamp(1, 1000),
             group_types: s
                 .group_types
@@ -547,6 +559,7 @@ impl Connector for ProfileStoreConnector {
     }
 
     fn full_import(&mut self, sink: &mut dyn ImportSink) -> Result<()> {
+        self.wait_photo_uploads()?;
         // The cursor is read first: whatever changes during the read is read again by the next
         // delta import, never lost.
         self.cursor_before_full = self.latest_cursor()?;
@@ -582,6 +595,7 @@ impl Connector for ProfileStoreConnector {
         watermark: Option<&str>,
         sink: &mut dyn ImportSink,
     ) -> Result<DeltaOutcome> {
+        self.wait_photo_uploads()?;
         let Some(mut cursor) = watermark.map(str::to_owned) else {
             self.full_import(sink)?;
             let watermark = self.watermark_after_full_import()?;
@@ -623,7 +637,12 @@ impl Connector for ProfileStoreConnector {
         })
     }
 
+    fn finish_export(&mut self) -> Result<()> {
+        self.wait_photo_uploads()
+    }
+
     fn export(&mut self, batch: &[ExportItem]) -> Result<Vec<ExportResult>> {
+        self.wait_photo_uploads()?;
         let schema = self.schema()?.clone();
         let bulk = self.bulk_supported()?;
         let mut plan = ExportPlan::new(batch.len());
@@ -644,13 +663,31 @@ impl Connector for ProfileStoreConnector {
         self.send(&mut plan, bulk)?;
         // The batch's creates and changes reached the service, its photos did not.
         idsync_connectors::crash_point!("profile-export:{}:sent", self.id);
-        self.after_creates(batch, &mut plan, &schema)?;
+        self.after_creates(batch, &mut plan, &schema, bulk)?;
         Ok(plan
             .results
             .into_iter()
             .map(|r| r.unwrap_or(ExportResult::Failed("not sent".to_owned())))
             .collect())
     }
+}
+
+/// A `/Bulk` request, serialised from borrowed operations.
+#[derive(Serialize)]
+struct BulkRequest<'a> {
+    schemas: [&'static str; 1],
+    #[serde(rename = "Operations")]
+    operations: Vec<BulkOp<'a>>,
+}
+
+#[derive(Serialize)]
+struct BulkOp<'a> {
+    method: &'static str,
+    path: &'a str,
+    #[serde(rename = "bulkId")]
+    bulk_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<&'a Json>,
 }
 
 /// One SCIM operation for one export item.
@@ -956,14 +993,14 @@ impl ProfileStoreConnector {
             plan.results[o.item] = Some(ExportResult::Applied { anchor: None });
         }
         if bulk && live.len() > 1 {
-            let operations: Vec<Json> = live
+            // Serialised from borrowed parts: the documents are not copied into the request.
+            let operations: Vec<BulkOp<'_>> = live
                 .iter()
-                .map(|o| {
-                    let mut j = json!({"method": o.method, "path": o.path, "bulkId": format!("b{}", o.item)});
-                    if let Some(d) = &o.data {
-                        j["data"] = d.clone();
-                    }
-                    j
+                .map(|o| BulkOp {
+                    method: o.method,
+                    path: &o.path,
+                    bulk_id: format!("b{}", o.item),
+                    data: o.data.as_ref(),
                 })
                 .collect();
             let url = format!("{}/Bulk", self.client.scim);
@@ -972,22 +1009,25 @@ impl ProfileStoreConnector {
                 .send_json(
                     "POST",
                     &url,
-                    &json!({"schemas": [BULK_REQUEST], "Operations": operations}),
+                    &BulkRequest {
+                        schemas: [BULK_REQUEST],
+                        operations,
+                    },
                 )
                 .map_err(|e| self.err(e))?;
-            let answers = answer
+            let mut by_bulk: HashMap<&str, &Json> = HashMap::new();
+            for a in answer
                 .get("Operations")
                 .and_then(Json::as_array)
-                .cloned()
-                .unwrap_or_default();
-            let mut by_bulk: HashMap<String, Json> = HashMap::new();
-            for a in answers {
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+            {
                 if let Some(b) = a.get("bulkId").and_then(Json::as_str) {
-                    by_bulk.insert(b.to_owned(), a.clone());
+                    by_bulk.insert(b, a);
                 }
             }
             for o in &live {
-                let result = match by_bulk.get(&format!("b{}", o.item)) {
+                let result = match by_bulk.get(format!("b{}", o.item).as_str()) {
                     None => Err("the service did not answer this operation".to_owned()),
                     Some(a) => {
                         let status = a
@@ -1122,8 +1162,9 @@ impl ProfileStoreConnector {
         batch: &[ExportItem],
         plan: &mut ExportPlan,
         _schema: &ProfileSchema,
+        bulk: bool,
     ) -> Result<()> {
-        let ops = std::mem::take(&mut plan.ops);
+        let mut ops = std::mem::take(&mut plan.ops);
         for o in &ops {
             let item = &batch[o.item];
             if !matches!(plan.results[o.item], Some(ExportResult::Applied { .. })) {
@@ -1155,6 +1196,11 @@ impl ProfileStoreConnector {
                 _ => {}
             }
         }
+        // The references first, all in one `/Bulk` request when the service offers it (one
+        // transaction instead of one request and commit per reference), then the photos.
+        let mut failures: HashMap<usize, String> = HashMap::new();
+        let mut patches: Vec<(usize, String, Json)> = Vec::new();
+        let mut photos: Vec<(usize, String)> = Vec::new();
         for o in &ops {
             if !matches!(plan.results[o.item], Some(ExportResult::Applied { .. })) {
                 continue;
@@ -1168,66 +1214,170 @@ impl ProfileStoreConnector {
                 continue;
             };
             let kind = if group { "Groups" } else { "Users" };
-            let url = format!("{}/{kind}/{id}", self.client.scim);
-            let mut failure = None;
             if !o.deferred.is_empty() {
                 let mut patch = Vec::new();
                 for d in &o.deferred {
                     if let Some(p) = self.deferred_op(d) {
                         patch.push(p);
                     } else {
-                        failure = Some(format!(
-                            "{} refers to {d} which is not in the profile store",
-                            item.dn
-                        ));
+                        failures.insert(
+                            o.item,
+                            format!(
+                                "{} refers to {d} which is not in the profile store",
+                                item.dn
+                            ),
+                        );
                     }
                 }
                 if !patch.is_empty() {
                     let body = json!({"schemas": [PATCH_OP], "Operations": patch});
-                    match self.client.send_json("PATCH", &url, &body) {
-                        Ok(_) => {}
-                        Err(HttpError::Status(s, m)) => failure = Some(format!("HTTP {s}: {m}")),
-                        Err(e) => return Err(self.err(e)),
+                    patches.push((o.item, format!("/{kind}/{id}"), body));
+                }
+            }
+            if o.photo.is_some() {
+                photos.push((o.item, format!("{}/{kind}/{id}/photo", self.client.scim)));
+            }
+        }
+        if bulk && patches.len() > 1 {
+            for chunk in patches.chunks(BULK_CHUNK) {
+                let operations: Vec<Json> = chunk
+                    .iter()
+                    .map(|(item, path, body)| {
+                        json!({"method": "PATCH", "path": path, "bulkId": format!("d{item}"), "data": body})
+                    })
+                    .collect();
+                let url = format!("{}/Bulk", self.client.scim);
+                let answer = self
+                    .client
+                    .send_json(
+                        "POST",
+                        &url,
+                        &json!({"schemas": [BULK_REQUEST], "Operations": operations}),
+                    )
+                    .map_err(|e| self.err(e))?;
+                let mut by_bulk: HashMap<&str, &Json> = HashMap::new();
+                for a in answer
+                    .get("Operations")
+                    .and_then(Json::as_array)
+                    .map(Vec::as_slice)
+                    .unwrap_or_default()
+                {
+                    if let Some(b) = a.get("bulkId").and_then(Json::as_str) {
+                        by_bulk.insert(b, a);
+                    }
+                }
+                for (item, _, _) in chunk {
+                    let failure = match by_bulk.get(format!("d{item}").as_str()) {
+                        None => Some("the service did not answer this operation".to_owned()),
+                        Some(a) => {
+                            let status = a
+                                .get("status")
+                                .and_then(|s| {
+                                    json_text(s)
+                                        .and_then(|t| t.trim().get(..3)?.parse::<u16>().ok())
+                                })
+                                .unwrap_or(0);
+                            (!(200..300).contains(&status)).then(|| {
+                                let detail = a
+                                    .get("response")
+                                    .and_then(|r| r.get("detail"))
+                                    .and_then(Json::as_str)
+                                    .unwrap_or("refused");
+                                format!("HTTP {status}: {detail}")
+                            })
+                        }
+                    };
+                    if let Some(m) = failure {
+                        failures.insert(*item, m);
                     }
                 }
             }
-            match &o.photo {
-                Some(PhotoChange::Put(bytes)) => {
-                    match self
-                        .client
-                        .put_bytes(&format!("{url}/photo"), image_type(bytes), bytes)
-                    {
-                        Ok(()) => {
-                            idsync_connectors::crash_point!(
-                                "profile-export:{}:photo-sent",
-                                self.id
-                            );
-                        }
-                        Err(HttpError::Status(s, m)) => {
-                            failure = Some(format!("photo: HTTP {s}: {m}"))
-                        }
-                        Err(e) => return Err(self.err(e)),
+        } else {
+            for (item, path, body) in &patches {
+                let url = format!("{}{path}", self.client.scim);
+                match self.client.send_json("PATCH", &url, body) {
+                    Ok(_) => {}
+                    Err(HttpError::Status(s, m)) => {
+                        failures.insert(*item, format!("HTTP {s}: {m}"));
                     }
-                }
-                Some(PhotoChange::Delete) => match self.client.delete(&format!("{url}/photo")) {
-                    Ok(()) | Err(HttpError::Status(404, _)) => {}
-                    Err(HttpError::Status(s, m)) => failure = Some(format!("photo: HTTP {s}: {m}")),
                     Err(e) => return Err(self.err(e)),
-                },
-                None => {}
-            }
-            if let Some(m) = failure {
-                // The resource exists: keep its id so the retry updates it instead of creating
-                // it again.
-                plan.results[o.item] = Some(ExportResult::Failed(m));
-                if matches!(item.op, ExportOp::Add { .. }) {
-                    plan.results[o.item] = Some(ExportResult::Applied {
-                        anchor: Some(Anchor::new(id.clone())),
-                    });
                 }
             }
         }
+        // A new profile's photo goes in the background: its outcome does not change the create's
+        // result (the profile exists either way), so the engine records this batch and reads the
+        // next one meanwhile. An update's photo is part of its result and is sent now.
+        let mut by_item: HashMap<usize, &mut Op> = ops.iter_mut().map(|o| (o.item, o)).collect();
+        let mut now: Vec<PhotoUpload> = Vec::new();
+        let mut later: Vec<PhotoUpload> = Vec::new();
+        for (item, url) in photos {
+            let Some(change) = by_item.get_mut(&item).and_then(|o| o.photo.take()) else {
+                continue;
+            };
+            let upload = PhotoUpload {
+                item,
+                dn: batch[item].dn.to_string(),
+                url,
+                change,
+            };
+            if matches!(batch[item].op, ExportOp::Add { .. }) {
+                later.push(upload);
+            } else {
+                now.push(upload);
+            }
+        }
+        if !later.is_empty() {
+            let client = Arc::clone(&self.client);
+            let id = self.id.to_string();
+            self.photo_uploads = Some(std::thread::spawn(move || send_photos(&client, later, &id)));
+        }
+        for PhotoAnswer { item, result, .. } in send_photos(&self.client, now, self.id.as_str()) {
+            match result {
+                Ok(()) => {}
+                Err(HttpError::Status(s, m)) => {
+                    failures.insert(item, format!("photo: HTTP {s}: {m}"));
+                }
+                Err(e) => return Err(self.err(e)),
+            }
+        }
+        for (item, m) in failures {
+            // The resource exists: keep its id so the retry updates it instead of creating it
+            // again.
+            plan.results[item] = Some(match batch[item].op {
+                ExportOp::Add { .. } => ExportResult::Applied {
+                    anchor: plan.ids[item]
+                        .clone()
+                        .or_else(|| batch[item].anchor.as_ref().map(|a| a.as_str().to_owned()))
+                        .map(Anchor::new),
+                },
+                _ => ExportResult::Failed(m),
+            });
+        }
         plan.ops = ops;
+        Ok(())
+    }
+
+    /// Waits for the background photo uploads of the last batch. A photo the service refused
+    /// is logged (its profile exists and the confirming import shows the photo missing, so the
+    /// next sync sends it again); a service that cannot be reached fails the step.
+    fn wait_photo_uploads(&mut self) -> Result<()> {
+        let Some(h) = self.photo_uploads.take() else {
+            return Ok(());
+        };
+        let answers = h.join().map_err(|_| {
+            self.err(HttpError::Transport(
+                "the photo upload thread stopped unexpectedly".to_owned(),
+            ))
+        })?;
+        for PhotoAnswer { dn, result, .. } in answers {
+            match result {
+                Ok(()) => {}
+                Err(HttpError::Status(s, m)) => {
+                    tracing::warn!("{}: photo of {dn} refused: HTTP {s}: {m}", self.id)
+                }
+                Err(e) => return Err(self.err(e)),
+            }
+        }
         Ok(())
     }
 
@@ -1242,6 +1392,85 @@ impl ProfileStoreConnector {
             _ => Some(json!({"op": "add", "path": "members", "value": [{"value": id}]})),
         }
     }
+}
+
+/// A photo to send for one export item.
+struct PhotoUpload {
+    item: usize,
+    dn: String,
+    url: String,
+    change: PhotoChange,
+}
+
+struct PhotoAnswer {
+    item: usize,
+    dn: String,
+    result: HttpResult<()>,
+}
+
+/// Sends photo uploads and deletes, a few at a time on the agent's connections: each is one
+/// small request, so waiting for one answer before sending the next would leave both sides idle
+/// most of the time. Answers come back in the order of `uploads`.
+fn send_photos(client: &Client, uploads: Vec<PhotoUpload>, id: &str) -> Vec<PhotoAnswer> {
+    let send = |u: &PhotoUpload| match &u.change {
+        PhotoChange::Put(bytes) => {
+            let sent = client.put_bytes(&u.url, image_type(bytes), bytes);
+            if sent.is_ok() {
+                idsync_connectors::crash_point!("profile-export:{}:photo-sent", id);
+            }
+            sent
+        }
+        PhotoChange::Delete => match client.delete(&u.url) {
+            Ok(()) | Err(HttpError::Status(404, _)) => Ok(()),
+            Err(e) => Err(e),
+        },
+    };
+    let next = AtomicUsize::new(0);
+    let workers = PHOTO_UPLOADS.min(uploads.len());
+    let mut results: Vec<(usize, HttpResult<()>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut out = Vec::new();
+                    loop {
+                        let n = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(u) = uploads.get(n) else { break };
+                        out.push((n, send(u)));
+                    }
+                    out
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    vec![(
+                        usize::MAX,
+                        Err(HttpError::Transport(
+                            "a photo upload thread stopped unexpectedly".to_owned(),
+                        )),
+                    )]
+                })
+            })
+            .collect()
+    });
+    results.sort_by_key(|(n, _)| *n);
+    results
+        .into_iter()
+        .map(|(n, result)| match uploads.get(n) {
+            Some(u) => PhotoAnswer {
+                item: u.item,
+                dn: u.dn.clone(),
+                result,
+            },
+            None => PhotoAnswer {
+                item: usize::MAX,
+                dn: String::new(),
+                result,
+            },
+        })
+        .collect()
 }
 
 fn photo_change(v: &[Value]) -> Option<PhotoChange> {

@@ -1120,7 +1120,7 @@ async fn get_photo(
     blocking(&s, move |s| {
         principal(s, &headers)?;
         let tx = s.storage.read()?;
-        let p = tx
+        let mut p = tx
             .photo(&id, size)?
             .ok_or_else(|| ScimError::not_found(format!("User {id} has no photo")))?;
         // The thumbnails derive from the original: one ETag per size.
@@ -1135,7 +1135,32 @@ async fn get_photo(
         let inm = headers
             .get(header::IF_NONE_MATCH)
             .and_then(|h| h.to_str().ok());
-        let mut r = if inm.is_some_and(|v| etag_matches(v, &tag)) {
+        let not_modified = inm.is_some_and(|v| etag_matches(v, &tag));
+        if !not_modified && size != PhotoSize::Original && p.bytes.is_empty() {
+            // The thumbnails are made on their first read (from the original in this same
+            // snapshot) and kept.
+            let original = tx
+                .photo(&id, PhotoSize::Original)?
+                .ok_or_else(|| ScimError::not_found(format!("User {id} has no photo")))?;
+            drop(tx);
+            let thumbs = photo::thumbnails(&original.bytes, &s.config.photos).map_err(|e| {
+                ScimError::internal(format!(
+                    "User {id}: cannot make the photo's thumbnails: {}",
+                    e.detail
+                ))
+            })?;
+            let mut w = s.storage.write()?;
+            w.put_thumbnails(&id, &original.hash, &thumbs)?;
+            w.commit()?;
+            let [small, medium, large] = thumbs;
+            p.bytes = match size {
+                PhotoSize::Small => small,
+                PhotoSize::Medium => medium,
+                _ => large,
+            };
+            p.content_type = photo::THUMBNAIL_TYPE.to_string();
+        }
+        let mut r = if not_modified {
             StatusCode::NOT_MODIFIED.into_response()
         } else {
             let mut r = (StatusCode::OK, p.bytes).into_response();

@@ -1,6 +1,7 @@
 //! Photos: checking uploaded bytes are an image of an allowed format by their content (never by
 //! Content-Type), decoding under dimension and allocation limits so a decompression bomb is
-//! refused, and making the square thumbnails (centre crop, never upscaled).
+//! refused, and making the square thumbnails (centre crop, never upscaled). Thumbnails are made
+//! on their first read and kept, so an upload costs one decode.
 
 use crate::error::ScimError;
 use crate::storage::PhotoSet;
@@ -47,8 +48,37 @@ fn mime(f: ImageFormat) -> &'static str {
     }
 }
 
-/// Checks and decodes `bytes`, and makes the thumbnails.
+/// Checks and decodes `bytes`: the photo to store, its thumbnails not made yet (empty; they are
+/// made on their first read by [`thumbnails`], off the upload's path).
 pub fn process(bytes: &[u8], cfg: &PhotoConfig) -> Result<PhotoSet, ScimError> {
+    let (format, _) = decode(bytes, cfg)?;
+    Ok(PhotoSet {
+        hash: blake3::hash(bytes).to_hex().to_string(),
+        content_type: mime(format).to_string(),
+        original: bytes.to_vec(),
+        small: Vec::new(),
+        medium: Vec::new(),
+        large: Vec::new(),
+        thumbnail_type: THUMBNAIL_TYPE.to_string(),
+    })
+}
+
+/// The thumbnails' content type.
+pub const THUMBNAIL_TYPE: &str = "image/jpeg";
+
+/// The small, medium and large thumbnails of a stored original.
+pub fn thumbnails(original: &[u8], cfg: &PhotoConfig) -> Result<[Vec<u8>; 3], ScimError> {
+    let (_, img) = decode(original, cfg)?;
+    let rgb = DynamicImage::ImageRgb8(img.to_rgb8());
+    Ok([
+        thumbnail(&rgb, cfg.small)?,
+        thumbnail(&rgb, cfg.medium)?,
+        thumbnail(&rgb, cfg.large)?,
+    ])
+}
+
+/// Checks the format by content and decodes under the configured limits.
+fn decode(bytes: &[u8], cfg: &PhotoConfig) -> Result<(ImageFormat, DynamicImage), ScimError> {
     let format = image::guess_format(bytes)
         .ok()
         .filter(|f| {
@@ -82,17 +112,7 @@ pub fn process(bytes: &[u8], cfg: &PhotoConfig) -> Result<PhotoSet, ScimError> {
             format!("the photo cannot be decoded: {other}"),
         ),
     })?;
-    let rgb = DynamicImage::ImageRgb8(img.to_rgb8());
-    let thumb = |size: u32| thumbnail(&rgb, size);
-    Ok(PhotoSet {
-        hash: blake3::hash(bytes).to_hex().to_string(),
-        content_type: mime(format).to_string(),
-        original: bytes.to_vec(),
-        small: thumb(cfg.small)?,
-        medium: thumb(cfg.medium)?,
-        large: thumb(cfg.large)?,
-        thumbnail_type: "image/jpeg".to_string(),
-    })
+    Ok((format, img))
 }
 
 fn thumbnail(img: &DynamicImage, size: u32) -> Result<Vec<u8>, ScimError> {

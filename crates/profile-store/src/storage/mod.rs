@@ -42,7 +42,7 @@ pub enum PhotoSize {
     Large,
 }
 
-/// A photo with its thumbnails, ready to store.
+/// A photo with its thumbnails, ready to store (empty thumbnails are made on first read).
 #[derive(Clone, Debug)]
 pub struct PhotoSet {
     pub hash: String,
@@ -124,6 +124,10 @@ pub trait WriteTx: ReadTx {
     fn release(&mut self) -> Result<()>;
     fn rollback_to(&mut self) -> Result<()>;
     fn commit(self: Box<Self>) -> Result<()>;
+    /// Keeps the small, medium and large thumbnails made for the photo whose original has
+    /// `hash` (made on first read); false when the user has no photo with that hash any more.
+    /// Not a change: no version, lastModified or feed entry.
+    fn put_thumbnails(&mut self, user_id: &str, hash: &str, thumbs: &[Vec<u8>; 3]) -> Result<bool>;
 }
 
 /// A storage backend.

@@ -283,43 +283,17 @@ impl ReadTx for Tx<'_> {
     }
 
     fn search(&self, kind: Kind, q: &Query) -> Result<(usize, Vec<Stored>), ScimError> {
-        let mut b = SqlBuilder {
-            schemas: self.schemas,
-            kind,
-            params: vec![],
-            alias: 0,
-        };
-        // The kind is a literal (one of two constants), so SQLite can use the partial unique
-        // index on userName, which applies to `kind = 'User'` only.
-        let mut where_ = format!("kind = '{}'", kind.name());
-        if let Some(f) = &q.filter {
-            let cond = b.filter(f, None)?;
-            where_.push_str(" AND (");
-            where_.push_str(&cond);
-            where_.push(')');
-        }
+        let (count_sql, page_sql, params) = search_sql(self.schemas, kind, q)?;
         let total: i64 = self
             .conn
-            .prepare_cached(&format!("SELECT count(*) FROM resource WHERE {where_}"))?
-            .query_row(params_from_iter(b.params.iter()), |r| r.get(0))?;
+            .prepare_cached(&count_sql)?
+            .query_row(params_from_iter(params.iter()), |r| r.get(0))?;
         if q.count == 0 {
             return Ok((total as usize, vec![]));
         }
-        let order = match &q.sort_by {
-            None => String::from("seq"),
-            Some(s) => {
-                let e = b.sort_expr(s)?;
-                let dir = if q.descending { "DESC" } else { "ASC" };
-                format!("{e} {dir} NULLS LAST, seq")
-            }
-        };
-        let sql = format!(
-            "SELECT {COLS} FROM resource WHERE {where_} ORDER BY {order} LIMIT {} OFFSET {}",
-            q.count, q.offset
-        );
-        let mut st = self.conn.prepare_cached(&sql)?;
+        let mut st = self.conn.prepare_cached(&page_sql)?;
         let rows = st
-            .query_map(params_from_iter(b.params.iter()), row_to_stored)?
+            .query_map(params_from_iter(params.iter()), row_to_stored)?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         let out = rows
             .into_iter()
@@ -606,6 +580,57 @@ impl WriteTx for Tx<'_> {
         self.open = false;
         Ok(())
     }
+
+    fn put_thumbnails(&mut self, user_id: &str, hash: &str, thumbs: &[Vec<u8>; 3]) -> Result<bool> {
+        let n = self
+            .conn
+            .prepare_cached(
+                "UPDATE photo SET small = ?3, medium = ?4, large = ?5 WHERE user_id = ?1 AND hash = ?2",
+            )?
+            .execute(params![user_id, hash, thumbs[0], thumbs[1], thumbs[2]])?;
+        Ok(n > 0)
+    }
+}
+
+/// A search's SQL: the count query, the page query and their parameters.
+fn search_sql(
+    schemas: &Schemas,
+    kind: Kind,
+    q: &Query,
+) -> Result<(String, String, Vec<SqlValue>), ScimError> {
+    let mut b = SqlBuilder {
+        schemas,
+        kind,
+        params: vec![],
+        alias: 0,
+    };
+    // The kind is a literal (one of two constants), so SQLite can use the partial unique
+    // index on userName, which applies to `kind = 'User'` only.
+    let mut where_ = format!("kind = '{}'", kind.name());
+    if let Some(f) = &q.filter {
+        let cond = b.filter(f, None)?;
+        where_.push_str(" AND (");
+        where_.push_str(&cond);
+        where_.push(')');
+    }
+    let order = match &q.sort_by {
+        // A filter that an index narrows to a few rows (`userName eq … or …`): sort those
+        // few. Ordering by the bare `seq` would let SQLite walk every profile in `seq` order
+        // (the kind index) to skip the sort, a full scan per lookup.
+        None if q.filter.as_ref().is_some_and(|f| b.narrowed(f)) => String::from("+seq"),
+        None => String::from("seq"),
+        Some(s) => {
+            let e = b.sort_expr(s)?;
+            let dir = if q.descending { "DESC" } else { "ASC" };
+            format!("{e} {dir} NULLS LAST, seq")
+        }
+    };
+    let count_sql = format!("SELECT count(*) FROM resource WHERE {where_}");
+    let page_sql = format!(
+        "SELECT {COLS} FROM resource WHERE {where_} ORDER BY {order} LIMIT {} OFFSET {}",
+        q.count, q.offset
+    );
+    Ok((count_sql, page_sql, b.params))
 }
 
 /// Turns a filter into a SQL condition with positional parameters.
@@ -957,6 +982,20 @@ impl SqlBuilder<'_> {
         })
     }
 
+    /// Whether an index narrows the filter's matches: an equality on `id`, `userName` or
+    /// `externalId` (indexed columns), an `or` of such, or an `and` with one.
+    fn narrowed(&self, f: &Filter) -> bool {
+        match f {
+            Filter::Compare(p, Op::Eq, CompValue::Str(_)) => matches!(
+                self.source(p, None),
+                Ok(Source::Scalar { expr, .. }) if matches!(expr.as_str(), "id" | "name" | "external_id")
+            ),
+            Filter::Or(a, b) => self.narrowed(a) && self.narrowed(b),
+            Filter::And(a, b) => self.narrowed(a) || self.narrowed(b),
+            _ => false,
+        }
+    }
+
     fn sort_expr(&mut self, s: &str) -> Result<String, ScimError> {
         let p = crate::filter::parse_attr_path(s, 0)
             .map_err(|e| ScimError::bad("invalidValue", format!("sortBy `{s}`: {e}")))?;
@@ -980,5 +1019,66 @@ impl SqlBuilder<'_> {
                 format!("sortBy: {}", e.detail),
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::filter::parse_filter;
+    use crate::schema::default_properties;
+
+    /// SQLite's plan for a search over `n` users (the planner's choice depends on the data).
+    fn plan(filter: &str) -> String {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let schemas = Arc::new(Schemas::new(&default_properties()).expect("schemas"));
+        let st = SqliteStorage::open(&dir.path().join("p.db"), schemas.clone()).expect("open");
+        let mut tx = st.write().expect("write");
+        for i in 0..2000 {
+            let mut doc = Doc::new();
+            doc.insert("userName".into(), format!("user{i}").into());
+            doc.insert("externalId".into(), format!("x{i}").into());
+            tx.insert(Kind::User, &format!("id{i}"), &doc, "2026-01-01T00:00:00Z")
+                .expect("insert");
+        }
+        tx.commit().expect("commit");
+        let q = Query {
+            filter: Some(parse_filter(filter).expect("filter")),
+            count: 50,
+            ..Query::default()
+        };
+        let (_, sql, params) = search_sql(&schemas, Kind::User, &q).expect("sql");
+        let conn = lock(&st.writer);
+        let mut s = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .expect("explain");
+        let rows = s
+            .query_map(params_from_iter(params.iter()), |r| r.get::<_, String>(3))
+            .expect("plan")
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .expect("rows");
+        rows.join("\n")
+    }
+
+    #[test]
+    fn lookups_by_indexed_columns_do_not_walk_every_profile() {
+        for f in [
+            r#"userName eq "user7" or userName eq "user1999" or userName eq "nobody""#,
+            r#"id eq "id7" or id eq "id1999""#,
+            r#"externalId eq "x7" or externalId eq "x8""#,
+            r#"userName eq "user7" and title pr"#,
+        ] {
+            let p = plan(f);
+            assert!(
+                !p.contains("resource_kind") && !p.contains("SCAN resource"),
+                "{f}: {p}"
+            );
+        }
+        // An unindexed filter still walks the kind index in order, without a sort.
+        let p = plan(r#"title eq "x""#);
+        assert!(
+            p.contains("resource_kind") && !p.contains("TEMP B-TREE"),
+            "{p}"
+        );
     }
 }
