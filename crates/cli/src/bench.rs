@@ -149,6 +149,10 @@ pub fn run(suite: &str, people: usize, changes: usize) -> Result<Value> {
                 "objects_per_second": (written as f64 / secs).round(),
                 "peak_rss_mb": peak_rss_mb(), "exported": exported,
                 "setup_seconds": round(setup_seconds),
+                // Where the cycle's time went, step by step.
+                "steps": r.steps.iter().map(|s| json!({
+                    "step": s.step.name(), "connector": s.connector, "seconds": round(s.seconds),
+                })).collect::<Vec<_>>(),
             }))
         }
         "profile-export" => crate::bench_profile::run(dir.path(), &g, people),

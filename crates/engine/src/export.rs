@@ -65,6 +65,10 @@ struct Unique {
 }
 
 /// The state an object will have in its system once its pending export is applied.
+/// Up to this many unique values pending export are looked up by text rather than by loading
+/// the whole target space.
+const UNIQUE_LOOKUPS: usize = 256;
+
 fn future_state(o: &CsObject) -> Attributes {
     match &o.pending_export {
         Some(PendingExport::Add { attributes, .. }) => attributes.clone(),
@@ -227,13 +231,54 @@ impl<S: Store> Engine<S> {
         if u.attrs.is_empty() {
             return Ok(u);
         }
+        // Only the values the pending exports would hold are ever looked up: when they are few
+        // strings, only the objects that may hold one are loaded.
+        let mut wanted: Option<Vec<String>> = Some(Vec::new());
         let mut after: Option<CsId> = None;
-        loop {
+        'pending: loop {
             let page = self
                 .store
-                .cs_scan(id, CsFilter::All, after.as_ref(), 1000)?;
+                .cs_scan(id, CsFilter::PendingExport, after.as_ref(), 1000)?;
             let Some(last) = page.last() else { break };
             after = Some(last.id.clone());
+            for o in &page {
+                let state = future_state(o);
+                for a in &u.attrs {
+                    for v in state.get(a).unwrap_or(&[]) {
+                        match (v, wanted.as_mut()) {
+                            (Value::String(s), Some(w)) if w.len() < UNIQUE_LOOKUPS => {
+                                w.push(s.clone())
+                            }
+                            _ => {
+                                wanted = None;
+                                break 'pending;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if wanted.as_ref().is_some_and(Vec::is_empty) {
+            return Ok(u);
+        }
+        let mut after: Option<CsId> = None;
+        loop {
+            let page = match &wanted {
+                Some(w) => {
+                    let (last, page) = self.store.cs_scan_may_hold(id, w, after.as_ref(), 1000)?;
+                    let Some(last) = last else { break };
+                    after = Some(last);
+                    page
+                }
+                None => {
+                    let page = self
+                        .store
+                        .cs_scan(id, CsFilter::All, after.as_ref(), 1000)?;
+                    let Some(last) = page.last() else { break };
+                    after = Some(last.id.clone());
+                    page
+                }
+            };
             for o in page {
                 let state = future_state(&o);
                 for a in &u.attrs {

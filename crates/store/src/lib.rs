@@ -123,6 +123,18 @@ pub trait ConnectorSpaces {
         after: Option<&CsId>,
         limit: usize,
     ) -> Result<Vec<CsObject>>;
+    /// A page of the objects that may hold one of `texts` as a string value (compared
+    /// case-insensitively) in their hologram, pending export or awaited changes, in id order
+    /// after `after`, with the last id examined (`None` at the end). It may return objects that
+    /// hold none of them (the caller checks), never leaves out one that holds one, and does not
+    /// load the others: a uniqueness check of a few values does not read the whole space.
+    fn cs_scan_may_hold(
+        &mut self,
+        connector: &ConnectorId,
+        texts: &[String],
+        after: Option<&CsId>,
+        limit: usize,
+    ) -> Result<(Option<CsId>, Vec<CsObject>)>;
     fn cs_counts(&mut self, connector: &ConnectorId) -> Result<CsCounts>;
     /// Remembers that `cs` holds a reference to `target_dn` in `connector` that cannot be resolved
     /// yet.

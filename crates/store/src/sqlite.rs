@@ -576,6 +576,63 @@ impl ConnectorSpaces for SqliteStore {
         )
     }
 
+    fn cs_scan_may_hold(
+        &mut self,
+        connector: &ConnectorId,
+        texts: &[String],
+        after: Option<&CsId>,
+        limit: usize,
+    ) -> Result<(Option<CsId>, Vec<CsObject>)> {
+        // A string value is stored JSON-escaped; lower-cased ASCII text holds the lower-cased
+        // escaped value wherever the value is held in any case. Rows with other than ASCII text
+        // are always loaded (Unicode case mapping can change lengths and bytes).
+        let needles: Vec<String> = texts
+            .iter()
+            .map(|t| {
+                let quoted = to_json(&t.to_lowercase());
+                quoted[1..quoted.len() - 1].to_owned()
+            })
+            .collect();
+        let mut st = self.conn.prepare_cached(&format!(
+            "SELECT {CS_COLUMNS} FROM cs_object WHERE connector = ?1 AND id > ?2 ORDER BY id LIMIT ?3"
+        ))?;
+        let mut rows = st.query(params![
+            connector.as_str(),
+            after.map_or("", CsId::as_str),
+            limit as i64
+        ])?;
+        let mut last = None;
+        let mut out = Vec::new();
+        let mut lower = String::new();
+        while let Some(r) = rows.next()? {
+            last = Some(CsId::new(r.get::<_, String>(0)?));
+            let mut candidate = false;
+            for col in [6, 8, 9] {
+                let Some(text) = r
+                    .get_ref(col)?
+                    .as_str_or_null()
+                    .map_err(rusqlite::Error::from)?
+                else {
+                    continue;
+                };
+                if !text.is_ascii() {
+                    candidate = true;
+                    break;
+                }
+                lower.clear();
+                lower.extend(text.bytes().map(|b| b.to_ascii_lowercase() as char));
+                if needles.iter().any(|n| lower.contains(n.as_str())) {
+                    candidate = true;
+                    break;
+                }
+            }
+            if candidate {
+                out.push(cs_from_row(r)??);
+            }
+        }
+        Ok((last, out))
+    }
+
     fn cs_counts(&mut self, connector: &ConnectorId) -> Result<CsCounts> {
         let mut st = self.conn.prepare_cached(
             "SELECT count(*), count(mv_id), count(pending_import), count(pending_export), count(export_error) \
@@ -1016,6 +1073,40 @@ mod tests {
             e.contains("metaverse object m1") && e.contains("version 9"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_scan_for_a_few_values_loads_only_objects_that_may_hold_them() {
+        let mut s = SqliteStore::in_memory().unwrap();
+        let with_mail = |id: &str, mail: &str| {
+            let mut o = cs(id, id, id.as_bytes());
+            o.hologram.set("mail", vec![mail.into()]);
+            o
+        };
+        s.cs_put(&with_mail("c1", "Ann@Example.com")).unwrap();
+        s.cs_put(&with_mail("c2", "bob@example.com")).unwrap();
+        s.cs_put(&with_mail("c3", "\"quoted\"@example.com"))
+            .unwrap();
+        // Not ASCII: always loaded, the caller compares.
+        s.cs_put(&with_mail("c4", "zoë@example.com")).unwrap();
+        let dir = ConnectorId::new("dir");
+        let ids = |s: &mut SqliteStore, texts: &[&str], limit: usize| {
+            let texts: Vec<String> = texts.iter().map(|t| t.to_string()).collect();
+            let mut after: Option<CsId> = None;
+            let mut out = Vec::new();
+            loop {
+                let (last, page) = s
+                    .cs_scan_may_hold(&dir, &texts, after.as_ref(), limit)
+                    .unwrap();
+                let Some(last) = last else { break };
+                after = Some(last);
+                out.extend(page.into_iter().map(|o| o.id.to_string()));
+            }
+            out
+        };
+        assert_eq!(ids(&mut s, &["ann@EXAMPLE.com"], 1), ["c1", "c4"]);
+        assert_eq!(ids(&mut s, &["\"Quoted\"@example.com"], 10), ["c3", "c4"]);
+        assert_eq!(ids(&mut s, &["nobody@example.com"], 2), ["c4"]);
     }
 
     #[test]
