@@ -209,7 +209,7 @@ impl SqliteStore {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         // A 64 MB page cache: syncs look objects up by index one at a
         // time, and SQLite's 2 MB default sends most of them to the OS.
-        conn.pragma_update(None, "cache_size", -262144)?;
+        conn.pragma_update(None, "cache_size", -65536)?;
         conn.pragma_update(None, "temp_store", "MEMORY")?;
         let check: String = conn.query_row("PRAGMA quick_check(1)", [], |r| r.get(0))?;
         if check != "ok" {
