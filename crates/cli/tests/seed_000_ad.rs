@@ -8,122 +8,14 @@
 //! Everything runs through the real `idsync` binary: `idsync serve` is the profile store,
 //! `idsync token create` makes the tokens, `idsync run` runs the cycles.
 
-use assert_cmd::Command;
 use base64::Engine as _;
 use idsync_testbed::samba::ADMIN_PASSWORD;
 use idsync_testbed::SambaDc;
 use serde_json::Value as Json;
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
 
-fn idsync() -> Command {
-    Command::cargo_bin("idsync").expect("the idsync binary is built")
-}
-
-fn run_ok(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("idsync runs");
-    assert!(
-        out.status.success(),
-        "idsync failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8(out.stdout).expect("utf-8")
-}
-
-struct Serve(Child);
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn serve(db: &Path, port: u16) -> Serve {
-    let bin = assert_cmd::cargo::cargo_bin("idsync");
-    let child = std::process::Command::new(bin)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--db"])
-        .arg(db)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("idsync serve starts");
-    let s = Serve(child);
-    let t = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "idsync serve did not listen"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    s
-}
-
-fn token(db: &Path, args: &[&str]) -> String {
-    let out = run_ok(
-        idsync()
-            .args(["token", "create"])
-            .args(args)
-            .arg("--db")
-            .arg(db),
-    );
-    out.split_whitespace()
-        .last()
-        .expect("the token is printed")
-        .to_owned()
-}
-
-struct Api {
-    base: String,
-    agent: ureq::Agent,
-}
-
-impl Api {
-    fn new(port: u16) -> Api {
-        Api {
-            base: format!("http://127.0.0.1:{port}/scim/v2"),
-            agent: ureq::Agent::config_builder()
-                .http_status_as_error(false)
-                .build()
-                .into(),
-        }
-    }
-
-    fn user(&self, token: &str, user_name: &str) -> Json {
-        let mut r = self
-            .agent
-            .get(&format!("{}/Users", self.base))
-            .query("filter", format!("userName eq \"{user_name}\""))
-            .header("Authorization", format!("Bearer {token}"))
-            .call()
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        let page: Json = r.body_mut().read_json().unwrap();
-        page["Resources"][0].clone()
-    }
-
-    fn upload(&self, token: &str, id: &str, bytes: &[u8]) {
-        let r = self
-            .agent
-            .put(&format!("{}/Users/{id}/photo", self.base))
-            .header("Authorization", format!("Bearer {token}"))
-            .header("Content-Type", "image/jpeg")
-            .send(bytes)
-            .unwrap();
-        assert_eq!(r.status(), 200, "photo upload");
-    }
-}
+mod support;
+use support::*;
 
 fn hash(bytes: &[u8]) -> String {
     idsync_model::ContentHash::of(bytes).to_hex()
