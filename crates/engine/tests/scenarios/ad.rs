@@ -244,27 +244,7 @@ object_classes = ["user"]
         "{:?}",
         r.steps.iter().map(|s| &s.stats).collect::<Vec<_>>()
     );
-    let out = dc
-        .tool("ldapsearch")
-        .args([
-            "-b",
-            base,
-            "-LLL",
-            "-o",
-            "ldif-wrap=no",
-            "(sAMAccountName=ann)",
-            "thumbnailPhoto",
-        ])
-        .output()
-        .unwrap();
-    let out = String::from_utf8_lossy(&out.stdout);
-    let stored = out
-        .lines()
-        .find_map(|l| l.strip_prefix("thumbnailPhoto:: "))
-        .expect("thumbnailPhoto written");
-    let stored = base64::engine::general_purpose::STANDARD
-        .decode(stored)
-        .unwrap();
+    let stored = thumbnail_photo(&dc, base, "ann");
     assert!(stored.len() <= 102_400, "{}", stored.len());
     let errors: Vec<_> = r.steps.iter().flat_map(|s| &s.errors).collect();
     assert!(errors.is_empty(), "{errors:?}");
@@ -305,27 +285,7 @@ object_classes = ["user"]
     );
     let r = env.cycle(idsync_engine::CycleKind::Delta);
     assert_eq!(stats(&r), (1, 0), "{:?}", r.steps);
-    let out = dc
-        .tool("ldapsearch")
-        .args([
-            "-b",
-            base,
-            "-LLL",
-            "-o",
-            "ldif-wrap=no",
-            "(sAMAccountName=ann)",
-            "thumbnailPhoto",
-        ])
-        .output()
-        .unwrap();
-    let out = String::from_utf8_lossy(&out.stdout);
-    let stored2 = out
-        .lines()
-        .find_map(|l| l.strip_prefix("thumbnailPhoto:: "))
-        .expect("thumbnailPhoto written");
-    let stored2 = base64::engine::general_purpose::STANDARD
-        .decode(stored2)
-        .unwrap();
+    let stored2 = thumbnail_photo(&dc, base, "ann");
     assert!(stored2.len() <= 102_400, "{}", stored2.len());
     assert_ne!(stored2, stored);
     for kind in [
@@ -423,4 +383,30 @@ fn references_to_a_deleted_object_are_removed_after_a_dirsync_delta() {
     // The removals were ordinary imported changes, now synchronized: nothing is left pending.
     let r = env.step(Step::DeltaImport, "ad");
     assert_eq!((r.stats.updated, r.stats.deleted), (0, 0), "{:?}", r.stats);
+}
+
+/// The bytes of a user's `thumbnailPhoto` as the DC holds them.
+fn thumbnail_photo(dc: &SambaDc, base: &str, account: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    let out = dc
+        .tool("ldapsearch")
+        .args([
+            "-b",
+            base,
+            "-LLL",
+            "-o",
+            "ldif-wrap=no",
+            &format!("(sAMAccountName={account})"),
+            "thumbnailPhoto",
+        ])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&out.stdout);
+    let stored = out
+        .lines()
+        .find_map(|l| l.strip_prefix("thumbnailPhoto:: "))
+        .expect("thumbnailPhoto written");
+    base64::engine::general_purpose::STANDARD
+        .decode(stored)
+        .unwrap()
 }
