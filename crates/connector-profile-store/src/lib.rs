@@ -219,11 +219,7 @@ impl ProfileStoreConnector {
     fn lookup_users(&mut self, attr: &str, keys: &[String]) -> Result<()> {
         let url = format!("{}/Users", self.client.scim);
         for chunk in keys.chunks(LOOKUP_CHUNK) {
-            let filter = chunk
-                .iter()
-                .map(|k| format!("{attr} eq {}", mapping::filter_string(k)))
-                .collect::<Vec<_>>()
-                .join(" or ");
+            let filter = mapping::any_eq(attr, chunk);
             let count = chunk.len().to_string();
             let page = self
                 .client
@@ -1539,11 +1535,7 @@ impl ProfileStoreConnector {
                 .collect();
             let url = format!("{}/{resource}", self.client.scim);
             for chunk in ids.chunks(LOOKUP_CHUNK) {
-                let filter = chunk
-                    .iter()
-                    .map(|i| format!("id eq {}", mapping::filter_string(i)))
-                    .collect::<Vec<_>>()
-                    .join(" or ");
+                let filter = mapping::any_eq("id", chunk);
                 let count = chunk.len().to_string();
                 let page = self
                     .client

@@ -384,6 +384,15 @@ pub fn filter_string(s: &str) -> String {
     Json::String(s.to_owned()).to_string()
 }
 
+/// A filter matching resources whose `attr` equals any of `values` (`attr eq "a" or attr eq "b"`).
+pub fn any_eq(attr: &str, values: &[String]) -> String {
+    values
+        .iter()
+        .map(|v| format!("{attr} eq {}", filter_string(v)))
+        .collect::<Vec<_>>()
+        .join(" or ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
