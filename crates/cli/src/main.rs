@@ -23,6 +23,11 @@ use idsync_rules::Rules;
 use idsync_store::{RunnerLock, Runs, SqliteStore};
 use std::path::{Path, PathBuf};
 
+/// mimalloc rather than glibc's malloc: an import allocates each entry on the connection's
+/// thread and frees it on the thread that stores it, a pattern glibc serves slowly.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "idsync",

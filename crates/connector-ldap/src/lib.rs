@@ -3,7 +3,9 @@
 //!
 //! - Full import: a paged search (RFC 2696) per base DN for the configured attributes, streamed
 //!   entry by entry into the engine's sink; DN-valued attributes become references (the types
-//!   come from the server's subschema subentry).
+//!   come from the server's subschema subentry). The search runs on a connection of its own in a
+//!   reader thread that decodes the BER in place (`wire.rs`) and converts entries (`entry.rs`) a
+//!   page ahead of the thread that stores them; the other operations go through `ldap3`.
 //! - Delta import: RFC 4533 syncrepl in refreshOnly mode with the cookie as watermark (changed
 //!   entries arrive whole and are upserts; deletes arrive by entryUUID). When the server answers
 //!   with a present list instead of deletes, the connector reads everything (a full read) and says
@@ -32,8 +34,10 @@
 
 mod ad;
 mod conn;
+mod entry;
 pub mod escape;
 mod schema;
+mod wire;
 
 pub use conn::rc_name;
 pub use schema::Schema;
@@ -43,9 +47,7 @@ use idsync_connectors::{
     resolve_secret, settings, value_text, AttributeTypes, Capabilities, Connector, DeltaOutcome,
     Error, ExportItem, ExportOp, ExportResult, ImportChange, ImportSink, Result, TypeHint,
 };
-use idsync_model::{
-    Anchor, AttributeChange, AttributeName, Attributes, ConnectorId, CsEntry, Dn, Reference, Value,
-};
+use idsync_model::{Anchor, AttributeChange, ConnectorId, CsEntry, Dn, Reference, Value};
 use ldap3::adapters::{EntriesOnly, PagedResults};
 use ldap3::controls::{
     parse_syncinfo, ControlParser, MakeCritical, RawControl, RefreshMode, SyncDone, SyncInfo,
@@ -53,13 +55,25 @@ use ldap3::controls::{
 };
 use ldap3::{Mod, ResultEntry, Scope, SearchEntry};
 
-/// What the paged search's reader task hands to the thread that stores entries.
+/// One entry as the reader converted it (`None`: not delivered), with its modifyTimestamp and
+/// what the conversion noted.
+type Converted = (Option<(CsEntry, Option<String>)>, Vec<entry::Note>);
+
+/// What the paged search's reader thread hands to the thread that stores entries.
 enum ReadItem {
-    /// An entry, decoded on the reader's thread.
+    /// Entries decoded and converted on the reader's thread, with what the conversion noted.
+    Ready(Vec<Converted>),
+    /// The search of one base ended with success.
+    Done,
+    /// Reading failed (of base `i`, or the connection): nothing after it is trustworthy.
+    Failed(Option<usize>, String),
+}
+
+/// What the Active Directory reader task hands on: entries as `ldap3` decoded them (their
+/// ranged attributes need the connection), then the result.
+enum AdReadItem {
     Entry(SearchEntry),
-    /// The search failed (connection lost, timeout): nothing after it is trustworthy.
     Failed(String),
-    /// The search's final result code and message.
     Done(u32, String),
 }
 use serde::Deserialize;
@@ -252,6 +266,9 @@ fn default_page() -> i32 {
 
 const PERMISSIVE_MODIFY_OID: &str = "1.2.840.113556.1.4.1413";
 const SYNC_STATE_OID: &str = "1.3.6.1.4.1.4203.1.9.1.2";
+/// How many converted entries the paged search's reader hands over at once.
+const READ_BATCH: usize = 128;
+
 const SYNC_DONE_OID: &str = "1.3.6.1.4.1.4203.1.9.1.3";
 
 pub struct LdapConnector {
@@ -261,7 +278,8 @@ pub struct LdapConnector {
     anchor: String,
     conn: Option<Conn>,
     schema: Option<Schema>,
-    types: AttributeTypes,
+    /// How entries become connector-space entries (the types follow the server's schema).
+    shape: entry::Shape,
     /// Whether the server serves syncrepl for our bases (probed once).
     syncrepl: Option<bool>,
     /// The watermark taken before the last full import started.
@@ -345,7 +363,16 @@ impl LdapConnector {
                 .anchor
                 .clone()
                 .unwrap_or_else(|| s.profile.default_anchor().to_owned()),
-            types: AttributeTypes::new(&s.attribute_types),
+            shape: entry::Shape {
+                profile: s.profile,
+                anchor: s
+                    .anchor
+                    .clone()
+                    .unwrap_or_else(|| s.profile.default_anchor().to_owned()),
+                attributes: s.attributes.clone(),
+                modify_timestamp_typed: s.attribute_types.contains_key("modifyTimestamp"),
+                types: AttributeTypes::new(&s.attribute_types),
+            },
             syncrepl: match s.delta {
                 // AD has no syncrepl: its deltas are DirSync's.
                 _ if s.profile == Profile::ActiveDirectory => Some(false),
@@ -435,7 +462,7 @@ impl LdapConnector {
         for (k, v) in &self.s.attribute_types {
             hints.insert(k.to_ascii_lowercase(), *v);
         }
-        self.types = AttributeTypes::new(&hints);
+        self.shape.types = AttributeTypes::new(&hints);
         self.schema = Some(schema);
         Ok(())
     }
@@ -557,15 +584,7 @@ impl LdapConnector {
 
     /// Whether the user asked for this attribute (the connector also reads a few for itself).
     fn wanted(&self, name: &str) -> bool {
-        if self.s.attributes.is_empty() {
-            return !name.eq_ignore_ascii_case("modifyTimestamp")
-                || self.s.attribute_types.contains_key("modifyTimestamp");
-        }
-        self.s
-            .attributes
-            .iter()
-            .any(|a| base_name(a).eq_ignore_ascii_case(name))
-            || name.eq_ignore_ascii_case(&self.anchor)
+        self.shape.wanted(name)
     }
 
     /// Values typed by the schema's (or the settings') type; a value the type does not fit is
@@ -577,35 +596,8 @@ impl LdapConnector {
         values: Vec<Vec<u8>>,
         sink: &mut dyn ImportSink,
     ) -> Vec<Value> {
-        let hint = self.types.hint(name);
-        let mut typed = Vec::with_capacity(values.len());
-        for v in values {
-            // Text is the common case: no second pass over the bytes.
-            let v = if hint == TypeHint::String {
-                match String::from_utf8(v) {
-                    Ok(t) => {
-                        typed.push(Value::String(t));
-                        continue;
-                    }
-                    Err(e) => e.into_bytes(),
-                }
-            } else {
-                v
-            };
-            let fallback =
-                (hint != TypeHint::Binary).then(|| String::from_utf8_lossy(&v).into_owned());
-            match self.types.from_bytes(name, v) {
-                Ok(t) => typed.push(t),
-                Err(m) => {
-                    sink.object_error(
-                        format!("{}, attribute {name}", dn),
-                        format!("{m}; kept as text"),
-                    );
-                    typed.push(Value::String(fallback.unwrap_or_default()));
-                }
-            }
-        }
-        typed
+        self.shape
+            .typed_values(dn, name, values, &mut entry::ToSink(sink))
     }
 
     /// Turns a search entry into a connector-space entry, with its modifyTimestamp. A value
@@ -615,88 +607,8 @@ impl LdapConnector {
         e: SearchEntry,
         sink: &mut dyn ImportSink,
     ) -> Option<(CsEntry, Option<String>)> {
-        let mut object_classes = Vec::new();
-        let mut attributes = Attributes::new();
-        let mut anchor = None;
-        let mut modified = None;
-        let mut uac = None;
-        let ad = self.s.profile == Profile::ActiveDirectory;
-        let text = e.attrs.into_iter().map(|(k, v)| {
-            let v: Vec<Vec<u8>> = v.into_iter().map(String::into_bytes).collect();
-            (k, v)
-        });
-        for (name, values) in text.chain(e.bin_attrs) {
-            let name = base_name(&name);
-            if name.eq_ignore_ascii_case("objectClass") {
-                object_classes.extend(
-                    values
-                        .into_iter()
-                        .map(|v| String::from_utf8_lossy(&v).into_owned()),
-                );
-                continue;
-            }
-            if name.eq_ignore_ascii_case("modifyTimestamp") {
-                modified = values
-                    .first()
-                    .map(|v| String::from_utf8_lossy(v).into_owned());
-            }
-            if name.eq_ignore_ascii_case(&self.anchor) {
-                anchor = values.first().map(|v| self.s.profile.anchor_text(v));
-            }
-            if ad && name.eq_ignore_ascii_case("userAccountControl") {
-                uac = values
-                    .first()
-                    .map(|v| String::from_utf8_lossy(v).into_owned());
-            }
-            if ad && idsync_ad_proto::is_secret_attribute(name) {
-                continue;
-            }
-            if !self.wanted(name) {
-                continue;
-            }
-            let typed = self.typed_values(&e.dn, name, values, sink);
-            attributes.set(AttributeName::from(name), typed);
-        }
-        if ad {
-            if object_classes
-                .iter()
-                .any(|c| c.eq_ignore_ascii_case("computer"))
-            {
-                sink.filtered("computer account (the active-directory profile reads users, contacts and groups)");
-                return None;
-            }
-            if let Some(u) = &uac {
-                match idsync_ad_proto::uac_disabled(u) {
-                    Some(d) => attributes.set(
-                        AttributeName::from(ACCOUNT_DISABLED),
-                        vec![Value::Boolean(d)],
-                    ),
-                    None => sink.object_error(
-                        format!("{}, attribute userAccountControl", e.dn),
-                        format!("`{u}` is not a number: {ACCOUNT_DISABLED} not set"),
-                    ),
-                }
-            }
-        }
-        let Some(anchor) = anchor else {
-            sink.object_error(
-                e.dn.clone(),
-                format!(
-                    "no `{}` (the anchor) was returned: not imported",
-                    self.anchor
-                ),
-            );
-            return None;
-        };
-        Some((
-            CsEntry {
-                anchor: Anchor::new(anchor),
-                dn: Dn::new(e.dn),
-                object_classes,
-                attributes,
-            },
-            modified,
-        ))
+        self.shape
+            .to_entry(entry::RawEntry::from_search(e), &mut entry::ToSink(sink))
     }
 
     /// Asks the server for a syncrepl cookie for one base (a base-scope refresh that returns at
@@ -759,7 +671,130 @@ impl LdapConnector {
 
     /// Reads every entry under the bases with paged results into the sink. Returns the latest
     /// modifyTimestamp seen.
+    ///
+    /// The search runs on its own connection in a reader thread ([`wire::Wire`]), a page
+    /// ahead: the server sends and the reader decodes and converts the next entries while this
+    /// thread stores the last ones.
     fn read_all(
+        &mut self,
+        filter: &str,
+        sink: &mut dyn ImportSink,
+        as_changes: bool,
+    ) -> Result<Option<String>> {
+        // The connection the other steps use: it reads the schema the conversion types by.
+        self.conn()?;
+        if self.s.profile == Profile::ActiveDirectory {
+            return self.read_all_ad(filter, sink, as_changes);
+        }
+        let settings = self.conn_settings.clone();
+        let shape = self.shape.clone();
+        let bases = self.s.base_dns.clone();
+        let attrs = self.requested();
+        let page = self.s.page_size;
+        let filter_owned = filter.to_owned();
+        let (tx, rx) = std::sync::mpsc::sync_channel::<ReadItem>(
+            (2 * page.max(1) as usize).div_ceil(READ_BATCH).max(2),
+        );
+        let reader = std::thread::Builder::new()
+            .name("ldap-reader".to_owned())
+            .spawn(move || {
+                let mut wire = match wire::Wire::open(&settings) {
+                    Ok(w) => w,
+                    Err(m) => {
+                        let _ = tx.send(ReadItem::Failed(None, m));
+                        return;
+                    }
+                };
+                for (i, base) in bases.iter().enumerate() {
+                    let mut batch = Vec::with_capacity(READ_BATCH);
+                    let mut stopped = false;
+                    let r = wire.paged_search(base, &filter_owned, &attrs, page, &mut |raw| {
+                        let mut notes = Vec::new();
+                        let converted = shape.to_entry(raw, &mut notes);
+                        batch.push((converted, notes));
+                        if batch.len() >= READ_BATCH
+                            && tx
+                                .send(ReadItem::Ready(std::mem::take(&mut batch)))
+                                .is_err()
+                        {
+                            // The storing thread stopped (the engine refused an entry).
+                            stopped = true;
+                        }
+                        !stopped
+                    });
+                    if stopped {
+                        return;
+                    }
+                    if !batch.is_empty() && tx.send(ReadItem::Ready(batch)).is_err() {
+                        return;
+                    }
+                    let item = match r {
+                        Ok(()) => ReadItem::Done,
+                        Err(m) => ReadItem::Failed(Some(i), m),
+                    };
+                    let failed = matches!(item, ReadItem::Failed(..));
+                    if tx.send(item).is_err() || failed {
+                        return;
+                    }
+                }
+            })
+            .map_err(|e| self.err(format!("cannot start the LDAP reader thread: {e}")))?;
+        let mut latest: Option<String> = None;
+        let mut done = 0;
+        let mut outcome: Result<()> = Ok(());
+        'read: for item in rx.iter() {
+            match item {
+                ReadItem::Ready(batch) => {
+                    for (converted, notes) in batch {
+                        for n in notes {
+                            entry::deliver(n, sink);
+                        }
+                        let Some((entry, modified)) = converted else {
+                            continue;
+                        };
+                        if let Some(m) = modified {
+                            if latest.as_ref().is_none_or(|l| m > *l) {
+                                latest = Some(m);
+                            }
+                        }
+                        let sent = if as_changes {
+                            sink.change(ImportChange::Upsert(entry))
+                        } else {
+                            sink.entry(entry)
+                        };
+                        if let Err(m) = sent {
+                            outcome = Err(Error::Sink(m));
+                            break 'read;
+                        }
+                    }
+                }
+                ReadItem::Done => done += 1,
+                ReadItem::Failed(base, m) => {
+                    let place = match base {
+                        Some(i) => format!("reading `{}` failed", self.s.base_dns[i]),
+                        None => "the reading connection failed".to_owned(),
+                    };
+                    outcome = Err(self.err(format!(
+                        "{place}: {m} (nothing is deleted; the next run reads again)"
+                    )));
+                    break 'read;
+                }
+            }
+        }
+        drop(rx);
+        let joined = reader.join();
+        outcome?;
+        if joined.is_err() || done < self.s.base_dns.len() {
+            return Err(self.err(
+                "the search ended without a result from the server (nothing is deleted; the next run reads again)",
+            ));
+        }
+        Ok(latest)
+    }
+
+    /// [`Self::read_all`] for Active Directory, through `ldap3`: each entry's ranged
+    /// attributes are read whole (more searches on the same connection) before it is converted.
+    fn read_all_ad(
         &mut self,
         filter: &str,
         sink: &mut dyn ImportSink,
@@ -786,7 +821,7 @@ impl LdapConnector {
                     // The paged search runs on the connection's worker, a page ahead: the
                     // server sends the next page while this thread stores the last one.
                     let (tx, mut rx) =
-                        ldap3::tokio::sync::mpsc::channel::<ReadItem>(2 * page.max(1) as usize);
+                        ldap3::tokio::sync::mpsc::channel::<AdReadItem>(2 * page.max(1) as usize);
                     let base_owned = base.clone();
                     let filter_owned = filter.to_owned();
                     let attrs_owned = attrs.clone();
@@ -808,7 +843,7 @@ impl LdapConnector {
                         let mut stream = match started {
                             Ok(s) => s,
                             Err(e) => {
-                                let _ = tx.send(ReadItem::Failed(e.to_string())).await;
+                                let _ = tx.send(AdReadItem::Failed(e.to_string())).await;
                                 return;
                             }
                         };
@@ -816,7 +851,7 @@ impl LdapConnector {
                             match stream.next().await {
                                 Ok(Some(re)) => {
                                     let e = SearchEntry::construct(re);
-                                    if tx.send(ReadItem::Entry(e)).await.is_err() {
+                                    if tx.send(AdReadItem::Entry(e)).await.is_err() {
                                         // The reader stopped (the engine refused an entry).
                                         let _ = stream.finish().await;
                                         return;
@@ -824,20 +859,20 @@ impl LdapConnector {
                                 }
                                 Ok(None) => break,
                                 Err(e) => {
-                                    let _ = tx.send(ReadItem::Failed(e.to_string())).await;
+                                    let _ = tx.send(AdReadItem::Failed(e.to_string())).await;
                                     return;
                                 }
                             }
                         }
                         let res = stream.finish().await;
-                        let _ = tx.send(ReadItem::Done(res.rc, res.text)).await;
+                        let _ = tx.send(AdReadItem::Done(res.rc, res.text)).await;
                     });
                     let mut done = false;
                     while let Some(item) = rx.recv().await {
                         let mut e = match item {
-                            ReadItem::Entry(e) => e,
-                            ReadItem::Failed(e) => return Err(e),
-                            ReadItem::Done(rc, text) => {
+                            AdReadItem::Entry(e) => e,
+                            AdReadItem::Failed(e) => return Err(e),
+                            AdReadItem::Done(rc, text) => {
                                 if rc != 0 {
                                     return Err(conn::result_text(rc, &text));
                                 }
@@ -998,11 +1033,12 @@ impl LdapConnector {
                                 anchor: Some(Anchor::new(
                                     profile.anchor_of_sync_uuid(&state.entry_uuid),
                                 )),
-                                dn: Dn::new(SearchEntry::construct(re).dn),
+                                dn: Dn::new(entry::RawEntry::from_result(re)?.dn),
                             }),
                             EntryState::Add | EntryState::Modify => {
                                 // A refresh delivers a changed entry whole, as "add": an upsert.
-                                match this.to_entry(SearchEntry::construct(re), sink) {
+                                let raw = entry::RawEntry::from_result(re)?;
+                                match this.shape.to_entry(raw, &mut entry::ToSink(sink)) {
                                     Some((entry, _)) => sink.change(ImportChange::Upsert(entry)),
                                     None => Ok(()),
                                 }
