@@ -11,6 +11,7 @@ use idsync_connectors::{AttributeTypes, ImportSink, TypeHint};
 use idsync_model::{Anchor, AttributeName, Attributes, CsEntry, Dn, Value};
 use ldap3::asn1::{StructureTag, PL};
 use ldap3::{ResultEntry, SearchEntry};
+use std::cell::RefCell;
 
 /// An entry as the server sent it: its DN and its attributes with their raw values, in order.
 pub(crate) struct RawEntry {
@@ -129,6 +130,19 @@ pub(crate) fn deliver(n: Note, sink: &mut dyn ImportSink) {
     }
 }
 
+/// What an attribute name means to the conversion, worked out once per name.
+#[derive(Debug, Clone, Copy)]
+struct Role {
+    object_class: bool,
+    modify_timestamp: bool,
+    anchor: bool,
+    user_account_control: bool,
+    /// A secret the AD profile never imports.
+    secret: bool,
+    wanted: bool,
+    hint: TypeHint,
+}
+
 /// What turning an entry into a connector-space entry needs: the dialect, the anchor, the
 /// attributes asked for and their types. Cloned into the paged search's reader.
 #[derive(Debug, Clone)]
@@ -140,9 +154,38 @@ pub(crate) struct Shape {
     /// Whether modifyTimestamp was given a type (then it is an attribute like any other).
     pub modify_timestamp_typed: bool,
     pub types: AttributeTypes,
+    /// Each attribute name seen (as the server spells it, options stripped) with its role: a
+    /// server repeats the same few names in every entry.
+    roles: RefCell<Vec<(String, Role)>>,
 }
 
+/// The most names [`Shape`] remembers (a directory with more is served, just not memoised).
+const MAX_ROLES: usize = 256;
+
 impl Shape {
+    pub fn new(
+        profile: Profile,
+        anchor: String,
+        attributes: Vec<String>,
+        modify_timestamp_typed: bool,
+        types: AttributeTypes,
+    ) -> Shape {
+        Shape {
+            profile,
+            anchor,
+            attributes,
+            modify_timestamp_typed,
+            types,
+            roles: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Replaces the attribute types (the server's schema was read).
+    pub fn set_types(&mut self, types: AttributeTypes) {
+        self.types = types;
+        self.roles.borrow_mut().clear();
+    }
+
     /// Whether the user asked for this attribute (the connector also reads a few for itself).
     pub fn wanted(&self, name: &str) -> bool {
         if self.attributes.is_empty() {
@@ -154,6 +197,27 @@ impl Shape {
             || name.eq_ignore_ascii_case(&self.anchor)
     }
 
+    fn role(&self, name: &str) -> Role {
+        if let Some((_, r)) = self.roles.borrow().iter().find(|(n, _)| n == name) {
+            return *r;
+        }
+        let ad = self.profile == Profile::ActiveDirectory;
+        let r = Role {
+            object_class: name.eq_ignore_ascii_case("objectClass"),
+            modify_timestamp: name.eq_ignore_ascii_case("modifyTimestamp"),
+            anchor: name.eq_ignore_ascii_case(&self.anchor),
+            user_account_control: ad && name.eq_ignore_ascii_case("userAccountControl"),
+            secret: ad && idsync_ad_proto::is_secret_attribute(name),
+            wanted: self.wanted(name),
+            hint: self.types.hint(name),
+        };
+        let mut roles = self.roles.borrow_mut();
+        if roles.len() < MAX_ROLES {
+            roles.push((name.to_owned(), r));
+        }
+        r
+    }
+
     /// Values typed by the schema's (or the settings') type; a value the type does not fit is
     /// kept as text and noted on the object.
     pub fn typed_values(
@@ -163,10 +227,20 @@ impl Shape {
         values: Vec<Vec<u8>>,
         notes: &mut dyn Notes,
     ) -> Vec<Value> {
-        let hint = self.types.hint(name);
+        self.typed(dn, name, self.role(name).hint, values, notes)
+    }
+
+    fn typed(
+        &self,
+        dn: &str,
+        name: &str,
+        hint: TypeHint,
+        values: Vec<Vec<u8>>,
+        notes: &mut dyn Notes,
+    ) -> Vec<Value> {
         let mut typed = Vec::with_capacity(values.len());
         for v in values {
-            // Text and references are the common cases: no second pass over the bytes.
+            // Text, references and bytes are the common cases: no second pass over the bytes.
             let v = match hint {
                 TypeHint::String | TypeHint::Reference => match String::from_utf8(v) {
                     Ok(t) if hint == TypeHint::String => {
@@ -179,10 +253,13 @@ impl Shape {
                     }
                     Err(e) => e.into_bytes(),
                 },
+                TypeHint::Binary => {
+                    typed.push(Value::Binary(idsync_model::Blob::from_bytes(v)));
+                    continue;
+                }
                 _ => v,
             };
-            let fallback =
-                (hint != TypeHint::Binary).then(|| String::from_utf8_lossy(&v).into_owned());
+            let fallback = String::from_utf8_lossy(&v).into_owned();
             match self.types.from_bytes(name, v) {
                 Ok(t) => typed.push(t),
                 Err(m) => {
@@ -190,7 +267,7 @@ impl Shape {
                         format!("{dn}, attribute {name}"),
                         format!("{m}; kept as text"),
                     ));
-                    typed.push(Value::String(fallback.unwrap_or_default()));
+                    typed.push(Value::String(fallback));
                 }
             }
         }
@@ -210,36 +287,36 @@ impl Shape {
         let mut modified = None;
         let mut uac = None;
         let ad = self.profile == Profile::ActiveDirectory;
-        for (name, values) in e.attrs {
-            let name = base_name(&name);
-            if name.eq_ignore_ascii_case("objectClass") {
+        for (mut name, values) in e.attrs {
+            if let Some(cut) = name.find(';') {
+                name.truncate(cut);
+            }
+            let role = self.role(&name);
+            if role.object_class {
                 object_classes.extend(values.into_iter().map(|v| match String::from_utf8(v) {
                     Ok(t) => t,
                     Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
                 }));
                 continue;
             }
-            if name.eq_ignore_ascii_case("modifyTimestamp") {
+            if role.modify_timestamp {
                 modified = values
                     .first()
                     .map(|v| String::from_utf8_lossy(v).into_owned());
             }
-            if name.eq_ignore_ascii_case(&self.anchor) {
+            if role.anchor {
                 anchor = values.first().map(|v| self.profile.anchor_text(v));
             }
-            if ad && name.eq_ignore_ascii_case("userAccountControl") {
+            if role.user_account_control {
                 uac = values
                     .first()
                     .map(|v| String::from_utf8_lossy(v).into_owned());
             }
-            if ad && idsync_ad_proto::is_secret_attribute(name) {
+            if role.secret || !role.wanted {
                 continue;
             }
-            if !self.wanted(name) {
-                continue;
-            }
-            let typed = self.typed_values(&e.dn, name, values, notes);
-            attributes.set(AttributeName::from(name), typed);
+            let typed = self.typed(&e.dn, &name, role.hint, values, notes);
+            attributes.set(AttributeName::new(name), typed);
         }
         if ad {
             if object_classes
@@ -323,13 +400,13 @@ mod tests {
     }
 
     fn shape() -> Shape {
-        Shape {
-            profile: Profile::Openldap,
-            anchor: "entryUUID".to_owned(),
-            attributes: vec![],
-            modify_timestamp_typed: false,
-            types: AttributeTypes::new(&Default::default()),
-        }
+        Shape::new(
+            Profile::Openldap,
+            "entryUUID".to_owned(),
+            vec![],
+            false,
+            AttributeTypes::new(&Default::default()),
+        )
     }
 
     #[test]

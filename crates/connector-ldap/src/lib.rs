@@ -363,16 +363,15 @@ impl LdapConnector {
                 .anchor
                 .clone()
                 .unwrap_or_else(|| s.profile.default_anchor().to_owned()),
-            shape: entry::Shape {
-                profile: s.profile,
-                anchor: s
-                    .anchor
+            shape: entry::Shape::new(
+                s.profile,
+                s.anchor
                     .clone()
                     .unwrap_or_else(|| s.profile.default_anchor().to_owned()),
-                attributes: s.attributes.clone(),
-                modify_timestamp_typed: s.attribute_types.contains_key("modifyTimestamp"),
-                types: AttributeTypes::new(&s.attribute_types),
-            },
+                s.attributes.clone(),
+                s.attribute_types.contains_key("modifyTimestamp"),
+                AttributeTypes::new(&s.attribute_types),
+            ),
             syncrepl: match s.delta {
                 // AD has no syncrepl: its deltas are DirSync's.
                 _ if s.profile == Profile::ActiveDirectory => Some(false),
@@ -462,7 +461,7 @@ impl LdapConnector {
         for (k, v) in &self.s.attribute_types {
             hints.insert(k.to_ascii_lowercase(), *v);
         }
-        self.shape.types = AttributeTypes::new(&hints);
+        self.shape.set_types(AttributeTypes::new(&hints));
         self.schema = Some(schema);
         Ok(())
     }

@@ -175,7 +175,7 @@ impl<S: Store> Session<'_, S> {
                     provisioned: false,
                 };
                 self.report.stats.added += 1;
-                self.store.cs_put(&o).map_err(store_err)?;
+                self.store.cs_put_digested(&o, digest).map_err(store_err)?;
             }
             Some(mut o) => {
                 let changes = diff_attributes(&o.hologram, &entry.attributes);
@@ -227,7 +227,8 @@ impl<S: Store> Session<'_, S> {
                         o.pending_import = Some(PendingImport::Reevaluate);
                     }
                 }
-                self.store.cs_put(&o).map_err(store_err)?;
+                // The object now holds what was read: the digest computed above is its own.
+                self.store.cs_put_digested(&o, digest).map_err(store_err)?;
             }
         }
         Ok(())
@@ -384,7 +385,7 @@ impl<S: Store> Engine<S> {
             None,
         );
         let run = report.run;
-        let space = self.store.cs_counts(id)?.objects;
+        let space = self.store.cs_object_count(id)?;
         let mut guard = DeleteGuard::new(self.rules.safety, self.options.allow_deletes);
         let label = format!("{}:{id}", self.step_label(report.step));
         let mut session = Session {

@@ -97,6 +97,11 @@ pub trait ConnectorSpaces {
     fn cs_links(&mut self, mv: &MvId) -> Result<Vec<CsLink>>;
     /// Inserts or replaces an object; binary values' bytes go to the blob table once per hash.
     fn cs_put(&mut self, o: &CsObject) -> Result<()>;
+    /// [`Self::cs_put`] of an object whose content digest (`idsync_model::content_digest` of its
+    /// DN, type, classes and hologram) the caller already has, so it is not computed again.
+    fn cs_put_digested(&mut self, o: &CsObject, _digest: [u8; 32]) -> Result<()> {
+        self.cs_put(o)
+    }
     /// Sets only an object's metaverse link and pending import (what a sync changes on most
     /// objects), without rewriting the rest of it.
     fn cs_set_link(
@@ -136,6 +141,11 @@ pub trait ConnectorSpaces {
         limit: usize,
     ) -> Result<(Option<CsId>, Vec<CsObject>)>;
     fn cs_counts(&mut self, connector: &ConnectorId) -> Result<CsCounts>;
+    /// How many objects the connector's space holds (what [`Self::cs_counts`] counts first,
+    /// without reading the objects where the store can).
+    fn cs_object_count(&mut self, connector: &ConnectorId) -> Result<u64> {
+        Ok(self.cs_counts(connector)?.objects)
+    }
     /// Remembers that `cs` holds a reference to `target_dn` in `connector` that cannot be resolved
     /// yet.
     fn pending_ref_add(&mut self, connector: &ConnectorId, target_dn: &Dn, cs: &CsId)

@@ -67,6 +67,56 @@ pub struct SqliteStore {
     conn: Connection,
     /// The import whose unchanged objects `temp.cs_seen` holds.
     seen_run: Option<RunId>,
+    /// Copies the write-ahead log into the database file after commits (file stores only).
+    checkpointer: Option<Checkpointer>,
+}
+
+/// A thread with a connection of its own that checkpoints the write-ahead log after each
+/// commit, so a step does not wait for its pages to be copied into the database file (they are
+/// durable in the log once the commit returns). It runs at a lower priority than the steps.
+/// When the store is dropped the thread ends, and closing the last connection checkpoints what
+/// is left.
+struct Checkpointer {
+    wake: std::sync::mpsc::SyncSender<()>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    fn start(path: &Path) -> Option<Checkpointer> {
+        let conn = Connection::open(path).ok()?;
+        conn.busy_timeout(std::time::Duration::from_secs(5)).ok()?;
+        let (wake, rx) = std::sync::mpsc::sync_channel::<()>(1);
+        let thread = std::thread::Builder::new()
+            .name("store-checkpoint".to_owned())
+            .spawn(move || {
+                // Linux keeps a nice value per thread: this lowers only the checkpointer's.
+                // SAFETY: setpriority has no memory effects; a failure leaves the priority.
+                #[cfg(target_os = "linux")]
+                unsafe {
+                    libc::setpriority(libc::PRIO_PROCESS, 0, 10);
+                }
+                while rx.recv().is_ok() {
+                    // PASSIVE never blocks the steps: what it cannot copy now it copies next time.
+                    let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                }
+            })
+            .ok()?;
+        Some(Checkpointer {
+            wake,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.checkpointer.take() {
+            drop(c.wake);
+            if let Some(t) = c.thread.take() {
+                let _ = t.join();
+            }
+        }
+    }
 }
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> Error {
@@ -185,7 +235,7 @@ impl SqliteStore {
             message,
         };
         let conn = Connection::open(path).map_err(|e| open_err(e.to_string()))?;
-        Self::init(conn).map_err(|e| match e {
+        let mut store = Self::init(conn).map_err(|e| match e {
             Error::Sqlite(s) => {
                 open_err(format!("{s} (is this an idsync store, and is it intact?)"))
             }
@@ -194,7 +244,13 @@ impl SqliteStore {
                 message.split_whitespace().collect::<Vec<_>>().join(" ")
             )),
             other => other,
-        })
+        })?;
+        // Commits stop checkpointing by themselves only when the checkpointer runs.
+        store.checkpointer = Checkpointer::start(path);
+        if store.checkpointer.is_some() {
+            store.conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        }
+        Ok(store)
     }
 
     /// A store in memory, for tests.
@@ -257,6 +313,7 @@ impl SqliteStore {
         Ok(Self {
             conn,
             seen_run: None,
+            checkpointer: None,
         })
     }
 
@@ -346,6 +403,10 @@ impl Transactions for SqliteStore {
     }
     fn commit(&mut self) -> Result<()> {
         self.conn.execute_batch("COMMIT")?;
+        if let Some(c) = &self.checkpointer {
+            // One wake-up waiting is enough: it checkpoints everything committed by then.
+            let _ = c.wake.try_send(());
+        }
         Ok(())
     }
     fn rollback(&mut self) -> Result<()> {
@@ -423,6 +484,25 @@ impl ConnectorSpaces for SqliteStore {
     }
 
     fn cs_put(&mut self, o: &CsObject) -> Result<()> {
+        let digest = content_digest(
+            &o.dn,
+            o.object_type.as_str(),
+            &o.object_classes,
+            &o.hologram,
+        );
+        self.cs_put_digested(o, digest)
+    }
+
+    fn cs_put_digested(&mut self, o: &CsObject, digest: [u8; 32]) -> Result<()> {
+        debug_assert_eq!(
+            digest,
+            content_digest(
+                &o.dn,
+                o.object_type.as_str(),
+                &o.object_classes,
+                &o.hologram
+            )
+        );
         self.put_attr_blobs(&o.hologram)?;
         self.put_delta_blobs(&o.awaiting)?;
         match &o.pending_export {
@@ -437,12 +517,6 @@ impl ConnectorSpaces for SqliteStore {
             "INSERT OR REPLACE INTO cs_object({CS_COLUMNS}, dn_norm, digest) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
         ))?;
-        let digest = content_digest(
-            &o.dn,
-            o.object_type.as_str(),
-            &o.object_classes,
-            &o.hologram,
-        );
         st.execute(params![
             o.id.as_str(),
             o.connector.as_str(),
@@ -552,9 +626,11 @@ impl ConnectorSpaces for SqliteStore {
             CsFilter::All => "1",
             CsFilter::PendingImport => "pending_import IS NOT NULL",
             CsFilter::PendingExport => "pending_export IS NOT NULL",
+            // The marks first: they need only the index's id, so the rows of objects the import
+            // saw unchanged are never read.
             CsFilter::NotSeenIn(_) => {
-                "(seen_run IS NULL OR seen_run <> ?4) AND anchor IS NOT NULL \
-                 AND NOT EXISTS (SELECT 1 FROM temp.cs_seen s WHERE s.run = ?4 AND s.id = cs_object.id)"
+                "NOT EXISTS (SELECT 1 FROM temp.cs_seen s WHERE s.run = ?4 AND s.id = cs_object.id) \
+                 AND (seen_run IS NULL OR seen_run <> ?4) AND anchor IS NOT NULL"
             }
         };
         let run = match filter {
@@ -647,6 +723,14 @@ impl ConnectorSpaces for SqliteStore {
                 export_errors: r.get::<_, i64>(4)? as u64,
             })
         })?)
+    }
+
+    fn cs_object_count(&mut self, connector: &ConnectorId) -> Result<u64> {
+        // The (connector, id) index holds the answer: the rows are not read.
+        let mut st = self.conn.prepare_cached(
+            "SELECT count(*) FROM cs_object INDEXED BY cs_scan WHERE connector = ?1",
+        )?;
+        Ok(st.query_row([connector.as_str()], |r| r.get::<_, i64>(0))? as u64)
     }
 
     fn pending_ref_add(
@@ -1240,6 +1324,38 @@ mod tests {
             Ok(_) => panic!("a damaged store was opened"),
             Err(e) => e.to_string(),
         }
+    }
+
+    #[test]
+    fn commits_are_checkpointed_into_the_file_by_the_background_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("idsync.db");
+        let mut s = SqliteStore::open(&p).unwrap();
+        let before = std::fs::metadata(&p).unwrap().len();
+        s.begin().unwrap();
+        for i in 0..400 {
+            s.cs_put(&cs(&format!("c{i}"), &format!("a{i}"), &[i as u8; 3000]))
+                .unwrap();
+        }
+        s.commit().unwrap();
+        // The commit does not copy the log into the file itself (autocheckpoint is off); the
+        // checkpointer does, while the store stays open.
+        let mut grown = false;
+        for _ in 0..600 {
+            if std::fs::metadata(&p).unwrap().len() > before + 1_000_000 {
+                grown = true;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert!(grown, "the database file was not written within 30 s");
+        // Another connection sees every object; dropping the store ends the thread.
+        drop(s);
+        let mut again = SqliteStore::open(&p).unwrap();
+        assert_eq!(
+            again.cs_object_count(&ConnectorId::new("dir")).unwrap(),
+            400
+        );
     }
 
     #[test]
