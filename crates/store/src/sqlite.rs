@@ -10,6 +10,7 @@ use idsync_model::{
     PendingExport, PendingImport, RunId, Value,
 };
 use rusqlite::{params, Connection, OptionalExtension, Row};
+use std::collections::HashSet;
 use std::path::Path;
 
 const SCHEMA_VERSION: &str = "1";
@@ -65,8 +66,13 @@ CREATE TABLE IF NOT EXISTS export_retry(cs_id TEXT PRIMARY KEY, next_at INTEGER 
 
 pub struct SqliteStore {
     conn: Connection,
-    /// The import whose unchanged objects `temp.cs_seen` holds.
+    /// The import whose unchanged objects `seen` holds.
     seen_run: Option<RunId>,
+    /// The objects that import saw unchanged (a 64-bit hash of each id: 8 bytes an object, for
+    /// the length of the connection). Marking them here rather than on their rows keeps an
+    /// unchanged import from rewriting the space. Two ids with one hash would only keep an
+    /// object that is gone until the next full import, never delete one that is there.
+    seen: HashSet<u64>,
     /// Copies the write-ahead log into the database file after commits (file stores only).
     checkpointer: Option<Checkpointer>,
 }
@@ -282,12 +288,6 @@ impl SqliteStore {
         if !has_digest {
             conn.execute_batch("ALTER TABLE cs_object ADD COLUMN digest BLOB")?;
         }
-        // The objects a full import saw unchanged, for the length of the connection: marking them
-        // here rather than on their rows keeps an unchanged import from rewriting the space.
-        conn.execute_batch(
-            "CREATE TEMP TABLE IF NOT EXISTS cs_seen(run INTEGER NOT NULL, id TEXT NOT NULL, \
-             PRIMARY KEY(run, id)) WITHOUT ROWID",
-        )?;
         let version: Option<String> = conn
             .query_row(
                 "SELECT value FROM meta WHERE key = 'schema_version'",
@@ -313,6 +313,7 @@ impl SqliteStore {
         Ok(Self {
             conn,
             seen_run: None,
+            seen: HashSet::new(),
             checkpointer: None,
         })
     }
@@ -349,6 +350,79 @@ impl SqliteStore {
             }
         }
         Ok(())
+    }
+}
+
+/// The key of an id in [`SqliteStore`]'s seen marks.
+fn seen_key(id: &str) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(id)
+}
+
+impl SqliteStore {
+    /// Marks `id` as seen by import `run`. Runs only grow: a later run's first mark spends the
+    /// earlier run's marks, an earlier run's marks (rows a sync rewrites as they were) are not
+    /// kept.
+    fn note_seen(&mut self, id: &CsId, run: RunId) {
+        match self.seen_run {
+            Some(r) if r == run => {}
+            Some(r) if r.0 > run.0 => return,
+            _ => {
+                self.seen.clear();
+                self.seen_run = Some(run);
+            }
+        }
+        self.seen.insert(seen_key(id.as_str()));
+    }
+
+    /// The objects of a full import's connector with an anchor that the import neither wrote
+    /// (`seen_run`) nor marked seen, in id order. The ids come from the (connector, id) index;
+    /// only the rows of objects not marked are read.
+    fn cs_scan_not_seen(
+        &mut self,
+        connector: &ConnectorId,
+        run: RunId,
+        after: Option<&CsId>,
+        limit: usize,
+    ) -> Result<Vec<CsObject>> {
+        const IDS: i64 = 4096;
+        let marked = self.seen_run == Some(run);
+        let mut out = Vec::new();
+        let mut cursor = after.map_or(String::new(), |a| a.as_str().to_owned());
+        loop {
+            let ids: Vec<String> = {
+                let mut st = self.conn.prepare_cached(
+                    "SELECT id FROM cs_object INDEXED BY cs_scan WHERE connector = ?1 AND id > ?2 \
+                     ORDER BY id LIMIT ?3",
+                )?;
+                let rows = st.query_map(params![connector.as_str(), cursor, IDS], |r| r.get(0))?;
+                rows.collect::<rusqlite::Result<_>>()?
+            };
+            let Some(last) = ids.last() else {
+                return Ok(out);
+            };
+            cursor = last.clone();
+            for id in &ids {
+                if marked && self.seen.contains(&seen_key(id)) {
+                    continue;
+                }
+                // The row says for certain (the marks are hashes).
+                let found = self.cs_query(
+                    &format!(
+                        "SELECT {CS_COLUMNS} FROM cs_object WHERE id = ?1 \
+                         AND (seen_run IS NULL OR seen_run <> ?2) AND anchor IS NOT NULL"
+                    ),
+                    params![id, run.0],
+                )?;
+                out.extend(found);
+                if out.len() >= limit {
+                    return Ok(out);
+                }
+            }
+            if (ids.len() as i64) < IDS {
+                return Ok(out);
+            }
+        }
     }
 }
 
@@ -503,6 +577,10 @@ impl ConnectorSpaces for SqliteStore {
                 &o.hologram
             )
         );
+        if let Some(run) = o.seen_run {
+            // Written by an import: seen by it, like the unchanged objects it marks.
+            self.note_seen(&o.id, run);
+        }
         self.put_attr_blobs(&o.hologram)?;
         self.put_delta_blobs(&o.awaiting)?;
         match &o.pending_export {
@@ -558,15 +636,7 @@ impl ConnectorSpaces for SqliteStore {
     }
 
     fn cs_mark_seen(&mut self, id: &CsId, run: RunId) -> Result<()> {
-        if self.seen_run != Some(run) {
-            // A new import: the marks of earlier ones are spent.
-            self.conn.execute_batch("DELETE FROM temp.cs_seen")?;
-            self.seen_run = Some(run);
-        }
-        let mut st = self
-            .conn
-            .prepare_cached("INSERT OR IGNORE INTO temp.cs_seen(run, id) VALUES (?1, ?2)")?;
-        st.execute(params![run.0, id.as_str()])?;
+        self.note_seen(id, run);
         Ok(())
     }
 
@@ -626,28 +696,18 @@ impl ConnectorSpaces for SqliteStore {
             CsFilter::All => "1",
             CsFilter::PendingImport => "pending_import IS NOT NULL",
             CsFilter::PendingExport => "pending_export IS NOT NULL",
-            // The marks first: they need only the index's id, so the rows of objects the import
-            // saw unchanged are never read.
-            CsFilter::NotSeenIn(_) => {
-                "NOT EXISTS (SELECT 1 FROM temp.cs_seen s WHERE s.run = ?4 AND s.id = cs_object.id) \
-                 AND (seen_run IS NULL OR seen_run <> ?4) AND anchor IS NOT NULL"
-            }
-        };
-        let run = match filter {
-            CsFilter::NotSeenIn(r) => r.0,
-            _ => 0,
+            CsFilter::NotSeenIn(run) => return self.cs_scan_not_seen(connector, run, after, limit),
         };
         let sql = format!(
             "SELECT {CS_COLUMNS} FROM cs_object WHERE connector = ?1 AND id > ?2 AND {cond} \
-             AND ?4 = ?4 ORDER BY id LIMIT ?3"
+             ORDER BY id LIMIT ?3"
         );
         self.cs_query(
             &sql,
             params![
                 connector.as_str(),
                 after.map_or("", CsId::as_str),
-                limit as i64,
-                run
+                limit as i64
             ],
         )
     }
