@@ -28,6 +28,9 @@ struct Session<'a, S: Store> {
     label: String,
     /// The identifiers of the objects a delta import deleted (for `remove_dangling_references`).
     deleted: HashSet<Dn>,
+    /// A full import into an empty connector space: the anchors (hashed) it added. An object
+    /// whose anchor is not among them cannot be in the space, so it is not looked up.
+    fresh: Option<HashSet<u64>>,
 }
 
 /// Whether the system now holds what an export sent.
@@ -124,10 +127,20 @@ impl<S: Store> Session<'_, S> {
             &entry.object_classes,
             &entry.attributes,
         );
-        let state = self
-            .store
-            .cs_state_by_anchor(&self.rules.name, &entry.anchor)
-            .map_err(store_err)?;
+        let first_sight = self.fresh.as_mut().is_some_and(|added| {
+            use std::hash::BuildHasher;
+            added.insert(
+                std::hash::BuildHasherDefault::<std::hash::DefaultHasher>::default()
+                    .hash_one(entry.anchor.as_str()),
+            )
+        });
+        let state = if first_sight {
+            None
+        } else {
+            self.store
+                .cs_state_by_anchor(&self.rules.name, &entry.anchor)
+                .map_err(store_err)?
+        };
         if let Some(state) = &state {
             if state.digest == Some(digest)
                 && state.settled
@@ -146,6 +159,7 @@ impl<S: Store> Session<'_, S> {
         };
         let existing = match by_anchor {
             Some(o) => Some(o),
+            None if first_sight => None,
             // An object idsync created and exported has no anchor until its confirming import
             // finds it by identifier.
             None => self
@@ -396,6 +410,7 @@ impl<S: Store> Engine<S> {
             report,
             progress: &*self.progress,
             deleted: HashSet::new(),
+            fresh: (full && space == 0).then(HashSet::new),
         };
         let delivered_all = if full {
             connector.full_import(&mut session)?;

@@ -106,6 +106,28 @@ fn full_import_adds_updates_renames_and_deletes() {
 }
 
 #[test]
+fn an_anchor_read_twice_into_an_empty_space_is_one_object() {
+    // The first import into an empty space does not look objects up; an anchor it meets again
+    // (the same entry under two bases, a renamed copy) is looked up as always.
+    let ldif = [
+        person("ann", "a-1", &["title: Engineer"]),
+        person("bob", "b-2", &[]),
+        person("ann", "a-1", &["title: Engineer"]),
+        person("ann2", "a-1", &["title: Engineer"]),
+    ]
+    .concat();
+    let mut env = Env::new(&config(), &[("directory.ldif", ldif.as_bytes())]);
+    let first = env.step(Step::FullImport, "directory");
+    assert_eq!(first.stats.read, 4);
+    assert_eq!(first.stats.added, 2);
+    assert_eq!(first.stats.unchanged, 1);
+    assert_eq!(first.stats.renamed, 1);
+    let space = env.cs("directory");
+    assert_eq!(space.len(), 2);
+    assert_eq!(env.cs_anchor("directory", "a-1").dn.as_str(), dn("ann2"));
+}
+
+#[test]
 fn failed_full_import_deletes_nothing() {
     let mut env = Env::new(&config(), &[("directory.ldif", four_people().as_bytes())]);
     env.step(Step::FullImport, "directory");
