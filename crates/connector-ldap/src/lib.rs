@@ -56,8 +56,11 @@ use ldap3::controls::{
 use ldap3::{Mod, ResultEntry, Scope, SearchEntry};
 
 /// One entry as the reader converted it (`None`: not delivered), with its modifyTimestamp and
-/// what the conversion noted.
-type Converted = (Option<(CsEntry, Option<String>)>, Vec<entry::Note>);
+/// its [`idsync_model::entry_digest`], and what the conversion noted.
+type Converted = (
+    Option<(CsEntry, Option<String>, [u8; 32])>,
+    Vec<entry::Note>,
+);
 
 /// What the paged search's reader thread hands to the thread that stores entries.
 enum ReadItem {
@@ -709,7 +712,12 @@ impl LdapConnector {
                     let mut stopped = false;
                     let r = wire.paged_search(base, &filter_owned, &attrs, page, &mut |raw| {
                         let mut notes = Vec::new();
-                        let converted = shape.to_entry(raw, &mut notes);
+                        // The digest too is computed here, off the thread that stores.
+                        let converted = shape.to_entry(raw, &mut notes).map(|(e, modified)| {
+                            let d =
+                                idsync_model::entry_digest(&e.dn, &e.object_classes, &e.attributes);
+                            (e, modified, d)
+                        });
                         batch.push((converted, notes));
                         if batch.len() >= READ_BATCH
                             && tx
@@ -748,7 +756,7 @@ impl LdapConnector {
                         for n in notes {
                             entry::deliver(n, sink);
                         }
-                        let Some((entry, modified)) = converted else {
+                        let Some((entry, modified, digest)) = converted else {
                             continue;
                         };
                         if let Some(m) = modified {
@@ -759,7 +767,7 @@ impl LdapConnector {
                         let sent = if as_changes {
                             sink.change(ImportChange::Upsert(entry))
                         } else {
-                            sink.entry(entry)
+                            sink.entry_digested(entry, digest)
                         };
                         if let Err(m) = sent {
                             outcome = Err(Error::Sink(m));

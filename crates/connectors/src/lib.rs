@@ -87,6 +87,15 @@ pub enum ImportChange {
 pub trait ImportSink {
     /// One object read by a full import.
     fn entry(&mut self, entry: CsEntry) -> std::result::Result<(), String>;
+    /// [`Self::entry`] with the entry's [`idsync_model::entry_digest`], which a connector that
+    /// reads on a thread of its own computes there.
+    fn entry_digested(
+        &mut self,
+        entry: CsEntry,
+        _digest: [u8; 32],
+    ) -> std::result::Result<(), String> {
+        self.entry(entry)
+    }
     /// One change read by a delta import.
     fn change(&mut self, change: ImportChange) -> std::result::Result<(), String>;
     /// An object that could not be read (bad value), named by its place; the import goes on.

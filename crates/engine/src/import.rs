@@ -9,8 +9,8 @@ use crate::safety::DeleteGuard;
 use crate::{state, Engine, Error, Result, StepReport};
 use idsync_connectors::{crash_point, ImportChange, ImportSink};
 use idsync_model::{
-    apply_delta, content_digest, diff_attributes, AttributeChange, AttributeDelta, Attributes,
-    ConnectorId, CsEntry, CsId, CsObject, Dn, PendingImport, RunId, Value,
+    apply_delta, content_digest, diff_attributes, typed_digest, AttributeChange, AttributeDelta,
+    Attributes, ConnectorId, CsEntry, CsId, CsObject, Dn, PendingImport, RunId, Value,
 };
 use idsync_rules::ConnectorRules;
 use idsync_store::{CsFilter, ObjectError, Store};
@@ -105,8 +105,13 @@ impl<S: Store> Session<'_, S> {
         o.awaiting_add = false;
     }
 
-    /// Stages one whole object as read.
-    fn stage_entry(&mut self, entry: CsEntry) -> std::result::Result<(), String> {
+    /// Stages one whole object as read, with its [`idsync_model::entry_digest`] when the
+    /// connector computed it.
+    fn stage_entry(
+        &mut self,
+        entry: CsEntry,
+        entry_digest: Option<[u8; 32]>,
+    ) -> std::result::Result<(), String> {
         self.report.stats.read += 1;
         if self.report.stats.read.is_multiple_of(1024) {
             self.progress.advance(1024);
@@ -121,12 +126,21 @@ impl<S: Store> Session<'_, S> {
         let store_err = |e: idsync_store::Error| e.to_string();
         // Most objects of a full import are unchanged: their digest tells so without loading
         // and diffing them.
-        let digest = content_digest(
-            &entry.dn,
-            otype.as_str(),
-            &entry.object_classes,
-            &entry.attributes,
-        );
+        let digest = match entry_digest {
+            Some(d) => {
+                debug_assert_eq!(
+                    d,
+                    idsync_model::entry_digest(&entry.dn, &entry.object_classes, &entry.attributes)
+                );
+                typed_digest(otype.as_str(), &d)
+            }
+            None => content_digest(
+                &entry.dn,
+                otype.as_str(),
+                &entry.object_classes,
+                &entry.attributes,
+            ),
+        };
         let first_sight = self.fresh.as_mut().is_some_and(|added| {
             use std::hash::BuildHasher;
             added.insert(
@@ -153,6 +167,7 @@ impl<S: Store> Session<'_, S> {
                 return Ok(());
             }
         }
+        let stored_digest = state.as_ref().and_then(|s| s.digest);
         let by_anchor = match state {
             Some(state) => self.store.cs_get(&state.id).map_err(store_err)?,
             None => None,
@@ -207,6 +222,10 @@ impl<S: Store> Session<'_, S> {
                     && o.anchor.is_some()
                 {
                     self.report.stats.unchanged += 1;
+                    if stored_digest != Some(digest) {
+                        // Found unchanged the slow way: next time the digest tells.
+                        self.store.cs_set_digest(&o.id, digest).map_err(store_err)?;
+                    }
                     self.store
                         .cs_mark_seen(&o.id, self.run)
                         .map_err(store_err)?;
@@ -265,7 +284,7 @@ impl<S: Store> Session<'_, S> {
     fn stage_change(&mut self, change: ImportChange) -> std::result::Result<(), String> {
         let e = |e: idsync_store::Error| e.to_string();
         match change {
-            ImportChange::Upsert(entry) => self.stage_entry(entry),
+            ImportChange::Upsert(entry) => self.stage_entry(entry, None),
             ImportChange::Modify {
                 anchor,
                 dn,
@@ -331,7 +350,16 @@ impl<S: Store> Session<'_, S> {
 
 impl<S: Store> ImportSink for Session<'_, S> {
     fn entry(&mut self, entry: CsEntry) -> std::result::Result<(), String> {
-        self.stage_entry(entry)?;
+        self.stage_entry(entry, None)?;
+        crash_point!("{}:object", self.label);
+        Ok(())
+    }
+    fn entry_digested(
+        &mut self,
+        entry: CsEntry,
+        digest: [u8; 32],
+    ) -> std::result::Result<(), String> {
+        self.stage_entry(entry, Some(digest))?;
         crash_point!("{}:object", self.label);
         Ok(())
     }

@@ -14,10 +14,24 @@ pub fn content_digest(
     object_classes: &[String],
     attributes: &Attributes,
 ) -> [u8; 32] {
+    typed_digest(object_type, &entry_digest(dn, object_classes, attributes))
+}
+
+/// [`content_digest`] from the object type and the [`entry_digest`] of the rest: a connector
+/// can compute the entry's part where it reads (it does not know the type the rules give).
+pub fn typed_digest(object_type: &str, entry: &[u8; 32]) -> [u8; 32] {
+    let mut buf = Vec::with_capacity(48 + object_type.len());
+    field(&mut buf, b'y', object_type.as_bytes());
+    field(&mut buf, b'e', entry);
+    *blake3::hash(&buf).as_bytes()
+}
+
+/// The digest of an entry as read, without its object type: its identifier, classes and
+/// attribute values (see [`content_digest`]).
+pub fn entry_digest(dn: &Dn, object_classes: &[String], attributes: &Attributes) -> [u8; 32] {
     // One canonical byte string, hashed once: cheaper than feeding a hasher field by field.
     let mut buf = Vec::with_capacity(512);
     field(&mut buf, b'n', dn.as_str().as_bytes());
-    field(&mut buf, b'y', object_type.as_bytes());
     for c in object_classes {
         field(&mut buf, b'c', c.as_bytes());
     }

@@ -15,7 +15,7 @@ mod value;
 
 pub use attrs::{AttributeName, Attributes};
 pub use delta::{apply_delta, diff_attributes, AttributeChange, AttributeDelta};
-pub use digest::content_digest;
+pub use digest::{content_digest, entry_digest, typed_digest};
 pub use ids::{Anchor, ConnectorId, CsId, Dn, MvId, ObjectTypeName, RunId};
 pub use space::{Contribution, CsObject, MvObject, PendingExport, PendingImport};
 pub use value::{Blob, ContentHash, Reference, Value, ValueKind};

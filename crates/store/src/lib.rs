@@ -102,6 +102,11 @@ pub trait ConnectorSpaces {
     fn cs_put_digested(&mut self, o: &CsObject, _digest: [u8; 32]) -> Result<()> {
         self.cs_put(o)
     }
+    /// Replaces only an object's stored content digest (one an import found unchanged the slow
+    /// way: written before digests, or by an older digest).
+    fn cs_set_digest(&mut self, _id: &CsId, _digest: [u8; 32]) -> Result<()> {
+        Ok(())
+    }
     /// Sets only an object's metaverse link and pending import (what a sync changes on most
     /// objects), without rewriting the rest of it.
     fn cs_set_link(

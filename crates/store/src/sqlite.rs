@@ -618,6 +618,13 @@ impl ConnectorSpaces for SqliteStore {
         Ok(())
     }
 
+    fn cs_set_digest(&mut self, id: &CsId, digest: [u8; 32]) -> Result<()> {
+        self.conn
+            .prepare_cached("UPDATE cs_object SET digest = ?2 WHERE id = ?1")?
+            .execute(params![id.as_str(), &digest[..]])?;
+        Ok(())
+    }
+
     fn cs_set_link(
         &mut self,
         id: &CsId,
