@@ -41,6 +41,9 @@ mod wire;
 
 pub use conn::rc_name;
 pub use schema::Schema;
+/// The full import's BER decoding of server messages, for the fuzz target.
+#[doc(hidden)]
+pub use wire::decode_stream as fuzz_decode_stream;
 
 use conn::{guarded, Bind, Conn, ConnSettings};
 use idsync_connectors::{

@@ -475,44 +475,16 @@ impl Wire {
     /// Reads until one whole message is in the buffer and returns where its parts are.
     fn next_message(&mut self) -> Result<Message, String> {
         loop {
-            if let Some((header, len)) = element_len(&self.buf[self.pos..])
-                .map_err(|m| format!("malformed message from the server: {m}"))?
-            {
-                let start = self.pos;
-                let end = start + header + len;
-                if end <= self.buf.len() {
-                    if self.buf[start] != 0x30 {
-                        return Err(format!(
-                            "malformed message from the server: tag {:#04x}",
-                            self.buf[start]
-                        ));
-                    }
+            match frame(&self.buf, self.pos)? {
+                Frame::Whole(m, end) => {
                     self.pos = end;
-                    let bad = |m: String| format!("malformed message from the server: {m}");
-                    let buf = &self.buf[..];
-                    let at = |part: &[u8]| {
-                        let from = part.as_ptr() as usize - buf.as_ptr() as usize;
-                        from..from + part.len()
-                    };
-                    let mut r = Ber(&buf[start + header..end]);
-                    let id = integer(r.expect(0x02, "the message id").map_err(bad)?, "the id")
-                        .map_err(bad)?;
-                    let (op, body) = r.next("the operation").map_err(bad)?;
-                    let controls = if r.peek_tag() == Some(0xa0) {
-                        Some(at(r.expect(0xa0, "the controls").map_err(bad)?))
-                    } else {
-                        None
-                    };
-                    return Ok(Message {
-                        id,
-                        op,
-                        body: at(body),
-                        controls,
-                    });
+                    return Ok(m);
                 }
-                // A long message: make room for all of it at once.
-                if self.buf.capacity() < end - start {
-                    self.buf.reserve(end - start - self.buf.len() + start);
+                Frame::Needs(total) => {
+                    // A long message: make room for all of it at once.
+                    if self.buf.capacity() < total {
+                        self.buf.reserve(total - (self.buf.len() - self.pos));
+                    }
                 }
             }
             self.fill()?;
@@ -576,40 +548,15 @@ impl Wire {
 
     /// An LDAPResult's code and diagnostic message.
     fn result(&self, m: &Message) -> Result<(u32, String), String> {
-        let bad = |e: String| format!("malformed result from the server: {e}");
-        let mut r = Ber(&self.buf[m.body.clone()]);
-        let rc =
-            integer(r.expect(0x0a, "the result code").map_err(bad)?, "the code").map_err(bad)?;
-        r.expect(0x04, "the matched DN").map_err(bad)?;
-        let msg = r.expect(0x04, "the diagnostic message").map_err(bad)?;
-        Ok((rc as u32, String::from_utf8_lossy(msg).into_owned()))
+        ldap_result(&self.buf[m.body.clone()])
     }
 
     /// The paged-results cookie among a message's controls (empty: the last page).
     fn paged_cookie(&self, m: &Message) -> Result<Vec<u8>, String> {
-        let Some(range) = m.controls.clone() else {
-            return Ok(Vec::new());
-        };
-        let bad = |e: String| format!("malformed control from the server: {e}");
-        let mut r = Ber(&self.buf[range]);
-        while !r.is_empty() {
-            let mut c = Ber(r.expect(0x30, "a control").map_err(bad)?);
-            let oid = c.expect(0x04, "a control's type").map_err(bad)?;
-            if oid != PAGED_OID.as_bytes() {
-                continue;
-            }
-            if c.peek_tag() == Some(0x01) {
-                c.next("the criticality").map_err(bad)?;
-            }
-            if c.is_empty() {
-                return Ok(Vec::new());
-            }
-            let value = c.expect(0x04, "the control's value").map_err(bad)?;
-            let mut v = Ber(Ber(value).expect(0x30, "the paged value").map_err(bad)?);
-            v.expect(0x02, "the size").map_err(bad)?;
-            return Ok(v.expect(0x04, "the cookie").map_err(bad)?.to_vec());
+        match m.controls.clone() {
+            Some(range) => paged_cookie(&self.buf[range]),
+            None => Ok(Vec::new()),
         }
-        Ok(Vec::new())
     }
 
     /// Reads every entry under `base` matching `filter` page by page, handing each to
@@ -751,6 +698,120 @@ impl Drop for Wire {
     }
 }
 
+/// The largest message the reader accepts (a length beyond it is an error, not an allocation).
+const MAX_MESSAGE: usize = 256 << 20;
+
+/// What the receive buffer holds at `pos`.
+enum Frame {
+    /// A whole message, and where the next one starts.
+    Whole(Message, usize),
+    /// Not all of it yet: the bytes the message needs in all (0 while its length is unknown).
+    Needs(usize),
+}
+
+/// The LDAPMessage at `buf[pos..]`, if it is all there.
+fn frame(buf: &[u8], pos: usize) -> Result<Frame, String> {
+    let bad = |m: String| format!("malformed message from the server: {m}");
+    let Some((header, len)) = element_len(&buf[pos..]).map_err(bad)? else {
+        return Ok(Frame::Needs(0));
+    };
+    if len > MAX_MESSAGE {
+        return Err(bad(format!(
+            "a message of {len} bytes (more than {MAX_MESSAGE})"
+        )));
+    }
+    let end = pos + header + len;
+    if end > buf.len() {
+        return Ok(Frame::Needs(header + len));
+    }
+    if buf[pos] != 0x30 {
+        return Err(bad(format!("tag {:#04x}", buf[pos])));
+    }
+    let at = |part: &[u8]| {
+        let from = part.as_ptr() as usize - buf.as_ptr() as usize;
+        from..from + part.len()
+    };
+    let mut r = Ber(&buf[pos + header..end]);
+    let id = integer(r.expect(0x02, "the message id").map_err(bad)?, "the id").map_err(bad)?;
+    let (op, body) = r.next("the operation").map_err(bad)?;
+    let controls = if r.peek_tag() == Some(0xa0) {
+        Some(at(r.expect(0xa0, "the controls").map_err(bad)?))
+    } else {
+        None
+    };
+    Ok(Frame::Whole(
+        Message {
+            id,
+            op,
+            body: at(body),
+            controls,
+        },
+        end,
+    ))
+}
+
+/// An LDAPResult's code and diagnostic message.
+fn ldap_result(body: &[u8]) -> Result<(u32, String), String> {
+    let bad = |e: String| format!("malformed result from the server: {e}");
+    let mut r = Ber(body);
+    let rc = integer(r.expect(0x0a, "the result code").map_err(bad)?, "the code").map_err(bad)?;
+    r.expect(0x04, "the matched DN").map_err(bad)?;
+    let msg = r.expect(0x04, "the diagnostic message").map_err(bad)?;
+    Ok((rc as u32, String::from_utf8_lossy(msg).into_owned()))
+}
+
+/// The paged-results cookie among a message's controls (empty: none, or the last page).
+fn paged_cookie(controls: &[u8]) -> Result<Vec<u8>, String> {
+    let bad = |e: String| format!("malformed control from the server: {e}");
+    let mut r = Ber(controls);
+    while !r.is_empty() {
+        let mut c = Ber(r.expect(0x30, "a control").map_err(bad)?);
+        let oid = c.expect(0x04, "a control's type").map_err(bad)?;
+        if oid != PAGED_OID.as_bytes() {
+            continue;
+        }
+        if c.peek_tag() == Some(0x01) {
+            c.next("the criticality").map_err(bad)?;
+        }
+        if c.is_empty() {
+            return Ok(Vec::new());
+        }
+        let value = c.expect(0x04, "the control's value").map_err(bad)?;
+        let mut v = Ber(Ber(value).expect(0x30, "the paged value").map_err(bad)?);
+        v.expect(0x02, "the size").map_err(bad)?;
+        return Ok(v.expect(0x04, "the cookie").map_err(bad)?.to_vec());
+    }
+    Ok(Vec::new())
+}
+
+/// Decodes a stream of server messages as the reader would (for fuzzing): every input ends in
+/// decoded messages or an error, never a panic or an allocation beyond [`MAX_MESSAGE`].
+#[doc(hidden)]
+pub fn decode_stream(data: &[u8]) -> Result<usize, String> {
+    let mut pos = 0;
+    let mut n = 0;
+    while pos < data.len() {
+        let Frame::Whole(m, end) = frame(data, pos)? else {
+            return Err("cut short".to_owned());
+        };
+        match m.op {
+            SEARCH_ENTRY => {
+                decode_entry(&data[m.body.clone()])?;
+            }
+            SEARCH_DONE | BIND_RESPONSE | EXTENDED_RESPONSE => {
+                ldap_result(&data[m.body.clone()])?;
+            }
+            _ => {}
+        }
+        if let Some(c) = m.controls.clone() {
+            paged_cookie(&data[c])?;
+        }
+        pos = end;
+        n += 1;
+    }
+    Ok(n)
+}
+
 /// A SearchResultEntry's content as a [`RawEntry`]: each value copied once.
 fn decode_entry(b: &[u8]) -> Result<RawEntry, String> {
     let bad = |m: String| format!("malformed search entry from the server: {m}");
@@ -840,6 +901,115 @@ mod tests {
             let _ = decode_entry(&body[..cut]);
         }
         assert!(decode_entry(&body[..body.len() - 1]).is_err());
+    }
+
+    /// A server's answer to a paged search: one entry, then the result with the cookie.
+    fn answer() -> Vec<u8> {
+        let msg = |id: i64, op: Tag, controls: Option<Tag>| {
+            let mut inner = vec![
+                Tag::Integer(Integer {
+                    inner: id,
+                    ..Default::default()
+                }),
+                op,
+            ];
+            inner.extend(controls);
+            let mut out = Vec::new();
+            encode(
+                &Tag::Sequence(Sequence {
+                    inner,
+                    ..Default::default()
+                })
+                .into_structure(),
+                &mut out,
+            );
+            out
+        };
+        let entry = Tag::Sequence(Sequence {
+            id: 4,
+            class: TagClass::Application,
+            inner: vec![
+                octets(b"uid=a,dc=x"),
+                Tag::Sequence(Sequence {
+                    inner: vec![Tag::Sequence(Sequence {
+                        inner: vec![
+                            octets(b"cn"),
+                            Tag::Set(ldap3::asn1::Set {
+                                inner: vec![octets(b"A")],
+                                ..Default::default()
+                            }),
+                        ],
+                        ..Default::default()
+                    })],
+                    ..Default::default()
+                }),
+            ],
+        });
+        let mut value = Vec::new();
+        encode(
+            &Tag::Sequence(Sequence {
+                inner: vec![
+                    Tag::Integer(Integer {
+                        inner: 0,
+                        ..Default::default()
+                    }),
+                    octets(b"next"),
+                ],
+                ..Default::default()
+            })
+            .into_structure(),
+            &mut value,
+        );
+        let done = Tag::Sequence(Sequence {
+            id: 5,
+            class: TagClass::Application,
+            inner: vec![
+                Tag::Enumerated(Enumerated {
+                    inner: 0,
+                    ..Default::default()
+                }),
+                octets(b""),
+                octets(b""),
+            ],
+        });
+        let controls = Tag::Sequence(Sequence {
+            id: 0,
+            class: TagClass::Context,
+            inner: vec![Tag::Sequence(Sequence {
+                inner: vec![octets(PAGED_OID.as_bytes()), octets(&value)],
+                ..Default::default()
+            })],
+        });
+        let mut out = msg(2, entry, None);
+        out.extend(msg(2, done, Some(controls)));
+        out
+    }
+
+    #[test]
+    fn a_page_is_framed_decoded_and_its_cookie_read() {
+        let data = answer();
+        assert_eq!(decode_stream(&data), Ok(2));
+        let Frame::Whole(first, end) = frame(&data, 0).unwrap() else {
+            panic!("the entry is whole")
+        };
+        assert_eq!((first.id, first.op), (2, SEARCH_ENTRY));
+        let Frame::Whole(done, _) = frame(&data, end).unwrap() else {
+            panic!("the result is whole")
+        };
+        assert_eq!(done.op, SEARCH_DONE);
+        assert_eq!(ldap_result(&data[done.body.clone()]).unwrap().0, 0);
+        assert_eq!(
+            paged_cookie(&data[done.controls.unwrap()]).unwrap(),
+            b"next"
+        );
+        // Every prefix is framed as incomplete or refused, never a panic.
+        for cut in 0..data.len() {
+            assert!(decode_stream(&data[..cut]).is_err() || cut == 0 || cut == end);
+        }
+        // A length beyond the limit is refused before anything is allocated for it.
+        let huge = [0x30, 0x84, 0x7f, 0xff, 0xff, 0xff, 0x02, 0x01, 0x01];
+        let err = decode_stream(&huge).unwrap_err();
+        assert!(err.contains("more than"), "{err}");
     }
 
     #[test]

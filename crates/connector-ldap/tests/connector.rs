@@ -128,6 +128,24 @@ fn bad_settings_and_bad_credentials_name_the_problem() {
         err.contains("invalidCredentials") && !err.contains("nope"),
         "{err}"
     );
+    // A base that does not exist: the server's answer, with the base, and nothing delivered.
+    let mut c = connector(
+        dir.path(),
+        &settings(&s.url(), "").replace(
+            &format!("[\"{SUFFIX}\"]"),
+            &format!("[\"ou=Nowhere,{SUFFIX}\"]"),
+        ),
+    )
+    .unwrap();
+    let mut sink = Collect::default();
+    let err = c.full_import(&mut sink).unwrap_err().to_string();
+    assert!(
+        err.contains("noSuchObject")
+            && err.contains("ou=Nowhere")
+            && err.contains("nothing is deleted"),
+        "{err}"
+    );
+    assert!(sink.entries.is_empty());
 }
 
 #[test]
