@@ -441,6 +441,9 @@ impl<S: Store> Engine<S> {
                         o.export_error = None;
                         o.retry_count = 0;
                         o.pending_export = None;
+                        // A rename or a new hologram rewrites the whole object; otherwise only
+                        // the export's own columns change.
+                        let mut whole = !confirms;
                         match item.op {
                             ExportOp::Delete => {
                                 self.store.cs_delete(&o.id)?;
@@ -459,6 +462,7 @@ impl<S: Store> Engine<S> {
                             ExportOp::Update { new_dn, changes } => {
                                 if let Some(d) = new_dn {
                                     o.dn = d;
+                                    whole = true;
                                 }
                                 o.awaiting.extend(changes);
                             }
@@ -488,7 +492,11 @@ impl<S: Store> Engine<S> {
                             o.awaiting.clear();
                             o.awaiting_add = false;
                         }
-                        self.store.cs_put(&o)?;
+                        if whole {
+                            self.store.cs_put(&o)?;
+                        } else {
+                            self.store.cs_set_exported(&o)?;
+                        }
                     }
                     ExportResult::Failed(message) => {
                         report.stats.export_errors += 1;
