@@ -159,6 +159,11 @@ impl Client {
     ) -> HttpResult<Json> {
         let text = serde_json::to_string(body)
             .map_err(|e| HttpError::Transport(format!("{url}: cannot encode the request: {e}")))?;
+        self.send_text(method, url, &text)
+    }
+
+    /// Sends a JSON body already serialised (POST, PUT or PATCH).
+    pub fn send_text(&self, method: &str, url: &str, text: &str) -> HttpResult<Json> {
         let auth = self.auth();
         let ct = "application/scim+json";
         let resp = match method {
