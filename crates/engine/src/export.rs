@@ -202,9 +202,10 @@ impl<S: Store> Engine<S> {
         let mut guard = DeleteGuard::new(self.rules.safety, self.options.allow_deletes);
         let mut after: Option<CsId> = None;
         loop {
+            // Adds neither delete nor disable: they are not read.
             let page = self
                 .store
-                .cs_scan(id, CsFilter::PendingExport, after.as_ref(), 1000)?;
+                .cs_scan(id, CsFilter::PendingChange, after.as_ref(), 1000)?;
             let Some(last) = page.last() else { break };
             after = Some(last.id.clone());
             for o in &page {

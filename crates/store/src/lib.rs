@@ -40,6 +40,9 @@ pub enum CsFilter {
     All,
     PendingImport,
     PendingExport,
+    /// Objects with a pending export that is not an add (an update or a delete): what the
+    /// accidental-delete protection counts, without reading every new object.
+    PendingChange,
     /// Objects a full import did not see: neither written by it (`seen_run`) nor marked seen.
     NotSeenIn(RunId),
 }

@@ -578,6 +578,11 @@ impl ConnectorSpaces for SqliteStore {
             CsFilter::All => "1",
             CsFilter::PendingImport => "pending_import IS NOT NULL",
             CsFilter::PendingExport => "pending_export IS NOT NULL",
+            // The stored form of a pending export starts with its kind (serde writes the tag
+            // first), so an add is told by its first bytes without parsing it.
+            CsFilter::PendingChange => {
+                "pending_export IS NOT NULL AND substr(pending_export, 1, 13) <> '{\"kind\":\"add\"'"
+            }
             CsFilter::NotSeenIn(_) => {
                 "(seen_run IS NULL OR seen_run <> ?4) AND anchor IS NOT NULL \
                  AND NOT EXISTS (SELECT 1 FROM temp.cs_seen s WHERE s.run = ?4 AND s.id = cs_object.id)"
@@ -1100,6 +1105,37 @@ mod tests {
         ] {
             assert!(serde_json::from_str::<PendingExport>(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_scan_for_pending_changes_leaves_out_adds() {
+        let mut s = SqliteStore::in_memory().unwrap();
+        let pending = [
+            Some(PendingExport::Add {
+                object_classes: vec![],
+                attributes: Attributes::new(),
+            }),
+            Some(PendingExport::Update {
+                new_dn: None,
+                changes: vec![],
+            }),
+            Some(PendingExport::Delete),
+            None,
+        ];
+        for (i, p) in pending.into_iter().enumerate() {
+            let mut o = cs(&format!("c{i}"), &format!("a{i}"), b"photo");
+            o.pending_export = p;
+            s.cs_put(&o).unwrap();
+        }
+        let ids = |s: &mut SqliteStore, f| -> Vec<String> {
+            s.cs_scan(&ConnectorId::new("dir"), f, None, 10)
+                .unwrap()
+                .into_iter()
+                .map(|o| o.id.to_string())
+                .collect()
+        };
+        assert_eq!(ids(&mut s, CsFilter::PendingChange), ["c1", "c2"]);
+        assert_eq!(ids(&mut s, CsFilter::PendingExport), ["c0", "c1", "c2"]);
     }
 
     #[test]
