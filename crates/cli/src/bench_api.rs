@@ -102,7 +102,7 @@ pub fn run(people: usize) -> Result<Value> {
             if i == people / 2 {
                 probe = id.clone();
             }
-            tx.insert(Kind::User, &id, &doc, "2026-11-23T00:00:00Z")
+            tx.insert(Kind::User, &id, doc, "2026-11-23T00:00:00Z")
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
         }
         tx.commit()?;

@@ -107,12 +107,25 @@ impl Client {
 
     fn finish(mut resp: ureq::http::Response<ureq::Body>) -> HttpResult<(u16, Vec<u8>)> {
         let status = resp.status();
-        let body = resp
-            .body_mut()
-            .with_config()
-            .limit(MAX_BODY)
-            .read_to_vec()
-            .map_err(transport)?;
+        // A body of known length (the service's pages of profiles are a megabyte or more) is
+        // read into a buffer of that size: growing one by doubling cost more than parsing it.
+        let body = match resp.body().content_length().filter(|&n| n <= MAX_BODY) {
+            Some(n) => {
+                let mut buf = Vec::with_capacity(n as usize);
+                std::io::Read::read_to_end(
+                    &mut resp.body_mut().with_config().limit(MAX_BODY).reader(),
+                    &mut buf,
+                )
+                .map_err(|e| HttpError::Transport(e.to_string()))?;
+                buf
+            }
+            None => resp
+                .body_mut()
+                .with_config()
+                .limit(MAX_BODY)
+                .read_to_vec()
+                .map_err(transport)?,
+        };
         if status.is_success() || status == StatusCode::NOT_MODIFIED {
             Ok((status.as_u16(), body))
         } else {
@@ -159,6 +172,11 @@ impl Client {
     ) -> HttpResult<Json> {
         let text = serde_json::to_string(body)
             .map_err(|e| HttpError::Transport(format!("{url}: cannot encode the request: {e}")))?;
+        self.send_text(method, url, &text)
+    }
+
+    /// Sends a JSON body already serialised (POST, PUT or PATCH).
+    pub fn send_text(&self, method: &str, url: &str, text: &str) -> HttpResult<Json> {
         let auth = self.auth();
         let ct = "application/scim+json";
         let resp = match method {

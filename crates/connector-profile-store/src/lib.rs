@@ -89,8 +89,12 @@ pub struct ProfileStoreConnector {
     client: Arc<Client>,
     /// The photo uploads of new profiles from the last batch, still running while the engine
     /// records that batch and reads the next one; waited for before anything else is sent or
-    /// read (and by `finish_export`).
+    /// read (and by `finish_export`), except the next batch's `/Bulk` request that
+    /// `export_start` sends meanwhile (`export_finish` waits for them).
     photo_uploads: Option<std::thread::JoinHandle<Vec<PhotoAnswer>>>,
+    /// The batch `export_start` sent, its `/Bulk` request on its own thread, until
+    /// `export_finish` takes its answers.
+    started: Option<Started>,
     page_size: usize,
     group_types: HashSet<String>,
     bulk: Option<bool>,
@@ -143,6 +147,7 @@ impl ProfileStoreConnector {
             types: AttributeTypes::new(&s.attribute_types),
             client: Arc::new(client),
             photo_uploads: None,
+            started: None,
             page_size: s.page_size.clamp(1, 1000),
             group_types: s
                 .group_types
@@ -555,6 +560,7 @@ impl Connector for ProfileStoreConnector {
     }
 
     fn full_import(&mut self, sink: &mut dyn ImportSink) -> Result<()> {
+        self.settle_started();
         self.wait_photo_uploads()?;
         // The cursor is read first: whatever changes during the read is read again by the next
         // delta import, never lost.
@@ -591,6 +597,7 @@ impl Connector for ProfileStoreConnector {
         watermark: Option<&str>,
         sink: &mut dyn ImportSink,
     ) -> Result<DeltaOutcome> {
+        self.settle_started();
         self.wait_photo_uploads()?;
         let Some(mut cursor) = watermark.map(str::to_owned) else {
             self.full_import(sink)?;
@@ -634,38 +641,83 @@ impl Connector for ProfileStoreConnector {
     }
 
     fn finish_export(&mut self) -> Result<()> {
+        self.settle_started();
         self.wait_photo_uploads()
     }
 
     fn export(&mut self, batch: &[ExportItem]) -> Result<Vec<ExportResult>> {
+        self.settle_started();
         self.wait_photo_uploads()?;
-        let schema = self.schema()?.clone();
-        let bulk = self.bulk_supported()?;
-        let mut plan = ExportPlan::new(batch.len());
-        // Names this batch creates: a manager or member among them is set after the creates.
-        let created: HashSet<String> = batch
-            .iter()
-            .filter(|i| matches!(i.op, ExportOp::Add { .. }))
-            .map(|i| i.dn.as_str().to_ascii_lowercase())
-            .collect();
-        self.resolve_names(batch, &created)?;
-        for (n, item) in batch.iter().enumerate() {
-            let group = self.is_group(item.object_type.as_str());
-            match self.operation(n, item, group, &schema, &created) {
-                Ok(op) => plan.ops.push(op),
-                Err(m) => plan.results[n] = Some(ExportResult::Failed(m)),
-            }
-        }
-        self.send(&mut plan, bulk)?;
-        // The batch's creates and changes reached the service, its photos did not.
-        idsync_connectors::crash_point!("profile-export:{}:sent", self.id);
-        self.after_creates(batch, &mut plan, &schema, bulk)?;
-        Ok(plan
-            .results
-            .into_iter()
-            .map(|r| r.unwrap_or(ExportResult::Failed("not sent".to_owned())))
-            .collect())
+        let (mut plan, schema, bulk) = self.plan(batch)?;
+        let answer = match self.bulk_text(&plan, bulk) {
+            Some(text) => Some(
+                self.client
+                    .send_text("POST", &format!("{}/Bulk", self.client.scim), &text)
+                    .map_err(|e| self.err(e))?,
+            ),
+            None => None,
+        };
+        self.take_answers(&mut plan, answer)?;
+        self.answered(batch, plan, &schema, bulk)
     }
+
+    /// Sends the batch's `/Bulk` request from its own thread: the service works on it while
+    /// the engine records the batch before. The photos of that batch may still be uploading;
+    /// `export_finish` waits for both.
+    fn export_start(&mut self, batch: &[ExportItem]) -> Result<()> {
+        self.settle_started();
+        let (plan, schema, bulk) = self.plan(batch)?;
+        let answer = self.bulk_text(&plan, bulk).map(|text| {
+            let client = Arc::clone(&self.client);
+            std::thread::spawn(move || {
+                client.send_text("POST", &format!("{}/Bulk", client.scim), &text)
+            })
+        });
+        self.started = Some(Started {
+            plan,
+            schema,
+            bulk,
+            answer,
+        });
+        Ok(())
+    }
+
+    fn export_finish(&mut self, batch: &[ExportItem]) -> Result<Vec<ExportResult>> {
+        let Some(Started {
+            mut plan,
+            schema,
+            bulk,
+            answer,
+        }) = self.started.take()
+        else {
+            return self.export(batch);
+        };
+        let answer = match answer {
+            Some(h) => Some(
+                h.join()
+                    .map_err(|_| {
+                        self.err(HttpError::Transport(
+                            "the Bulk request thread stopped unexpectedly".to_owned(),
+                        ))
+                    })?
+                    .map_err(|e| self.err(e))?,
+            ),
+            None => None,
+        };
+        self.wait_photo_uploads()?;
+        self.take_answers(&mut plan, answer)?;
+        self.answered(batch, plan, &schema, bulk)
+    }
+}
+
+/// A batch sent by `export_start` whose answers `export_finish` has not taken yet.
+struct Started {
+    plan: ExportPlan,
+    schema: ProfileSchema,
+    bulk: bool,
+    /// The `/Bulk` request's thread; `None` when the batch goes as single requests, sent by
+    /// `export_finish`.
+    answer: Option<std::thread::JoinHandle<HttpResult<Json>>>,
 }
 
 /// A `/Bulk` request, serialised from borrowed operations.
@@ -981,36 +1033,94 @@ impl ProfileStoreConnector {
     }
 
     /// Sends the planned operations: one `/Bulk` request per batch, or one request each.
-    fn send(&mut self, plan: &mut ExportPlan, bulk: bool) -> Result<()> {
+    /// What `export` and `export_start` do before sending: the schema, the names the batch
+    /// refers to, one operation per item.
+    fn plan(&mut self, batch: &[ExportItem]) -> Result<(ExportPlan, ProfileSchema, bool)> {
+        let schema = self.schema()?.clone();
+        let bulk = self.bulk_supported()?;
+        let mut plan = ExportPlan::new(batch.len());
+        // Names this batch creates: a manager or member among them is set after the creates.
+        let created: HashSet<String> = batch
+            .iter()
+            .filter(|i| matches!(i.op, ExportOp::Add { .. }))
+            .map(|i| i.dn.as_str().to_ascii_lowercase())
+            .collect();
+        self.resolve_names(batch, &created)?;
+        for (n, item) in batch.iter().enumerate() {
+            let group = self.is_group(item.object_type.as_str());
+            match self.operation(n, item, group, &schema, &created) {
+                Ok(op) => plan.ops.push(op),
+                Err(m) => plan.results[n] = Some(ExportResult::Failed(m)),
+            }
+        }
+        Ok((plan, schema, bulk))
+    }
+
+    /// The batch's `/Bulk` request, when it goes as one (the service offers Bulk and there is
+    /// more than one operation to send). Serialised from borrowed parts: the documents are not
+    /// copied into the request.
+    fn bulk_text(&self, plan: &ExportPlan, bulk: bool) -> Option<String> {
+        let live: Vec<&Op> = plan.ops.iter().filter(|o| o.method != "NONE").collect();
+        if !bulk || live.len() <= 1 {
+            return None;
+        }
+        let operations: Vec<BulkOp<'_>> = live
+            .iter()
+            .map(|o| BulkOp {
+                method: o.method,
+                path: &o.path,
+                bulk_id: format!("b{}", o.item),
+                data: o.data.as_ref(),
+            })
+            .collect();
+        // Serialising these borrowed strings and JSON values cannot fail.
+        serde_json::to_string(&BulkRequest {
+            schemas: [BULK_REQUEST],
+            operations,
+        })
+        .ok()
+    }
+
+    /// The rest of an export once the batch's operations were sent: the photos and the
+    /// references to objects the batch created.
+    fn answered(
+        &mut self,
+        batch: &[ExportItem],
+        mut plan: ExportPlan,
+        schema: &ProfileSchema,
+        bulk: bool,
+    ) -> Result<Vec<ExportResult>> {
+        // The batch's creates and changes reached the service, its photos did not.
+        idsync_connectors::crash_point!("profile-export:{}:sent", self.id);
+        self.after_creates(batch, &mut plan, schema, bulk)?;
+        Ok(plan
+            .results
+            .into_iter()
+            .map(|r| r.unwrap_or(ExportResult::Failed("not sent".to_owned())))
+            .collect())
+    }
+
+    /// A batch started and never finished (its export step failed before taking the answers):
+    /// its request is waited for and its answers dropped, so nothing else overlaps it.
+    fn settle_started(&mut self) {
+        if let Some(Started {
+            answer: Some(h), ..
+        }) = self.started.take()
+        {
+            let _ = h.join();
+        }
+    }
+
+    /// Records the answers to the batch's operations: `answer` is the `/Bulk` request's
+    /// ([`Self::bulk_text`]), or `None` to send them one request at a time now.
+    fn take_answers(&mut self, plan: &mut ExportPlan, answer: Option<Json>) -> Result<()> {
         let ops = std::mem::take(&mut plan.ops);
         let live: Vec<&Op> = ops.iter().filter(|o| o.method != "NONE").collect();
         let mut conflicts: Vec<usize> = Vec::new();
         for o in ops.iter().filter(|o| o.method == "NONE") {
             plan.results[o.item] = Some(ExportResult::Applied { anchor: None });
         }
-        if bulk && live.len() > 1 {
-            // Serialised from borrowed parts: the documents are not copied into the request.
-            let operations: Vec<BulkOp<'_>> = live
-                .iter()
-                .map(|o| BulkOp {
-                    method: o.method,
-                    path: &o.path,
-                    bulk_id: format!("b{}", o.item),
-                    data: o.data.as_ref(),
-                })
-                .collect();
-            let url = format!("{}/Bulk", self.client.scim);
-            let answer = self
-                .client
-                .send_json(
-                    "POST",
-                    &url,
-                    &BulkRequest {
-                        schemas: [BULK_REQUEST],
-                        operations,
-                    },
-                )
-                .map_err(|e| self.err(e))?;
+        if let Some(answer) = answer {
             let mut by_bulk: HashMap<&str, &Json> = HashMap::new();
             for a in answer
                 .get("Operations")

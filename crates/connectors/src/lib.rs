@@ -195,6 +195,18 @@ pub trait Connector {
     /// Applies one batch; one result per item, in order. An item's failure does not stop the
     /// others; an `Err` means the system could not be reached at all.
     fn export(&mut self, batch: &[ExportItem]) -> Result<Vec<ExportResult>>;
+    /// Starts sending a batch whose results [`Connector::export_finish`] takes, so the system
+    /// works on it while the engine records the batch before. The engine starts a batch only
+    /// after taking the results of the one started before it, and finishes each with the same
+    /// items. By default nothing is sent here and `export_finish` is `export`.
+    fn export_start(&mut self, batch: &[ExportItem]) -> Result<()> {
+        let _ = batch;
+        Ok(())
+    }
+    /// The results of the batch `export_start` started (with the same items).
+    fn export_finish(&mut self, batch: &[ExportItem]) -> Result<Vec<ExportResult>> {
+        self.export(batch)
+    }
     /// The watermark that makes the next delta import start after what a full import just read.
     fn watermark_after_full_import(&mut self) -> Result<Option<String>> {
         Ok(None)

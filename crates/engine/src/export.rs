@@ -202,9 +202,10 @@ impl<S: Store> Engine<S> {
         let mut guard = DeleteGuard::new(self.rules.safety, self.options.allow_deletes);
         let mut after: Option<CsId> = None;
         loop {
+            // Adds neither delete nor disable: they are not read.
             let page = self
                 .store
-                .cs_scan(id, CsFilter::PendingExport, after.as_ref(), 1000)?;
+                .cs_scan(id, CsFilter::PendingChange, after.as_ref(), 1000)?;
             let Some(last) = page.last() else { break };
             after = Some(last.id.clone());
             for o in &page {
@@ -345,177 +346,257 @@ impl<S: Store> Engine<S> {
         let retry = self.rules.retry;
         let now = idsync_store::now();
         let mut after: Option<CsId> = None;
+        // One batch is in the connector's hands while the engine records the one before it:
+        // batch k+1 is started (`export_start`) once batch k's results are taken, and the store
+        // records batch k while the system works on k+1.
+        let mut started: Option<(Vec<CsObject>, Vec<ExportItem>)> = None;
         loop {
-            let page =
-                self.store
-                    .cs_scan(id, CsFilter::PendingExport, after.as_ref(), batch_size)?;
-            let Some(last) = page.last() else { break };
-            after = Some(last.id.clone());
-            let mut items: Vec<ExportItem> = Vec::with_capacity(page.len());
-            let mut objects: Vec<CsObject> = Vec::with_capacity(page.len());
-            for o in page {
-                if o.retry_count > 0 && !self.options.retry_now {
-                    if let Some(t) = self.store.retry_at(&o.id)? {
-                        if t > now {
-                            report.stats.export_deferred += 1;
-                            continue;
-                        }
-                    }
+            let next = loop {
+                match self.export_batch(id, &unique, now, batch_size, &mut after, report)? {
+                    Some((_, items)) if items.is_empty() => continue,
+                    next => break next,
                 }
-                let op = match o.pending_export.clone() {
-                    Some(PendingExport::Add {
-                        object_classes,
-                        mut attributes,
-                    }) => {
-                        load_attr_blobs(&mut self.store, &mut attributes).map(|()| ExportOp::Add {
-                            object_classes,
-                            attributes,
-                        })
-                    }
-                    Some(PendingExport::Update {
-                        new_dn,
-                        mut changes,
-                    }) => load_delta_blobs(&mut self.store, &mut changes)
-                        .map(|()| ExportOp::Update { new_dn, changes }),
-                    Some(PendingExport::Delete) => Ok(ExportOp::Delete),
-                    None => continue,
+            };
+            let answered = match started.take() {
+                Some((objects, items)) => {
+                    let results = connector.export_finish(&items)?;
+                    let written = connector.take_written_values();
+                    crash_point!("export:{id}:batch-sent");
+                    Some((objects, items, results, written))
+                }
+                None => None,
+            };
+            if let Some((_, items)) = &next {
+                connector.export_start(items)?;
+            }
+            if let Some((objects, items, results, written)) = answered {
+                self.progress.advance(items.len() as u64);
+                let outcome = Outcome {
+                    confirms,
+                    retry,
+                    now,
                 };
-                match op {
-                    Ok(op) => {
-                        items.push(ExportItem {
-                            cs_id: o.id.clone(),
-                            anchor: o.anchor.clone(),
-                            dn: o.dn.clone(),
-                            object_type: o.object_type.clone(),
-                            op,
-                        });
-                        objects.push(o);
+                self.record_batch(id, report, outcome, objects, items, results, written)?;
+            }
+            match next {
+                Some(batch) => started = Some(batch),
+                None => return Ok(()),
+            }
+        }
+    }
+
+    /// Reads the next page of pending exports and makes the batch of them to send (objects
+    /// waiting for a retry, and those whose unique values conflict, left out); `None` after the
+    /// last page.
+    fn export_batch(
+        &mut self,
+        id: &ConnectorId,
+        unique: &Unique,
+        now: i64,
+        batch_size: usize,
+        after: &mut Option<CsId>,
+        report: &mut StepReport,
+    ) -> Result<Option<(Vec<CsObject>, Vec<ExportItem>)>> {
+        let page = self
+            .store
+            .cs_scan(id, CsFilter::PendingExport, after.as_ref(), batch_size)?;
+        let Some(last) = page.last() else {
+            return Ok(None);
+        };
+        *after = Some(last.id.clone());
+        let mut items: Vec<ExportItem> = Vec::with_capacity(page.len());
+        let mut objects: Vec<CsObject> = Vec::with_capacity(page.len());
+        for o in page {
+            if o.retry_count > 0 && !self.options.retry_now {
+                if let Some(t) = self.store.retry_at(&o.id)? {
+                    if t > now {
+                        report.stats.export_deferred += 1;
+                        continue;
                     }
-                    Err(m) => report.errors.push(ObjectError {
-                        object: o.dn.to_string(),
-                        message: m,
-                    }),
                 }
             }
-            if !unique.attrs.is_empty() {
-                // Values that must be unique in the target are checked before anything is sent:
-                // a conflict is reported with both objects and neither value goes out blindly.
-                let mut keep_items = Vec::with_capacity(items.len());
-                let mut keep_objects = Vec::with_capacity(objects.len());
-                for (mut o, item) in objects.into_iter().zip(items) {
-                    match conflict(&unique, &o) {
-                        None => {
-                            keep_items.push(item);
-                            keep_objects.push(o);
-                        }
-                        Some(message) => {
-                            report.stats.export_errors += 1;
-                            o.export_error = Some(message.clone());
-                            report.errors.push(ObjectError {
-                                object: o.dn.to_string(),
-                                message,
-                            });
-                            self.store.cs_put(&o)?;
-                        }
-                    }
+            let op = match o.pending_export.clone() {
+                Some(PendingExport::Add {
+                    object_classes,
+                    mut attributes,
+                }) => load_attr_blobs(&mut self.store, &mut attributes).map(|()| ExportOp::Add {
+                    object_classes,
+                    attributes,
+                }),
+                Some(PendingExport::Update {
+                    new_dn,
+                    mut changes,
+                }) => load_delta_blobs(&mut self.store, &mut changes)
+                    .map(|()| ExportOp::Update { new_dn, changes }),
+                Some(PendingExport::Delete) => Ok(ExportOp::Delete),
+                None => continue,
+            };
+            match op {
+                Ok(op) => {
+                    items.push(ExportItem {
+                        cs_id: o.id.clone(),
+                        anchor: o.anchor.clone(),
+                        dn: o.dn.clone(),
+                        object_type: o.object_type.clone(),
+                        op,
+                    });
+                    objects.push(o);
                 }
-                items = keep_items;
-                objects = keep_objects;
+                Err(m) => report.errors.push(ObjectError {
+                    object: o.dn.to_string(),
+                    message: m,
+                }),
             }
-            if items.is_empty() {
-                continue;
-            }
-            let results = connector.export(&items)?;
-            let written = connector.take_written_values();
-            crash_point!("export:{id}:batch-sent");
-            self.progress.advance(items.len() as u64);
-            for ((mut o, item), result) in objects.into_iter().zip(items).zip(results) {
-                let record = self.audit_record(id, report.run, &item, &result);
-                self.store.audit_export(&record)?;
-                match result {
-                    ExportResult::Applied { anchor } => {
-                        report.stats.exported += 1;
-                        if o.retry_count > 0 {
-                            self.store.retry_set(&o.id, None)?;
-                        }
-                        o.export_error = None;
-                        o.retry_count = 0;
-                        o.pending_export = None;
-                        match item.op {
-                            ExportOp::Delete => {
-                                self.store.cs_delete(&o.id)?;
-                                continue;
-                            }
-                            ExportOp::Add { attributes, .. } => {
-                                o.awaiting = attributes
-                                    .iter()
-                                    .map(|(k, v)| AttributeDelta {
-                                        name: k.clone(),
-                                        change: AttributeChange::Replace(v.clone()),
-                                    })
-                                    .collect();
-                                o.awaiting_add = true;
-                            }
-                            ExportOp::Update { new_dn, changes } => {
-                                if let Some(d) = new_dn {
-                                    o.dn = d;
-                                }
-                                o.awaiting.extend(changes);
-                            }
-                        }
-                        if o.anchor.is_none() {
-                            o.anchor = anchor;
-                        }
-                        let mine: Vec<_> = written.iter().filter(|w| w.cs_id == o.id).collect();
-                        if !mine.is_empty() {
-                            crate::written::record(&mut self.store, id, &mut o.awaiting, &mine)?;
-                        }
-                        if !confirms {
-                            // Nothing will be read back: what was sent is what the system holds.
-                            idsync_model::apply_delta(&mut o.hologram, &o.awaiting);
-                            o.awaiting.clear();
-                            o.awaiting_add = false;
-                        } else if o.anchor.is_some()
-                            && !o.awaiting.is_empty()
-                            && o.awaiting
-                                .iter()
-                                .all(|d| crate::import::satisfied(&o.hologram, d))
-                        {
-                            // The last import already read these values: an export sent again
-                            // after a crash, whose first sending an import saw before this one
-                            // (its repeat changes nothing, so no confirming import would see it).
-                            report.stats.confirmed += 1;
-                            o.awaiting.clear();
-                            o.awaiting_add = false;
-                        }
-                        self.store.cs_put(&o)?;
+        }
+        if !unique.attrs.is_empty() {
+            // Values that must be unique in the target are checked before anything is sent:
+            // a conflict is reported with both objects and neither value goes out blindly.
+            let mut keep_items = Vec::with_capacity(items.len());
+            let mut keep_objects = Vec::with_capacity(objects.len());
+            for (mut o, item) in objects.into_iter().zip(items) {
+                match conflict(unique, &o) {
+                    None => {
+                        keep_items.push(item);
+                        keep_objects.push(o);
                     }
-                    ExportResult::Failed(message) => {
+                    Some(message) => {
                         report.stats.export_errors += 1;
-                        o.retry_count += 1;
                         o.export_error = Some(message.clone());
-                        let delay = retry.delay(o.retry_count);
-                        self.store
-                            .retry_set(&o.id, Some(now.saturating_add(delay as i64)))?;
-                        let how = if o.retry_count >= retry.report_after {
-                            "export keeps failing"
-                        } else {
-                            "export failed"
-                        };
                         report.errors.push(ObjectError {
                             object: o.dn.to_string(),
-                            message: format!(
-                                "{how} (attempt {}, next attempt in {delay} s or with --retry-now): {message}",
-                                o.retry_count
-                            ),
+                            message,
                         });
                         self.store.cs_put(&o)?;
                     }
+                }
+            }
+            items = keep_items;
+            objects = keep_objects;
+        }
+        Ok(Some((objects, items)))
+    }
+
+    /// Records a batch's results: each export's audit row, then the object as sent (awaiting
+    /// confirmation) or failed (kept pending with its error and next attempt).
+    #[allow(clippy::too_many_arguments)]
+    fn record_batch(
+        &mut self,
+        id: &ConnectorId,
+        report: &mut StepReport,
+        outcome: Outcome,
+        objects: Vec<CsObject>,
+        items: Vec<ExportItem>,
+        results: Vec<ExportResult>,
+        written: Vec<idsync_connectors::WrittenValue>,
+    ) -> Result<()> {
+        let Outcome {
+            confirms,
+            retry,
+            now,
+        } = outcome;
+        for ((mut o, item), result) in objects.into_iter().zip(items).zip(results) {
+            let record = self.audit_record(id, report.run, &item, &result);
+            self.store.audit_export(&record)?;
+            match result {
+                ExportResult::Applied { anchor } => {
+                    report.stats.exported += 1;
+                    if o.retry_count > 0 {
+                        self.store.retry_set(&o.id, None)?;
+                    }
+                    o.export_error = None;
+                    o.retry_count = 0;
+                    o.pending_export = None;
+                    // A rename or a new hologram rewrites the whole object; otherwise only
+                    // the export's own columns change.
+                    let mut whole = !confirms;
+                    match item.op {
+                        ExportOp::Delete => {
+                            self.store.cs_delete(&o.id)?;
+                            continue;
+                        }
+                        ExportOp::Add { attributes, .. } => {
+                            o.awaiting = attributes
+                                .iter()
+                                .map(|(k, v)| AttributeDelta {
+                                    name: k.clone(),
+                                    change: AttributeChange::Replace(v.clone()),
+                                })
+                                .collect();
+                            o.awaiting_add = true;
+                        }
+                        ExportOp::Update { new_dn, changes } => {
+                            if let Some(d) = new_dn {
+                                o.dn = d;
+                                whole = true;
+                            }
+                            o.awaiting.extend(changes);
+                        }
+                    }
+                    if o.anchor.is_none() {
+                        o.anchor = anchor;
+                    }
+                    let mine: Vec<_> = written.iter().filter(|w| w.cs_id == o.id).collect();
+                    if !mine.is_empty() {
+                        crate::written::record(&mut self.store, id, &mut o.awaiting, &mine)?;
+                    }
+                    if !confirms {
+                        // Nothing will be read back: what was sent is what the system holds.
+                        idsync_model::apply_delta(&mut o.hologram, &o.awaiting);
+                        o.awaiting.clear();
+                        o.awaiting_add = false;
+                    } else if o.anchor.is_some()
+                        && !o.awaiting.is_empty()
+                        && o.awaiting
+                            .iter()
+                            .all(|d| crate::import::satisfied(&o.hologram, d))
+                    {
+                        // The last import already read these values: an export sent again
+                        // after a crash, whose first sending an import saw before this one
+                        // (its repeat changes nothing, so no confirming import would see it).
+                        report.stats.confirmed += 1;
+                        o.awaiting.clear();
+                        o.awaiting_add = false;
+                    }
+                    if whole {
+                        self.store.cs_put(&o)?;
+                    } else {
+                        self.store.cs_set_exported(&o)?;
+                    }
+                }
+                ExportResult::Failed(message) => {
+                    report.stats.export_errors += 1;
+                    o.retry_count += 1;
+                    o.export_error = Some(message.clone());
+                    let delay = retry.delay(o.retry_count);
+                    self.store
+                        .retry_set(&o.id, Some(now.saturating_add(delay as i64)))?;
+                    let how = if o.retry_count >= retry.report_after {
+                        "export keeps failing"
+                    } else {
+                        "export failed"
+                    };
+                    report.errors.push(ObjectError {
+                        object: o.dn.to_string(),
+                        message: format!(
+                            "{how} (attempt {}, next attempt in {delay} s or with --retry-now): {message}",
+                            o.retry_count
+                        ),
+                    });
+                    self.store.cs_put(&o)?;
                 }
             }
         }
         Ok(())
     }
+}
+
+/// What recording a batch's results needs to know of its step.
+#[derive(Clone, Copy)]
+struct Outcome {
+    /// Whether the connector reads its exports back (a confirming import follows).
+    confirms: bool,
+    retry: idsync_rules::config::RetryConfig,
+    now: i64,
 }
 
 #[cfg(test)]

@@ -805,8 +805,12 @@ fn op_create(
     engine_only(who, &format!("create a {}", kind.name()))?;
     let doc = normalize(&s.schemas, kind, body)?;
     check_members(tx, &doc)?;
-    let id = uuid::Uuid::new_v4().to_string();
-    tx.insert(kind, &id, &doc, &now())
+    // Time-ordered (version 7) ids: a new resource's id sorts after the others', so the id
+    // indexes (the resource's, the change feed's, and the engine's anchor index) take it on their
+    // last page instead of a random one, and a Bulk of 500 creates dirties a few pages rather
+    // than hundreds. Its 74 random bits keep ids unguessable.
+    let id = uuid::Uuid::now_v7().to_string();
+    tx.insert(kind, &id, doc, &now())
 }
 
 fn authorize_update(
@@ -1322,13 +1326,15 @@ async fn bulk(
     blocking(&s, move |s| {
         let who = principal(s, &headers)?;
         engine_only(&who, "send Bulk requests")?;
-        let v = check_json(&headers, body)?;
-        let ops = v
-            .get("Operations")
-            .and_then(Value::as_array)
-            .ok_or_else(|| {
-                ScimError::bad("invalidSyntax", "a BulkRequest needs an `Operations` array")
-            })?;
+        let mut v = check_json(&headers, body)?;
+        // The operations are taken out of the request, not copied: each one's data is handed
+        // on as it is.
+        let Some(Value::Array(ops)) = v.get_mut("Operations").map(Value::take) else {
+            return Err(ScimError::bad(
+                "invalidSyntax",
+                "a BulkRequest needs an `Operations` array",
+            ));
+        };
         if ops.len() > MAX_BULK_OPS {
             return Err(ScimError::new(
                 413,
@@ -1345,7 +1351,7 @@ async fn bulk(
         let mut ids: HashMap<String, String> = HashMap::new();
         let mut results = Vec::with_capacity(ops.len());
         let mut errors = 0;
-        for (i, op) in ops.iter().enumerate() {
+        for (i, mut op) in ops.into_iter().enumerate() {
             if fail_on > 0 && errors >= fail_on {
                 break;
             }
@@ -1379,7 +1385,7 @@ async fn bulk(
                         format!("path `{path}` is not /Users[/id] or /Groups[/id]"),
                     )
                 })?;
-                let mut data = op.get("data").cloned().unwrap_or(Value::Null);
+                let mut data = op.get_mut("data").map(Value::take).unwrap_or(Value::Null);
                 replace_bulk_ids(&mut data, &ids)
                     .map_err(|e| ScimError::new(409, Some("invalidValue"), e))?;
                 let im = version.as_deref();

@@ -40,6 +40,9 @@ pub enum CsFilter {
     All,
     PendingImport,
     PendingExport,
+    /// Objects with a pending export that is not an add (an update or a delete): what the
+    /// accidental-delete protection counts, without reading every new object.
+    PendingChange,
     /// Objects a full import did not see: neither written by it (`seen_run`) nor marked seen.
     NotSeenIn(RunId),
 }
@@ -115,6 +118,14 @@ pub trait ConnectorSpaces {
         mv_id: Option<&MvId>,
         pending_import: Option<&idsync_model::PendingImport>,
     ) -> Result<()>;
+    /// Writes only what a sent export changes on an object that was neither renamed nor given a
+    /// new hologram: its anchor, pending export, awaited changes (binary values' bytes go to the
+    /// blob table once per hash), export error and retry count. Another object of the connector
+    /// holding the same anchor is replaced, as by [`ConnectorSpaces::cs_put`]. A backend without
+    /// a cheaper way writes the whole object.
+    fn cs_set_exported(&mut self, o: &CsObject) -> Result<()> {
+        self.cs_put(o)
+    }
     /// Marks an unchanged object as seen by a full import, without rewriting it. The mark lasts
     /// for that import's step ([`CsFilter::NotSeenIn`]); it is not the object's `seen_run`.
     fn cs_mark_seen(&mut self, id: &CsId, run: RunId) -> Result<()>;

@@ -109,8 +109,9 @@ pub trait ReadTx {
 
 /// Writes, in one transaction (committed by `commit`, rolled back when dropped).
 pub trait WriteTx: ReadTx {
-    /// Inserts a new resource. A taken userName is a 409 `uniqueness` error.
-    fn insert(&mut self, kind: Kind, id: &str, doc: &Doc, now: &str) -> Result<Stored, ScimError>;
+    /// Inserts a new resource (the document moves into the answer, uncopied). A taken userName
+    /// is a 409 `uniqueness` error.
+    fn insert(&mut self, kind: Kind, id: &str, doc: Doc, now: &str) -> Result<Stored, ScimError>;
     fn update(&mut self, kind: Kind, id: &str, doc: &Doc, now: &str) -> Result<Stored, ScimError>;
     /// Deletes a resource (and its photo and memberships); false if it did not exist.
     fn delete(&mut self, kind: Kind, id: &str, now: &str) -> Result<bool>;

@@ -94,6 +94,14 @@ impl SqliteStorage {
     /// Opens (creating if needed) the database at `path`.
     pub fn open(path: &Path, schemas: Arc<Schemas>) -> Result<SqliteStorage> {
         let writer = open_conn(path)?;
+        // A Bulk request takes a savepoint per operation: its statement journal stays in memory
+        // instead of a temporary file written page by page.
+        writer
+            .execute_batch("PRAGMA temp_store=MEMORY;")
+            .map_err(|source| Error::Database {
+                path: path.display().to_string(),
+                source,
+            })?;
         writer
             .execute_batch(DDL)
             .map_err(|source| Error::Database {
@@ -405,9 +413,9 @@ fn token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRecord> {
 }
 
 impl WriteTx for Tx<'_> {
-    fn insert(&mut self, kind: Kind, id: &str, doc: &Doc, now: &str) -> Result<Stored, ScimError> {
-        let text = serde_json::to_string(doc).map_err(ScimError::internal)?;
-        let name = Self::index_name(kind, doc);
+    fn insert(&mut self, kind: Kind, id: &str, doc: Doc, now: &str) -> Result<Stored, ScimError> {
+        let text = serde_json::to_string(&doc).map_err(ScimError::internal)?;
+        let name = Self::index_name(kind, &doc);
         let ext = doc.get("externalId").and_then(|v| v.as_str());
         let r = self
             .conn
@@ -427,12 +435,12 @@ impl WriteTx for Tx<'_> {
                 r?;
             }
         }
-        self.set_members(kind, id, doc)?;
+        self.set_members(kind, id, &doc)?;
         self.record_change(kind, id, false)?;
         Ok(Stored {
             kind,
             id: id.to_string(),
-            doc: doc.clone(),
+            doc,
             created: now.to_string(),
             last_modified: now.to_string(),
             version: 1,
@@ -563,11 +571,11 @@ impl WriteTx for Tx<'_> {
     }
 
     fn savepoint(&mut self) -> Result<()> {
-        self.conn.execute_batch("SAVEPOINT op")?;
+        self.conn.prepare_cached("SAVEPOINT op")?.execute([])?;
         Ok(())
     }
     fn release(&mut self) -> Result<()> {
-        self.conn.execute_batch("RELEASE op")?;
+        self.conn.prepare_cached("RELEASE op")?.execute([])?;
         Ok(())
     }
     fn rollback_to(&mut self) -> Result<()> {
@@ -1038,7 +1046,7 @@ mod tests {
             let mut doc = Doc::new();
             doc.insert("userName".into(), format!("user{i}").into());
             doc.insert("externalId".into(), format!("x{i}").into());
-            tx.insert(Kind::User, &format!("id{i}"), &doc, "2026-01-01T00:00:00Z")
+            tx.insert(Kind::User, &format!("id{i}"), doc, "2026-01-01T00:00:00Z")
                 .expect("insert");
         }
         tx.commit().expect("commit");
