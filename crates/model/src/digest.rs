@@ -43,7 +43,7 @@ pub fn entry_digest(dn: &Dn, object_classes: &[String], attributes: &Attributes)
         }
         // Names compare case-insensitively, as directories do.
         buf.push(b'a');
-        buf.extend_from_slice(&(name.as_str().len() as u64).to_le_bytes());
+        length(&mut buf, name.as_str().len());
         buf.extend(name.as_str().bytes().map(|b| b.to_ascii_lowercase()));
         if let [v] = vs.as_slice() {
             // One value (most attributes): no set to order.
@@ -66,7 +66,7 @@ pub fn entry_digest(dn: &Dn, object_classes: &[String], attributes: &Attributes)
             continue;
         }
         buf.push(b'*');
-        buf.extend_from_slice(&(set.len() as u64).to_le_bytes());
+        length(&mut buf, set.len());
         for d in &set {
             buf.extend_from_slice(d);
         }
@@ -74,9 +74,19 @@ pub fn entry_digest(dn: &Dn, object_classes: &[String], attributes: &Attributes)
     *blake3::hash(&buf).as_bytes()
 }
 
+/// A length as LEB128: one byte below 128, so short fields cost two bytes of framing, not nine
+/// (the digest hashes fewer blocks); the encoding stays prefix-free.
+fn length(buf: &mut Vec<u8>, mut n: usize) {
+    while n >= 0x80 {
+        buf.push((n as u8 & 0x7f) | 0x80);
+        n >>= 7;
+    }
+    buf.push(n as u8);
+}
+
 fn field(buf: &mut Vec<u8>, tag: u8, bytes: &[u8]) {
     buf.push(tag);
-    buf.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+    length(buf, bytes.len());
     buf.extend_from_slice(bytes);
 }
 

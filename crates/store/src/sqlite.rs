@@ -79,7 +79,8 @@ pub struct SqliteStore {
 
 /// A thread with a connection of its own that checkpoints the write-ahead log after each
 /// commit, so a step does not wait for its pages to be copied into the database file (they are
-/// durable in the log once the commit returns). It runs at a lower priority than the steps.
+/// durable in the log once the commit returns). It runs at the lowest priority (nice 19): on a
+/// busy machine the steps go first.
 /// When the store is dropped the thread ends, and closing the last connection checkpoints what
 /// is left.
 struct Checkpointer {
@@ -99,7 +100,7 @@ impl Checkpointer {
                 // SAFETY: setpriority has no memory effects; a failure leaves the priority.
                 #[cfg(target_os = "linux")]
                 unsafe {
-                    libc::setpriority(libc::PRIO_PROCESS, 0, 10);
+                    libc::setpriority(libc::PRIO_PROCESS, 0, 19);
                 }
                 while rx.recv().is_ok() {
                     // PASSIVE never blocks the steps: what it cannot copy now it copies next time.
@@ -251,10 +252,14 @@ impl SqliteStore {
             )),
             other => other,
         })?;
-        // Commits stop checkpointing by themselves only when the checkpointer runs.
+        // Commits leave checkpoints to the checkpointer when it runs, unless the log has grown
+        // past 256 MB (a machine too busy to give the checkpointer a turn): then the commit
+        // checkpoints, as SQLite does by default at 4 MB.
         store.checkpointer = Checkpointer::start(path);
         if store.checkpointer.is_some() {
-            store.conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+            store
+                .conn
+                .pragma_update(None, "wal_autocheckpoint", 65536)?;
         }
         Ok(store)
     }
