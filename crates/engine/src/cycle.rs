@@ -63,7 +63,7 @@ impl<S: Store> Engine<S> {
             loop {
                 let mut exported = Vec::new();
                 for c in &order {
-                    if self.store.cs_counts(c)?.pending_export > 0 {
+                    if self.store.cs_pending_export_count(c)? > 0 {
                         let r = self.run_step(Step::Export, c.as_str())?;
                         let any = r.stats.exported > 0;
                         steps.push(r);
@@ -92,7 +92,7 @@ impl<S: Store> Engine<S> {
                     steps.push(r?);
                 }
                 for c in &order {
-                    if self.store.cs_counts(c)?.pending_import > 0 {
+                    if self.store.cs_pending_import_count(c)? > 0 {
                         steps.push(self.run_step(Step::DeltaSync, c.as_str())?);
                     }
                 }
@@ -135,7 +135,7 @@ impl<S: Store> Engine<S> {
             .map(|c| c.name.clone())
             .collect::<Vec<_>>()
         {
-            n += self.store.cs_counts(&c)?.pending_export;
+            n += self.store.cs_pending_export_count(&c)?;
         }
         Ok(n)
     }

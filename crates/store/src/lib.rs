@@ -162,6 +162,14 @@ pub trait ConnectorSpaces {
     fn cs_object_count(&mut self, connector: &ConnectorId) -> Result<u64> {
         Ok(self.cs_counts(connector)?.objects)
     }
+    /// How many objects of the connector's space have a pending import (as [`Self::cs_counts`]).
+    fn cs_pending_import_count(&mut self, connector: &ConnectorId) -> Result<u64> {
+        Ok(self.cs_counts(connector)?.pending_import)
+    }
+    /// How many objects of the connector's space have a pending export (as [`Self::cs_counts`]).
+    fn cs_pending_export_count(&mut self, connector: &ConnectorId) -> Result<u64> {
+        Ok(self.cs_counts(connector)?.pending_export)
+    }
     /// Remembers that `cs` holds a reference to `target_dn` in `connector` that cannot be resolved
     /// yet.
     fn pending_ref_add(&mut self, connector: &ConnectorId, target_dn: &Dn, cs: &CsId)

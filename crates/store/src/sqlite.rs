@@ -836,6 +836,23 @@ impl ConnectorSpaces for SqliteStore {
         Ok(st.query_row([connector.as_str()], |r| r.get::<_, i64>(0))? as u64)
     }
 
+    fn cs_pending_import_count(&mut self, connector: &ConnectorId) -> Result<u64> {
+        // The partial index holds exactly these objects: the rows are not read.
+        let mut st = self.conn.prepare_cached(
+            "SELECT count(*) FROM cs_object INDEXED BY cs_pending_import \
+             WHERE connector = ?1 AND pending_import IS NOT NULL",
+        )?;
+        Ok(st.query_row([connector.as_str()], |r| r.get::<_, i64>(0))? as u64)
+    }
+
+    fn cs_pending_export_count(&mut self, connector: &ConnectorId) -> Result<u64> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT count(*) FROM cs_object INDEXED BY cs_pending_export \
+             WHERE connector = ?1 AND pending_export IS NOT NULL",
+        )?;
+        Ok(st.query_row([connector.as_str()], |r| r.get::<_, i64>(0))? as u64)
+    }
+
     fn pending_ref_add(
         &mut self,
         connector: &ConnectorId,
@@ -1540,6 +1557,39 @@ mod tests {
             Ok(_) => panic!("a damaged store was opened"),
             Err(e) => e.to_string(),
         }
+    }
+
+    #[test]
+    fn index_counts_agree_with_the_full_counts() {
+        let mut s = SqliteStore::in_memory().unwrap();
+        for i in 0..5 {
+            let mut o = cs(&format!("c{i}"), &format!("a{i}"), b"p");
+            if i % 2 == 0 {
+                o.pending_import = None;
+            }
+            if i < 2 {
+                o.pending_export = Some(PendingExport::Delete);
+            }
+            s.cs_put(&o).unwrap();
+        }
+        let mut other = cs("x", "ax", b"p");
+        other.connector = ConnectorId::new("hr");
+        s.cs_put(&other).unwrap();
+        let dir = ConnectorId::new("dir");
+        let full = s.cs_counts(&dir).unwrap();
+        assert_eq!(
+            (full.objects, full.pending_import, full.pending_export),
+            (5, 2, 2)
+        );
+        assert_eq!(s.cs_object_count(&dir).unwrap(), full.objects);
+        assert_eq!(
+            s.cs_pending_import_count(&dir).unwrap(),
+            full.pending_import
+        );
+        assert_eq!(
+            s.cs_pending_export_count(&dir).unwrap(),
+            full.pending_export
+        );
     }
 
     #[test]
