@@ -260,40 +260,28 @@ fn tls_client_config(s: &ConnSettings) -> Result<Arc<rustls::ClientConfig>, Stri
     Ok(Arc::new(config))
 }
 
-/// The host and port of an `ldap://` or `ldaps://` URL.
-fn host_port(url: &str) -> Result<(String, u16, bool), String> {
-    let (tls, rest) = if let Some(r) = url.strip_prefix("ldaps://") {
-        (true, r)
-    } else if let Some(r) = url.strip_prefix("ldap://") {
-        (false, r)
-    } else {
-        return Err(format!("url `{url}` must start with ldap:// or ldaps://"));
+/// The host (as TLS names it), the addresses and whether TLS starts at once (`ldaps://`), from
+/// the URL as `ldap3` parses it (the `url` crate), default ports 389 and 636.
+fn endpoint(url: &str) -> Result<(String, Vec<std::net::SocketAddr>, bool), String> {
+    let bad = |m: String| format!("cannot connect to {url}: {m}");
+    let u = url::Url::parse(url).map_err(|e| bad(e.to_string()))?;
+    let ldaps = match u.scheme() {
+        "ldaps" => true,
+        "ldap" => false,
+        other => return Err(bad(format!("scheme `{other}` is not ldap or ldaps"))),
     };
-    let authority = rest.split(['/', '?']).next().unwrap_or_default();
-    let default_port = if tls { 636 } else { 389 };
-    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (h, after) = v6
-            .split_once(']')
-            .ok_or_else(|| format!("url `{url}`: unclosed IPv6 address"))?;
-        (h.to_owned(), after.strip_prefix(':'))
-    } else {
-        match authority.rsplit_once(':') {
-            Some((h, p)) => (h.to_owned(), Some(p)),
-            None => (authority.to_owned(), None),
-        }
+    let host = match u.host() {
+        Some(url::Host::Domain(d)) => d.to_owned(),
+        Some(url::Host::Ipv4(a)) => a.to_string(),
+        Some(url::Host::Ipv6(a)) => a.to_string(),
+        None => "localhost".to_owned(),
     };
-    let port = match port {
-        Some(p) => p
-            .parse()
-            .map_err(|_| format!("url `{url}`: `{p}` is not a port"))?,
-        None => default_port,
-    };
-    let host = if host.is_empty() {
-        "localhost".to_owned()
-    } else {
-        host
-    };
-    Ok((host, port, tls))
+    let port = u.port().unwrap_or(if ldaps { 636 } else { 389 });
+    let addrs = (host.as_str(), port)
+        .to_socket_addrs()
+        .map_err(|e| bad(e.to_string()))?
+        .collect();
+    Ok((host, addrs, ldaps))
 }
 
 /// One LDAP connection for reading.
@@ -317,11 +305,7 @@ struct Message {
 impl Wire {
     /// Connects (TLS as configured) and binds.
     pub fn open(s: &ConnSettings) -> Result<Wire, String> {
-        let (host, port, ldaps) = host_port(&s.url)?;
-        let addrs: Vec<_> = (host.as_str(), port)
-            .to_socket_addrs()
-            .map_err(|e| format!("cannot connect to {}: {e}", s.url))?
-            .collect();
+        let (host, addrs, ldaps) = endpoint(&s.url)?;
         let mut last = None;
         let mut tcp = None;
         for a in addrs {
@@ -849,20 +833,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn urls_give_host_port_and_tls() {
-        assert_eq!(
-            host_port("ldap://127.0.0.1:3890").unwrap(),
-            ("127.0.0.1".to_owned(), 3890, false)
-        );
-        assert_eq!(
-            host_port("ldaps://dc.example.test/").unwrap(),
-            ("dc.example.test".to_owned(), 636, true)
-        );
-        assert_eq!(
-            host_port("ldap://[::1]:389").unwrap(),
-            ("::1".to_owned(), 389, false)
-        );
-        assert!(host_port("ldap://h:port").is_err());
+    fn urls_give_host_addresses_and_tls() {
+        let (host, addrs, tls) = endpoint("ldap://127.0.0.1:3890").unwrap();
+        assert_eq!((host.as_str(), tls), ("127.0.0.1", false));
+        assert_eq!(addrs, ["127.0.0.1:3890".parse().unwrap()]);
+        let (host, addrs, tls) = endpoint("ldaps://[::1]/dc=x").unwrap();
+        assert_eq!((host.as_str(), tls), ("::1", true));
+        assert_eq!(addrs, ["[::1]:636".parse().unwrap()]);
+        let (_, addrs, _) = endpoint("ldap://127.0.0.1").unwrap();
+        assert_eq!(addrs[0].port(), 389);
+        assert!(endpoint("ldap://h:port").is_err());
+        assert!(endpoint("http://127.0.0.1").is_err());
     }
 
     #[test]
