@@ -75,6 +75,28 @@ enum ReadItem {
     Failed(Option<usize>, String),
 }
 
+/// Hands one entry a full read found to the sink (as an upsert when the read stands in for a
+/// delta import), keeping the latest modifyTimestamp seen.
+fn hand_over(
+    entry: CsEntry,
+    modified: Option<String>,
+    digest: Option<[u8; 32]>,
+    as_changes: bool,
+    latest: &mut Option<String>,
+    sink: &mut dyn ImportSink,
+) -> std::result::Result<(), String> {
+    if let Some(m) = modified {
+        if latest.as_ref().is_none_or(|l| m > *l) {
+            *latest = Some(m);
+        }
+    }
+    match digest {
+        _ if as_changes => sink.change(ImportChange::Upsert(entry)),
+        Some(d) => sink.entry_digested(entry, d),
+        None => sink.entry(entry),
+    }
+}
+
 /// What the Active Directory reader task hands on: entries as `ldap3` decoded them (their
 /// ranged attributes need the connection), then the result.
 enum AdReadItem {
@@ -762,16 +784,8 @@ impl LdapConnector {
                         let Some((entry, modified, digest)) = converted else {
                             continue;
                         };
-                        if let Some(m) = modified {
-                            if latest.as_ref().is_none_or(|l| m > *l) {
-                                latest = Some(m);
-                            }
-                        }
-                        let sent = if as_changes {
-                            sink.change(ImportChange::Upsert(entry))
-                        } else {
-                            sink.entry_digested(entry, digest)
-                        };
+                        let sent =
+                            hand_over(entry, modified, Some(digest), as_changes, &mut latest, sink);
                         if let Err(m) = sent {
                             outcome = Err(Error::Sink(m));
                             break 'read;
@@ -896,16 +910,7 @@ impl LdapConnector {
                         let Some((entry, modified)) = this.to_entry(e, sink) else {
                             continue;
                         };
-                        if let Some(m) = modified {
-                            if latest.as_ref().is_none_or(|l| m > *l) {
-                                latest = Some(m);
-                            }
-                        }
-                        let sent = if as_changes {
-                            sink.change(ImportChange::Upsert(entry))
-                        } else {
-                            sink.entry(entry)
-                        };
+                        let sent = hand_over(entry, modified, None, as_changes, &mut latest, sink);
                         if let Err(m) = sent {
                             failure = Some(Error::Sink(m));
                             drop(rx);
