@@ -370,6 +370,12 @@ fn seen_key(id: &str) -> u64 {
 }
 
 impl SqliteStore {
+    /// The answer of a `SELECT count(*)` over one connector's objects.
+    fn count_of(&mut self, sql: &str, connector: &ConnectorId) -> Result<u64> {
+        let mut st = self.conn.prepare_cached(sql)?;
+        Ok(st.query_row([connector.as_str()], |r| r.get::<_, i64>(0))? as u64)
+    }
+
     /// Marks `id` as seen by import `run`. Runs only grow: a later run's first mark spends the
     /// earlier run's marks, an earlier run's marks (rows a sync rewrites as they were) are not
     /// kept.
@@ -397,6 +403,11 @@ impl SqliteStore {
     ) -> Result<Vec<CsObject>> {
         const IDS: i64 = 4096;
         let marked = self.seen_run == Some(run);
+        // The row says for certain (the marks are hashes).
+        let unseen = format!(
+            "SELECT {CS_COLUMNS} FROM cs_object WHERE id = ?1 \
+             AND (seen_run IS NULL OR seen_run <> ?2) AND anchor IS NOT NULL"
+        );
         let mut out = Vec::new();
         let mut cursor = after.map_or(String::new(), |a| a.as_str().to_owned());
         loop {
@@ -416,15 +427,7 @@ impl SqliteStore {
                 if marked && self.seen.contains(&seen_key(id)) {
                     continue;
                 }
-                // The row says for certain (the marks are hashes).
-                let found = self.cs_query(
-                    &format!(
-                        "SELECT {CS_COLUMNS} FROM cs_object WHERE id = ?1 \
-                         AND (seen_run IS NULL OR seen_run <> ?2) AND anchor IS NOT NULL"
-                    ),
-                    params![id, run.0],
-                )?;
-                out.extend(found);
+                out.extend(self.cs_query(&unseen, params![id, run.0])?);
                 if out.len() >= limit {
                     return Ok(out);
                 }
@@ -833,29 +836,29 @@ impl ConnectorSpaces for SqliteStore {
         })?)
     }
 
+    // The counts below come from indexes that hold exactly the objects counted: the rows are
+    // not read.
     fn cs_object_count(&mut self, connector: &ConnectorId) -> Result<u64> {
-        // The (connector, id) index holds the answer: the rows are not read.
-        let mut st = self.conn.prepare_cached(
+        self.count_of(
             "SELECT count(*) FROM cs_object INDEXED BY cs_scan WHERE connector = ?1",
-        )?;
-        Ok(st.query_row([connector.as_str()], |r| r.get::<_, i64>(0))? as u64)
+            connector,
+        )
     }
 
     fn cs_pending_import_count(&mut self, connector: &ConnectorId) -> Result<u64> {
-        // The partial index holds exactly these objects: the rows are not read.
-        let mut st = self.conn.prepare_cached(
+        self.count_of(
             "SELECT count(*) FROM cs_object INDEXED BY cs_pending_import \
              WHERE connector = ?1 AND pending_import IS NOT NULL",
-        )?;
-        Ok(st.query_row([connector.as_str()], |r| r.get::<_, i64>(0))? as u64)
+            connector,
+        )
     }
 
     fn cs_pending_export_count(&mut self, connector: &ConnectorId) -> Result<u64> {
-        let mut st = self.conn.prepare_cached(
+        self.count_of(
             "SELECT count(*) FROM cs_object INDEXED BY cs_pending_export \
              WHERE connector = ?1 AND pending_export IS NOT NULL",
-        )?;
-        Ok(st.query_row([connector.as_str()], |r| r.get::<_, i64>(0))? as u64)
+            connector,
+        )
     }
 
     fn pending_ref_add(
