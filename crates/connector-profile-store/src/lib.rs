@@ -1121,17 +1121,7 @@ impl ProfileStoreConnector {
             plan.results[o.item] = Some(ExportResult::Applied { anchor: None });
         }
         if let Some(answer) = answer {
-            let mut by_bulk: HashMap<&str, &Json> = HashMap::new();
-            for a in answer
-                .get("Operations")
-                .and_then(Json::as_array)
-                .map(Vec::as_slice)
-                .unwrap_or_default()
-            {
-                if let Some(b) = a.get("bulkId").and_then(Json::as_str) {
-                    by_bulk.insert(b, a);
-                }
-            }
+            let by_bulk = by_bulk_id(&answer);
             for o in &live {
                 let result = match by_bulk.get(format!("b{}", o.item).as_str()) {
                     None => Err("the service did not answer this operation".to_owned()),
@@ -1361,17 +1351,7 @@ impl ProfileStoreConnector {
                         &json!({"schemas": [BULK_REQUEST], "Operations": operations}),
                     )
                     .map_err(|e| self.err(e))?;
-                let mut by_bulk: HashMap<&str, &Json> = HashMap::new();
-                for a in answer
-                    .get("Operations")
-                    .and_then(Json::as_array)
-                    .map(Vec::as_slice)
-                    .unwrap_or_default()
-                {
-                    if let Some(b) = a.get("bulkId").and_then(Json::as_str) {
-                        by_bulk.insert(b, a);
-                    }
-                }
+                let by_bulk = by_bulk_id(&answer);
                 for (item, _, _) in chunk {
                     let failure = match by_bulk.get(format!("d{item}").as_str()) {
                         None => Some("the service did not answer this operation".to_owned()),
@@ -1677,4 +1657,16 @@ impl ProfileStoreConnector {
         }
         Ok(())
     }
+}
+
+/// A `/Bulk` answer's operations by the `bulkId` each answers.
+fn by_bulk_id(answer: &Json) -> HashMap<&str, &Json> {
+    answer
+        .get("Operations")
+        .and_then(Json::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|a| Some((a.get("bulkId").and_then(Json::as_str)?, a)))
+        .collect()
 }
