@@ -98,17 +98,7 @@ pub fn run(people: usize) -> Result<Value> {
         );
     }
     // 100 changes (a new mail address) spread over the users, then a DirSync delta import.
-    let delta_changes = 100.min(people);
-    let mut ldif = String::new();
-    for i in (0..people)
-        .step_by((people / delta_changes.max(1)).max(1))
-        .take(delta_changes)
-    {
-        ldif.push_str(&format!(
-            "dn: {}\nchangetype: modify\nreplace: mail\nmail: changed{i}@example.test\n-\n\n",
-            user_dn(i)
-        ));
-    }
+    let (delta_changes, ldif) = crate::bench_ldap::mail_changes(people, user_dn);
     dc.modify(&ldif).context("cannot change the users")?;
     let t = Instant::now();
     let d = engine.run_step(Step::DeltaImport, "ad")?;

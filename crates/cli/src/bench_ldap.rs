@@ -88,6 +88,20 @@ fn ldap_connector(name: &str, role: &str, slapd: &Slapd, base: &str) -> String {
     )
 }
 
+/// 100 changes (or one per person, when fewer) spread over `people` entries named by `dn`: a
+/// new mail address each, as an LDIF change file. Returns how many and the file.
+pub(crate) fn mail_changes(people: usize, dn: impl Fn(usize) -> String) -> (usize, String) {
+    let n = 100.min(people);
+    let mut ldif = String::new();
+    for i in (0..people).step_by((people / n.max(1)).max(1)).take(n) {
+        ldif.push_str(&format!(
+            "dn: {}\nchangetype: modify\nreplace: mail\nmail: changed{i}@example.test\n-\n\n",
+            dn(i)
+        ));
+    }
+    (n, ldif)
+}
+
 pub(crate) fn timed(cmd: &mut Command) -> Result<f64> {
     let t = Instant::now();
     let status = cmd
@@ -131,17 +145,7 @@ pub fn run(suite: &str, people: usize, changes: usize) -> Result<Value> {
             let again = engine.run_step(Step::FullImport, "directory")?;
             let reimport = t.elapsed().as_secs_f64();
             // 100 changes (a new mail address) spread over the directory, then a delta import.
-            let delta_changes = 100.min(people);
-            let mut ldif = String::new();
-            for i in (0..people)
-                .step_by((people / delta_changes.max(1)).max(1))
-                .take(delta_changes)
-            {
-                ldif.push_str(&format!(
-                    "dn: {}\nchangetype: modify\nreplace: mail\nmail: changed{i}@example.test\n-\n\n",
-                    idsync_sample::person_dn(i)
-                ));
-            }
+            let (delta_changes, ldif) = mail_changes(people, idsync_sample::person_dn);
             slapd.modify(&ldif)?;
             let t = Instant::now();
             let d = engine.run_step(Step::DeltaImport, "directory")?;
