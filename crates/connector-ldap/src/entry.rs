@@ -180,6 +180,25 @@ impl Shape {
         }
     }
 
+    /// The key of this conversion's wire digests ([`idsync_model::wire_key`]): the dialect,
+    /// anchor, attributes and types, and this crate's version. `None` when a type reads files
+    /// (their content can change behind the same bytes).
+    pub fn wire_key(&self) -> Option<[u8; 32]> {
+        if self.types.reads_files() {
+            return None;
+        }
+        let material = format!(
+            "idsync-connector-ldap {}\0{:?}\0{}\0{:?}\0{}\0{}",
+            env!("CARGO_PKG_VERSION"),
+            self.profile,
+            self.anchor,
+            self.attributes,
+            self.modify_timestamp_typed,
+            self.types.canonical()
+        );
+        Some(idsync_model::wire_key(material.as_bytes()))
+    }
+
     /// Replaces the attribute types (the server's schema was read).
     pub fn set_types(&mut self, types: AttributeTypes) {
         self.types = types;

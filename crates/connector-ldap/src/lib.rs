@@ -58,17 +58,37 @@ use ldap3::controls::{
 };
 use ldap3::{Mod, ResultEntry, Scope, SearchEntry};
 
-/// One entry as the reader converted it (`None`: not delivered), with its modifyTimestamp and
-/// its [`idsync_model::entry_digest`], and what the conversion noted.
-type Converted = (
-    Option<(CsEntry, Option<String>, [u8; 32])>,
-    Vec<entry::Note>,
-);
+/// One entry as the paged search's reader hands it over.
+enum Read {
+    /// Converted on the reader's thread (`None`: not delivered), with its modifyTimestamp and
+    /// [`idsync_model::entry_digest`]; its wire digest (`None` when the conversion noted
+    /// something, so the next import converts it again); and what the conversion noted.
+    Converted(
+        Option<(CsEntry, Option<String>, [u8; 32])>,
+        Option<[u8; 32]>,
+        Vec<entry::Note>,
+    ),
+    /// Not converted: most entries of a full import into a known space are unchanged, which
+    /// their wire digest tells. Where its BER is in the batch's bytes, its anchor, its
+    /// modifyTimestamp and its wire digest.
+    Waiting {
+        bytes: std::ops::Range<usize>,
+        anchor: Anchor,
+        modified: Option<String>,
+        wire: [u8; 32],
+    },
+}
+
+/// Entries the reader hands over at once, and the bytes of those it did not convert.
+struct ReadBatch {
+    entries: Vec<Read>,
+    bytes: Vec<u8>,
+}
 
 /// What the paged search's reader thread hands to the thread that stores entries.
 enum ReadItem {
-    /// Entries decoded and converted on the reader's thread, with what the conversion noted.
-    Ready(Vec<Converted>),
+    /// Entries decoded (and most of them converted) on the reader's thread.
+    Ready(ReadBatch),
     /// The search of one base ended with success.
     Done,
     /// Reading failed (of base `i`, or the connection): nothing after it is trustworthy.
@@ -80,20 +100,24 @@ enum ReadItem {
 fn hand_over(
     entry: CsEntry,
     modified: Option<String>,
-    digest: Option<[u8; 32]>,
+    digests: Option<([u8; 32], Option<[u8; 32]>)>,
     as_changes: bool,
     latest: &mut Option<String>,
     sink: &mut dyn ImportSink,
 ) -> std::result::Result<(), String> {
+    keep_latest(modified, latest);
+    match digests {
+        _ if as_changes => sink.change(ImportChange::Upsert(entry)),
+        Some((d, wire)) => sink.entry_read(entry, d, wire),
+        None => sink.entry(entry),
+    }
+}
+
+fn keep_latest(modified: Option<String>, latest: &mut Option<String>) {
     if let Some(m) = modified {
         if latest.as_ref().is_none_or(|l| m > *l) {
             *latest = Some(m);
         }
-    }
-    match digest {
-        _ if as_changes => sink.change(ImportChange::Upsert(entry)),
-        Some(d) => sink.entry_digested(entry, d),
-        None => sink.entry(entry),
     }
 }
 
@@ -719,12 +743,27 @@ impl LdapConnector {
         let attrs = self.requested();
         let page = self.s.page_size;
         let filter_owned = filter.to_owned();
+        // Wire digests are kept by full imports only (a read that stands in for a delta import
+        // delivers upserts).
+        let wire_key = if as_changes { None } else { shape.wire_key() };
+        // Whether the reader lets entries wait unconverted: from the start when the space held
+        // objects; the storing thread turns it off while most entries turn out changed, and on
+        // again when most turn out unchanged.
+        let waiting = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(
+            wire_key.is_some() && sink.knows_objects(),
+        ));
         let (tx, rx) = std::sync::mpsc::sync_channel::<ReadItem>(
             (2 * page.max(1) as usize).div_ceil(READ_BATCH).max(2),
         );
+        // The bytes of waiting entries go back to the reader to be filled again (fresh memory
+        // for every batch would be zeroed by the system first).
+        let (spare_tx, spare_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+        let reader_waiting = waiting.clone();
+        let reader_shape = shape.clone();
         let reader = std::thread::Builder::new()
             .name("ldap-reader".to_owned())
             .spawn(move || {
+                let shape = reader_shape;
                 let mut wire = match wire::Wire::open(&settings) {
                     Ok(w) => w,
                     Err(m) => {
@@ -732,32 +771,62 @@ impl LdapConnector {
                         return;
                     }
                 };
+                let next_batch = || ReadBatch {
+                    entries: Vec::with_capacity(READ_BATCH),
+                    bytes: spare_rx.try_recv().unwrap_or_default(),
+                };
                 for (i, base) in bases.iter().enumerate() {
-                    let mut batch = Vec::with_capacity(READ_BATCH);
+                    let mut batch = next_batch();
                     let mut stopped = false;
-                    let r = wire.paged_search(base, &filter_owned, &attrs, page, &mut |raw| {
-                        let mut notes = Vec::new();
-                        // The digest too is computed here, off the thread that stores.
-                        let converted = shape.to_entry(raw, &mut notes).map(|(e, modified)| {
-                            let d =
-                                idsync_model::entry_digest(&e.dn, &e.object_classes, &e.attributes);
-                            (e, modified, d)
-                        });
-                        batch.push((converted, notes));
-                        if batch.len() >= READ_BATCH
+                    let r = wire.paged_search(base, &filter_owned, &attrs, page, &mut |ber| {
+                        let digest = wire_key.as_ref().map(|k| idsync_model::wire_digest(k, ber));
+                        let lazy = reader_waiting.load(std::sync::atomic::Ordering::Relaxed);
+                        let marks = match digest {
+                            Some(d) if lazy => wire::entry_marks(ber, &shape.anchor)
+                                .ok()
+                                .and_then(|m| Some((m.anchor?, m.modified, d))),
+                            _ => None,
+                        };
+                        if let Some((anchor, modified, d)) = marks {
+                            let from = batch.bytes.len();
+                            batch.bytes.extend_from_slice(ber);
+                            batch.entries.push(Read::Waiting {
+                                bytes: from..batch.bytes.len(),
+                                anchor: Anchor::new(shape.profile.anchor_text(anchor)),
+                                modified: modified.map(|m| String::from_utf8_lossy(m).into_owned()),
+                                wire: d,
+                            });
+                        } else {
+                            let raw = wire::decode_entry(ber)?;
+                            let mut notes = Vec::new();
+                            // The digest too is computed here, off the thread that stores.
+                            let converted = shape.to_entry(raw, &mut notes).map(|(e, modified)| {
+                                let d = idsync_model::entry_digest(
+                                    &e.dn,
+                                    &e.object_classes,
+                                    &e.attributes,
+                                );
+                                (e, modified, d)
+                            });
+                            let digest = digest.filter(|_| notes.is_empty());
+                            batch
+                                .entries
+                                .push(Read::Converted(converted, digest, notes));
+                        }
+                        if batch.entries.len() >= READ_BATCH
                             && tx
-                                .send(ReadItem::Ready(std::mem::take(&mut batch)))
+                                .send(ReadItem::Ready(std::mem::replace(&mut batch, next_batch())))
                                 .is_err()
                         {
                             // The storing thread stopped (the engine refused an entry).
                             stopped = true;
                         }
-                        !stopped
+                        Ok(!stopped)
                     });
                     if stopped {
                         return;
                     }
-                    if !batch.is_empty() && tx.send(ReadItem::Ready(batch)).is_err() {
+                    if !batch.entries.is_empty() && tx.send(ReadItem::Ready(batch)).is_err() {
                         return;
                     }
                     let item = match r {
@@ -774,22 +843,113 @@ impl LdapConnector {
         let mut latest: Option<String> = None;
         let mut done = 0;
         let mut outcome: Result<()> = Ok(());
+        // Entries whose wire digest was compared: how many were unchanged, how many not.
+        let (mut same, mut changed) = (0u32, 0u32);
         'read: for item in rx.iter() {
             match item {
                 ReadItem::Ready(batch) => {
-                    for (converted, notes) in batch {
-                        for n in notes {
-                            entry::deliver(n, sink);
-                        }
-                        let Some((entry, modified, digest)) = converted else {
-                            continue;
+                    for read in batch.entries {
+                        let sent = match read {
+                            Read::Converted(converted, wire, notes) => {
+                                for n in notes {
+                                    entry::deliver(n, sink);
+                                }
+                                let Some((entry, modified, digest)) = converted else {
+                                    continue;
+                                };
+                                match wire {
+                                    Some(w) => match sink.unchanged_wire(&entry.anchor, w) {
+                                        Ok(true) => {
+                                            same += 1;
+                                            keep_latest(modified, &mut latest);
+                                            continue;
+                                        }
+                                        Ok(false) => {
+                                            changed += 1;
+                                            hand_over(
+                                                entry,
+                                                modified,
+                                                Some((digest, Some(w))),
+                                                as_changes,
+                                                &mut latest,
+                                                sink,
+                                            )
+                                        }
+                                        Err(m) => Err(m),
+                                    },
+                                    None => hand_over(
+                                        entry,
+                                        modified,
+                                        Some((digest, None)),
+                                        as_changes,
+                                        &mut latest,
+                                        sink,
+                                    ),
+                                }
+                            }
+                            Read::Waiting {
+                                bytes,
+                                anchor,
+                                modified,
+                                wire,
+                            } => match sink.unchanged_wire(&anchor, wire) {
+                                Ok(true) => {
+                                    same += 1;
+                                    keep_latest(modified, &mut latest);
+                                    continue;
+                                }
+                                Ok(false) => {
+                                    changed += 1;
+                                    // Changed, new or filtered: converted here after all.
+                                    let raw = match wire::decode_entry(&batch.bytes[bytes]) {
+                                        Ok(raw) => raw,
+                                        Err(m) => {
+                                            outcome = Err(self.err(format!(
+                                                "{m} (nothing is deleted; the next run reads again)"
+                                            )));
+                                            break 'read;
+                                        }
+                                    };
+                                    let mut notes = Vec::new();
+                                    let converted = shape.to_entry(raw, &mut notes);
+                                    let noted = !notes.is_empty();
+                                    for n in notes {
+                                        entry::deliver(n, sink);
+                                    }
+                                    match converted {
+                                        Some((e, modified)) => {
+                                            let d = idsync_model::entry_digest(
+                                                &e.dn,
+                                                &e.object_classes,
+                                                &e.attributes,
+                                            );
+                                            let wire = (!noted).then_some(wire);
+                                            hand_over(
+                                                e,
+                                                modified,
+                                                Some((d, wire)),
+                                                as_changes,
+                                                &mut latest,
+                                                sink,
+                                            )
+                                        }
+                                        None => continue,
+                                    }
+                                }
+                                Err(m) => Err(m),
+                            },
                         };
-                        let sent =
-                            hand_over(entry, modified, Some(digest), as_changes, &mut latest, sink);
                         if let Err(m) = sent {
                             outcome = Err(Error::Sink(m));
                             break 'read;
                         }
+                    }
+                    let mut spare = batch.bytes;
+                    spare.clear();
+                    let _ = spare_tx.send(spare);
+                    if same + changed >= READ_BATCH as u32 {
+                        waiting.store(same > changed, std::sync::atomic::Ordering::Relaxed);
+                        (same, changed) = (0, 0);
                     }
                 }
                 ReadItem::Done => done += 1,

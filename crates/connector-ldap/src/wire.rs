@@ -340,9 +340,12 @@ fn endpoint(url: &str) -> Result<(String, Vec<std::net::SocketAddr>, bool), Stri
 /// One LDAP connection for reading.
 pub(crate) struct Wire {
     stream: Stream,
+    /// The receive buffer; `buf[..end]` holds bytes read (the rest was read into before, or
+    /// zeroed when the buffer grew: it is never zeroed again).
     buf: Vec<u8>,
-    /// Where the next message starts in `buf`; `buf[pos..]` is read but not yet decoded.
+    /// Where the next message starts in `buf`; `buf[pos..end]` is read but not yet decoded.
     pos: usize,
+    end: usize,
     next_id: i32,
 }
 
@@ -384,8 +387,9 @@ impl Wire {
             .map_err(|e| format!("cannot connect to {}: {e}", s.url))?;
         let mut w = Wire {
             stream: Stream::Plain(tcp),
-            buf: Vec::with_capacity(1 << 16),
+            buf: vec![0; 1 << 16],
             pos: 0,
+            end: 0,
             next_id: 1,
         };
         if ldaps || s.starttls {
@@ -477,40 +481,33 @@ impl Wire {
     /// Reads until one whole message is in the buffer and returns where its parts are.
     fn next_message(&mut self) -> Result<Message, String> {
         loop {
-            match frame(&self.buf, self.pos)? {
+            match frame(&self.buf[..self.end], self.pos)? {
                 Frame::Whole(m, end) => {
                     self.pos = end;
                     return Ok(m);
                 }
-                Frame::Needs(total) => {
-                    // A long message: make room for all of it at once.
-                    if self.buf.capacity() < total {
-                        self.buf.reserve(total - (self.buf.len() - self.pos));
-                    }
-                }
+                Frame::Needs(total) => self.fill(total)?,
             }
-            self.fill()?;
         }
     }
 
-    /// Reads more bytes from the server, moving the undecoded rest to the front first.
-    fn fill(&mut self) -> Result<(), String> {
+    /// Reads more bytes from the server, moving the undecoded rest to the front first, with
+    /// room for a message of `total` bytes (a long one is read whole).
+    fn fill(&mut self, total: usize) -> Result<(), String> {
         if self.pos > 0 {
-            self.buf.drain(..self.pos);
+            self.buf.copy_within(self.pos..self.end, 0);
+            self.end -= self.pos;
             self.pos = 0;
         }
-        let len = self.buf.len();
-        if self.buf.capacity() - len < 16 * 1024 {
-            self.buf.reserve(64 * 1024);
+        let want = total.max(self.end + 16 * 1024);
+        if self.buf.len() < want {
+            self.buf.resize(want.max(self.buf.len() + (64 << 10)), 0);
         }
-        let cap = self.buf.capacity();
-        self.buf.resize(cap, 0);
         let n = loop {
-            match self.stream.read(&mut self.buf[len..]) {
+            match self.stream.read(&mut self.buf[self.end..]) {
                 Ok(n) => break n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    self.buf.truncate(len);
                     return Err(match e.kind() {
                         std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
                             "the server did not answer in time".to_owned()
@@ -520,10 +517,10 @@ impl Wire {
                 }
             }
         };
-        self.buf.truncate(len + n);
         if n == 0 {
             return Err("the server closed the connection".to_owned());
         }
+        self.end += n;
         Ok(())
     }
 
@@ -561,15 +558,16 @@ impl Wire {
         }
     }
 
-    /// Reads every entry under `base` matching `filter` page by page, handing each to
-    /// `entry`, which returns `false` to stop. Referrals are skipped.
+    /// Reads every entry under `base` matching `filter` page by page, handing each
+    /// SearchResultEntry's content (its BER, for [`decode_entry`] or [`entry_marks`]) to
+    /// `entry`, which returns `Ok(false)` to stop. Referrals are skipped.
     pub fn paged_search(
         &mut self,
         base: &str,
         filter: &str,
         attrs: &[String],
         page: i32,
-        entry: &mut dyn FnMut(RawEntry) -> bool,
+        entry: &mut dyn FnMut(&[u8]) -> Result<bool, String>,
     ) -> Result<(), String> {
         let filter = ldap3::parse_filter(filter)
             .map_err(|_| format!("filter `{filter}` is not a valid LDAP filter"))?;
@@ -610,8 +608,7 @@ impl Wire {
                 }
                 match m.op {
                     SEARCH_ENTRY => {
-                        let e = decode_entry(&self.buf[m.body.clone()])?;
-                        if !entry(e) {
+                        if !entry(&self.buf[m.body.clone()])? {
                             return Ok(());
                         }
                     }
@@ -755,7 +752,15 @@ pub fn decode_stream(data: &[u8]) -> Result<usize, String> {
         };
         match m.op {
             SEARCH_ENTRY => {
-                decode_entry(&data[m.body.clone()])?;
+                let body = &data[m.body.clone()];
+                let decoded = decode_entry(body);
+                // An entry the import lets wait unconverted must decode when it is converted.
+                assert_eq!(
+                    entry_marks(body, "entryUUID").is_ok(),
+                    decoded.is_ok(),
+                    "entry_marks and decode_entry disagree"
+                );
+                decoded?;
             }
             SEARCH_DONE | BIND_RESPONSE | EXTENDED_RESPONSE => {
                 ldap_result(&data[m.body.clone()])?;
@@ -771,8 +776,49 @@ pub fn decode_stream(data: &[u8]) -> Result<usize, String> {
     Ok(n)
 }
 
+/// The values [`entry_marks`] finds.
+pub(crate) struct Marks<'a> {
+    pub anchor: Option<&'a [u8]>,
+    pub modified: Option<&'a [u8]>,
+}
+
+/// What an import needs of an entry before it converts it, read in place: the first value of
+/// the attribute named `anchor` and of modifyTimestamp (names compared without their options,
+/// ignoring case). The whole entry is checked as [`decode_entry`] checks it, so an entry that
+/// passes here decodes there.
+pub(crate) fn entry_marks<'a>(b: &'a [u8], anchor: &str) -> Result<Marks<'a>, String> {
+    let bad = |m: String| format!("malformed search entry from the server: {m}");
+    let mut r = Ber(b);
+    let dn = r.expect(0x04, "the DN").map_err(bad)?;
+    std::str::from_utf8(dn).map_err(|_| bad("the DN is not UTF-8".to_owned()))?;
+    let mut list = Ber(r.expect(0x30, "the attribute list").map_err(bad)?);
+    let (mut first, mut modified) = (None, None);
+    while !list.is_empty() {
+        let mut pa = Ber(list.expect(0x30, "an attribute").map_err(bad)?);
+        let name = pa.expect(0x04, "an attribute type").map_err(bad)?;
+        let name = std::str::from_utf8(name)
+            .map_err(|_| bad("an attribute type is not UTF-8".to_owned()))?;
+        let base = name.split(';').next().unwrap_or(name);
+        let mut vals = Ber(pa.expect(0x31, "the values").map_err(bad)?);
+        let mut one = None;
+        while !vals.is_empty() {
+            let v = vals.expect(0x04, "a value").map_err(bad)?;
+            one = one.or(Some(v));
+        }
+        if base.eq_ignore_ascii_case(anchor) {
+            first = first.or(one);
+        } else if base.eq_ignore_ascii_case("modifyTimestamp") {
+            modified = modified.or(one);
+        }
+    }
+    Ok(Marks {
+        anchor: first,
+        modified,
+    })
+}
+
 /// A SearchResultEntry's content as a [`RawEntry`]: each value copied once.
-fn decode_entry(b: &[u8]) -> Result<RawEntry, String> {
+pub(crate) fn decode_entry(b: &[u8]) -> Result<RawEntry, String> {
     let bad = |m: String| format!("malformed search entry from the server: {m}");
     let mut r = Ber(b);
     let dn = text(r.expect(0x04, "the DN").map_err(bad)?, "the DN").map_err(bad)?;
@@ -851,7 +897,40 @@ mod tests {
         // Every truncation is an error, never a panic.
         for cut in 0..body.len() {
             assert!(decode_entry(&body[..cut]).is_err(), "cut at {cut}");
+            assert!(entry_marks(&body[..cut], "cn").is_err(), "cut at {cut}");
         }
+    }
+
+    #[test]
+    fn an_entry_s_anchor_and_timestamp_are_read_in_place() {
+        let attr = |name: &[u8], v: &[u8]| {
+            seq(vec![
+                octets(name),
+                Tag::Set(ldap3::asn1::Set {
+                    inner: vec![octets(v)],
+                    ..Default::default()
+                }),
+            ])
+        };
+        let entry = tagged(
+            TagClass::Application,
+            4,
+            vec![
+                octets(b"uid=a,dc=x"),
+                seq(vec![
+                    attr(b"cn", b"A"),
+                    attr(b"ENTRYUUID;x-opt", b"u-1"),
+                    attr(b"modifyTimestamp", b"20260101000000Z"),
+                ]),
+            ],
+        );
+        let mut out = Vec::new();
+        encode(&entry.into_structure(), &mut out);
+        let (_, body) = Ber(&out).next("entry").unwrap();
+        let m = entry_marks(body, "entryUUID").unwrap();
+        assert_eq!(m.anchor, Some(&b"u-1"[..]));
+        assert_eq!(m.modified, Some(&b"20260101000000Z"[..]));
+        assert!(entry_marks(body, "nsUniqueId").unwrap().anchor.is_none());
     }
 
     /// A server's answer to a paged search: one entry, then the result with the cookie.

@@ -6,7 +6,7 @@ use idsync_model::{Blob, Dn, Reference, Value};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum TypeHint {
     String,
@@ -57,6 +57,20 @@ impl AttributeTypes {
             map.insert(k.to_ascii_lowercase(), *v);
         }
         Self { map }
+    }
+
+    /// The types as one text that does not depend on the map's order, for keys that must
+    /// change when a type does ([`idsync_model::wire_key`]).
+    pub fn canonical(&self) -> String {
+        let mut all: Vec<_> = self.map.iter().collect();
+        all.sort();
+        format!("{all:?}")
+    }
+
+    /// Whether a value's content can change while the bytes that name it do not (a
+    /// `binary-file` type reads the file the value names).
+    pub fn reads_files(&self) -> bool {
+        self.map.values().any(|t| *t == TypeHint::BinaryFile)
     }
 
     pub fn hint(&self, name: &str) -> TypeHint {

@@ -96,6 +96,34 @@ pub trait ImportSink {
     ) -> std::result::Result<(), String> {
         self.entry(entry)
     }
+    /// Whether the connector space held objects when this import began. When it did not,
+    /// every object read is new: a connector that could wait to convert until it knows an
+    /// object changed ([`Self::unchanged_wire`]) converts everything at once.
+    fn knows_objects(&self) -> bool {
+        true
+    }
+    /// Whether the object with this anchor is in the connector space exactly as the connector
+    /// read it this time, by its [`idsync_model::wire_digest`]: then it is counted unchanged
+    /// and seen, and the connector does not convert or deliver it. `false`: deliver it with
+    /// [`Self::entry_read`].
+    fn unchanged_wire(
+        &mut self,
+        _anchor: &idsync_model::Anchor,
+        _wire: [u8; 32],
+    ) -> std::result::Result<bool, String> {
+        Ok(false)
+    }
+    /// [`Self::entry_digested`] with the entry's wire digest (`None` when the next import must
+    /// convert it again, because its conversion reported something), which the next import's
+    /// [`Self::unchanged_wire`] compares.
+    fn entry_read(
+        &mut self,
+        entry: CsEntry,
+        digest: [u8; 32],
+        _wire: Option<[u8; 32]>,
+    ) -> std::result::Result<(), String> {
+        self.entry_digested(entry, digest)
+    }
     /// One change read by a delta import.
     fn change(&mut self, change: ImportChange) -> std::result::Result<(), String>;
     /// An object that could not be read (bad value), named by its place; the import goes on.

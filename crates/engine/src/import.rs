@@ -9,11 +9,12 @@ use crate::safety::DeleteGuard;
 use crate::{state, Engine, Error, Result, StepReport};
 use idsync_connectors::{crash_point, ImportChange, ImportSink};
 use idsync_model::{
-    apply_delta, content_digest, diff_attributes, typed_digest, AttributeChange, AttributeDelta,
-    Attributes, ConnectorId, CsEntry, CsId, CsObject, Dn, PendingImport, RunId, Value,
+    apply_delta, content_digest, diff_attributes, scoped_wire_digest, typed_digest,
+    AttributeChange, AttributeDelta, Attributes, ConnectorId, CsEntry, CsId, CsObject, Dn,
+    PendingImport, RunId, Value,
 };
 use idsync_rules::ConnectorRules;
-use idsync_store::{CsFilter, ObjectError, Store};
+use idsync_store::{CsFilter, CsState, ObjectError, Store};
 use std::collections::HashSet;
 
 const PAGE: usize = 1000;
@@ -30,7 +31,16 @@ struct Session<'a, S: Store> {
     deleted: HashSet<Dn>,
     /// A full import into an empty connector space: the anchors (hashed) it added. An object
     /// whose anchor is not among them cannot be in the space, so it is not looked up.
-    fresh: Option<HashSet<u64>>,
+    fresh: Option<idsync_model::IdHashSet>,
+    /// The state [`ImportSink::unchanged_wire`] looked up for an anchor it found changed: the
+    /// entry that follows is staged without a second lookup.
+    probed: Option<(idsync_model::Anchor, Option<CsState>)>,
+}
+
+/// Whether an object in this state, whose digest matched, is unchanged: not awaiting an
+/// export's confirmation and not a pending delete (an object back before a sync took it away).
+fn settled(state: &CsState) -> bool {
+    state.settled && state.pending_import != Some(PendingImport::Delete)
 }
 
 /// Whether the system now holds what an export sent.
@@ -105,17 +115,55 @@ impl<S: Store> Session<'_, S> {
         o.awaiting_add = false;
     }
 
-    /// Stages one whole object as read, with its [`idsync_model::entry_digest`] when the
-    /// connector computed it.
-    fn stage_entry(
-        &mut self,
-        entry: CsEntry,
-        entry_digest: Option<[u8; 32]>,
-    ) -> std::result::Result<(), String> {
+    /// Counts one object read (and the progress every 1,024).
+    fn count_read(&mut self) {
         self.report.stats.read += 1;
         if self.report.stats.read.is_multiple_of(1024) {
             self.progress.advance(1024);
         }
+    }
+
+    /// [`ImportSink::unchanged_wire`]: one light lookup by anchor; an object found changed (or
+    /// not found) keeps its lookup for the entry the connector delivers next.
+    fn unchanged_wire(
+        &mut self,
+        anchor: &idsync_model::Anchor,
+        wire: [u8; 32],
+    ) -> std::result::Result<bool, String> {
+        if self.fresh.is_some() {
+            // An empty space at the start: nothing read can be unchanged.
+            return Ok(false);
+        }
+        let state = self
+            .store
+            .cs_state_by_anchor(&self.rules.name, anchor)
+            .map_err(|e| e.to_string())?;
+        let scoped = scoped_wire_digest(self.rules.scope_version(), &wire);
+        if let Some(s) = state
+            .as_ref()
+            .filter(|s| s.wire_digest == Some(scoped) && settled(s))
+        {
+            self.count_read();
+            self.report.stats.unchanged += 1;
+            self.store
+                .cs_mark_seen(&s.id, self.run)
+                .map_err(|e| e.to_string())?;
+            crash_point!("{}:object", self.label);
+            return Ok(true);
+        }
+        self.probed = Some((anchor.clone(), state));
+        Ok(false)
+    }
+
+    /// Stages one whole object as read, with its [`idsync_model::entry_digest`] when the
+    /// connector computed it, and its wire digest when it has one.
+    fn stage_entry(
+        &mut self,
+        entry: CsEntry,
+        entry_digest: Option<[u8; 32]>,
+        wire: Option<[u8; 32]>,
+    ) -> std::result::Result<(), String> {
+        self.count_read();
         let otype = match self.rules.classify(&entry) {
             Ok(t) => t.name.clone(),
             Err(reason) => {
@@ -141,32 +189,36 @@ impl<S: Store> Session<'_, S> {
                 &entry.attributes,
             ),
         };
-        let first_sight = self.fresh.as_mut().is_some_and(|added| {
-            use std::hash::BuildHasher;
-            added.insert(
-                std::hash::BuildHasherDefault::<std::hash::DefaultHasher>::default()
-                    .hash_one(entry.anchor.as_str()),
-            )
-        });
-        let state = if first_sight {
-            None
-        } else {
-            self.store
+        let first_sight = self
+            .fresh
+            .as_mut()
+            .is_some_and(|added| added.insert(idsync_model::id_hash(entry.anchor.as_str())));
+        let wire = wire.map(|w| scoped_wire_digest(self.rules.scope_version(), &w));
+        let probed = self.probed.take().filter(|(a, _)| *a == entry.anchor);
+        let state = match probed {
+            _ if first_sight => None,
+            Some((_, state)) => state,
+            None => self
+                .store
                 .cs_state_by_anchor(&self.rules.name, &entry.anchor)
-                .map_err(store_err)?
+                .map_err(store_err)?,
         };
         if let Some(state) = &state {
-            if state.digest == Some(digest)
-                && state.settled
-                && state.pending_import != Some(PendingImport::Delete)
-            {
+            if state.digest == Some(digest) && settled(state) {
                 self.report.stats.unchanged += 1;
+                if wire.is_some() && state.wire_digest != wire {
+                    // Read differently, same content: next time the wire digest tells.
+                    self.store
+                        .cs_set_digest(&state.id, digest, wire)
+                        .map_err(store_err)?;
+                }
                 self.store
                     .cs_mark_seen(&state.id, self.run)
                     .map_err(store_err)?;
                 return Ok(());
             }
         }
+        let stored_wire = state.as_ref().and_then(|s| s.wire_digest);
         let stored_digest = state.as_ref().and_then(|s| s.digest);
         let by_anchor = match state {
             Some(state) => self.store.cs_get(&state.id).map_err(store_err)?,
@@ -204,7 +256,9 @@ impl<S: Store> Session<'_, S> {
                     provisioned: false,
                 };
                 self.report.stats.added += 1;
-                self.store.cs_put_digested(&o, digest).map_err(store_err)?;
+                self.store
+                    .cs_put_digested(&o, digest, wire)
+                    .map_err(store_err)?;
             }
             Some(mut o) => {
                 let changes = diff_attributes(&o.hologram, &entry.attributes);
@@ -222,9 +276,11 @@ impl<S: Store> Session<'_, S> {
                     && o.anchor.is_some()
                 {
                     self.report.stats.unchanged += 1;
-                    if stored_digest != Some(digest) {
-                        // Found unchanged the slow way: next time the digest tells.
-                        self.store.cs_set_digest(&o.id, digest).map_err(store_err)?;
+                    if stored_digest != Some(digest) || stored_wire != wire {
+                        // Found unchanged the slow way: next time the digests tell.
+                        self.store
+                            .cs_set_digest(&o.id, digest, wire)
+                            .map_err(store_err)?;
                     }
                     self.store
                         .cs_mark_seen(&o.id, self.run)
@@ -261,7 +317,9 @@ impl<S: Store> Session<'_, S> {
                     }
                 }
                 // The object now holds what was read: the digest computed above is its own.
-                self.store.cs_put_digested(&o, digest).map_err(store_err)?;
+                self.store
+                    .cs_put_digested(&o, digest, wire)
+                    .map_err(store_err)?;
             }
         }
         Ok(())
@@ -284,7 +342,7 @@ impl<S: Store> Session<'_, S> {
     fn stage_change(&mut self, change: ImportChange) -> std::result::Result<(), String> {
         let e = |e: idsync_store::Error| e.to_string();
         match change {
-            ImportChange::Upsert(entry) => self.stage_entry(entry, None),
+            ImportChange::Upsert(entry) => self.stage_entry(entry, None, None),
             ImportChange::Modify {
                 anchor,
                 dn,
@@ -350,7 +408,7 @@ impl<S: Store> Session<'_, S> {
 
 impl<S: Store> ImportSink for Session<'_, S> {
     fn entry(&mut self, entry: CsEntry) -> std::result::Result<(), String> {
-        self.stage_entry(entry, None)?;
+        self.stage_entry(entry, None, None)?;
         crash_point!("{}:object", self.label);
         Ok(())
     }
@@ -359,7 +417,27 @@ impl<S: Store> ImportSink for Session<'_, S> {
         entry: CsEntry,
         digest: [u8; 32],
     ) -> std::result::Result<(), String> {
-        self.stage_entry(entry, Some(digest))?;
+        self.stage_entry(entry, Some(digest), None)?;
+        crash_point!("{}:object", self.label);
+        Ok(())
+    }
+    fn knows_objects(&self) -> bool {
+        self.fresh.is_none()
+    }
+    fn unchanged_wire(
+        &mut self,
+        anchor: &idsync_model::Anchor,
+        wire: [u8; 32],
+    ) -> std::result::Result<bool, String> {
+        Session::unchanged_wire(self, anchor, wire)
+    }
+    fn entry_read(
+        &mut self,
+        entry: CsEntry,
+        digest: [u8; 32],
+        wire: Option<[u8; 32]>,
+    ) -> std::result::Result<(), String> {
+        self.stage_entry(entry, Some(digest), wire)?;
         crash_point!("{}:object", self.label);
         Ok(())
     }
@@ -438,7 +516,8 @@ impl<S: Store> Engine<S> {
             report,
             progress: &*self.progress,
             deleted: HashSet::new(),
-            fresh: (full && space == 0).then(HashSet::new),
+            fresh: (full && space == 0).then(Default::default),
+            probed: None,
         };
         let delivered_all = if full {
             connector.full_import(&mut session)?;

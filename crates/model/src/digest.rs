@@ -26,6 +26,31 @@ pub fn typed_digest(object_type: &str, entry: &[u8; 32]) -> [u8; 32] {
     *blake3::hash(&buf).as_bytes()
 }
 
+/// The key a connector's [`wire_digest`]s are made under: everything besides the bytes the
+/// system sent that decides what they convert to (the connector's settings, the schema it read,
+/// the version of its conversion). A change of any of them changes every wire digest, so the
+/// next import compares the converted objects instead.
+pub fn wire_key(material: &[u8]) -> [u8; 32] {
+    blake3::derive_key("idsync 2026 connector wire digest", material)
+}
+
+/// The digest of an object exactly as a connector read it (the bytes of one entry, row or
+/// record), under its [`wire_key`]. Equal wire digests mean equal converted objects, so an
+/// import recognises an unchanged object before converting it; unequal ones mean nothing (the
+/// system may have sent the same content differently), and the content digest decides.
+pub fn wire_digest(key: &[u8; 32], bytes: &[u8]) -> [u8; 32] {
+    *blake3::keyed_hash(key, bytes).as_bytes()
+}
+
+/// A connector's wire digest as an import stores it: under the connector's import scope (its
+/// settings and object types, which classify the converted object).
+pub fn scoped_wire_digest(scope: &str, wire: &[u8; 32]) -> [u8; 32] {
+    let mut buf = Vec::with_capacity(48 + scope.len());
+    field(&mut buf, b's', scope.as_bytes());
+    field(&mut buf, b'w', wire);
+    *blake3::hash(&buf).as_bytes()
+}
+
 /// The digest of an entry as read, without its object type: its identifier, classes and
 /// attribute values (see [`content_digest`]).
 pub fn entry_digest(dn: &Dn, object_classes: &[String], attributes: &Attributes) -> [u8; 32] {

@@ -15,7 +15,9 @@ mod value;
 
 pub use attrs::{AttributeName, Attributes};
 pub use delta::{apply_delta, diff_attributes, AttributeChange, AttributeDelta};
-pub use digest::{content_digest, entry_digest, typed_digest};
+pub use digest::{
+    content_digest, entry_digest, scoped_wire_digest, typed_digest, wire_digest, wire_key,
+};
 pub use ids::{Anchor, ConnectorId, CsId, Dn, MvId, ObjectTypeName, RunId};
 pub use space::{Contribution, CsObject, MvObject, PendingExport, PendingImport};
 pub use value::{Blob, ContentHash, Reference, Value, ValueKind};
@@ -30,4 +32,14 @@ pub struct CsEntry {
     /// The object classes the system gives this object (LDAP objectClass, a CSV's fixed type).
     pub object_classes: Vec<String>,
     pub attributes: Attributes,
+}
+
+/// A set of 64-bit hashes of identifiers (a full import's seen marks, the anchors it added):
+/// eight bytes an object, and each identifier hashed once.
+pub type IdHashSet = std::collections::HashSet<u64, foldhash::fast::FixedState>;
+
+/// The 64-bit hash of an identifier, for an [`IdHashSet`].
+pub fn id_hash(id: &str) -> u64 {
+    use std::hash::BuildHasher;
+    foldhash::fast::FixedState::with_seed(0x1d5c_0ba5).hash_one(id)
 }

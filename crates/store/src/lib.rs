@@ -64,6 +64,9 @@ pub struct CsState {
     /// [`idsync_model::content_digest`] of its identifier, type, classes and hologram, as last
     /// written (`None` for a row written before digests).
     pub digest: Option<[u8; 32]>,
+    /// The digest of the object as its connector last read it (see
+    /// [`ConnectorSpaces::cs_put_digested`]); `None` when it was written otherwise.
+    pub wire_digest: Option<[u8; 32]>,
     /// No exported change awaits confirmation.
     pub settled: bool,
     pub pending_import: Option<idsync_model::PendingImport>,
@@ -101,13 +104,26 @@ pub trait ConnectorSpaces {
     /// Inserts or replaces an object; binary values' bytes go to the blob table once per hash.
     fn cs_put(&mut self, o: &CsObject) -> Result<()>;
     /// [`Self::cs_put`] of an object whose content digest (`idsync_model::content_digest` of its
-    /// DN, type, classes and hologram) the caller already has, so it is not computed again.
-    fn cs_put_digested(&mut self, o: &CsObject, _digest: [u8; 32]) -> Result<()> {
+    /// DN, type, classes and hologram) the caller already has, so it is not computed again;
+    /// with the digest of the object as its connector read it (`wire`: the bytes the system sent
+    /// and what turned them into the hologram), which tells the next import the object is
+    /// unchanged before it is converted. Every other write forgets the wire digest.
+    fn cs_put_digested(
+        &mut self,
+        o: &CsObject,
+        _digest: [u8; 32],
+        _wire: Option<[u8; 32]>,
+    ) -> Result<()> {
         self.cs_put(o)
     }
-    /// Replaces only an object's stored content digest (one an import found unchanged the slow
-    /// way: written before digests, or by an older digest).
-    fn cs_set_digest(&mut self, _id: &CsId, _digest: [u8; 32]) -> Result<()> {
+    /// Replaces only an object's stored content and wire digests (one an import found unchanged
+    /// the slow way: written before digests, by an older digest, or read differently).
+    fn cs_set_digest(
+        &mut self,
+        _id: &CsId,
+        _digest: [u8; 32],
+        _wire: Option<[u8; 32]>,
+    ) -> Result<()> {
         Ok(())
     }
     /// Sets only an object's metaverse link and pending import (what a sync changes on most

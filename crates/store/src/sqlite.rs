@@ -10,7 +10,6 @@ use idsync_model::{
     PendingExport, PendingImport, RunId, Value,
 };
 use rusqlite::{params, Connection, OptionalExtension, Row};
-use std::collections::HashSet;
 use std::path::Path;
 
 const SCHEMA_VERSION: &str = "1";
@@ -36,7 +35,8 @@ CREATE TABLE IF NOT EXISTS cs_object(
     mv_id TEXT,
     seen_run INTEGER,
     provisioned INTEGER NOT NULL DEFAULT 0,
-    digest BLOB
+    digest BLOB,
+    wire_digest BLOB
 );
 CREATE UNIQUE INDEX IF NOT EXISTS cs_anchor ON cs_object(connector, anchor) WHERE anchor IS NOT NULL;
 CREATE INDEX IF NOT EXISTS cs_dn ON cs_object(connector, dn_norm);
@@ -72,7 +72,7 @@ pub struct SqliteStore {
     /// the length of the connection). Marking them here rather than on their rows keeps an
     /// unchanged import from rewriting the space. Two ids with one hash would only keep an
     /// object that is gone until the next full import, never delete one that is there.
-    seen: HashSet<u64>,
+    seen: idsync_model::IdHashSet,
     /// Copies the write-ahead log into the database file after commits (file stores only).
     checkpointer: Option<Checkpointer>,
 }
@@ -298,6 +298,15 @@ impl SqliteStore {
         if !has_digest {
             conn.execute_batch("ALTER TABLE cs_object ADD COLUMN digest BLOB")?;
         }
+        // Stores made before wire digests: such rows are compared by content digest once.
+        let has_wire: bool = conn.query_row(
+            "SELECT count(*) FROM pragma_table_info('cs_object') WHERE name = 'wire_digest'",
+            [],
+            |r| r.get::<_, i64>(0).map(|n| n > 0),
+        )?;
+        if !has_wire {
+            conn.execute_batch("ALTER TABLE cs_object ADD COLUMN wire_digest BLOB")?;
+        }
         let version: Option<String> = conn
             .query_row(
                 "SELECT value FROM meta WHERE key = 'schema_version'",
@@ -323,7 +332,7 @@ impl SqliteStore {
         Ok(Self {
             conn,
             seen_run: None,
-            seen: HashSet::new(),
+            seen: Default::default(),
             checkpointer: None,
         })
     }
@@ -365,8 +374,7 @@ impl SqliteStore {
 
 /// The key of an id in [`SqliteStore`]'s seen marks.
 fn seen_key(id: &str) -> u64 {
-    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
-    BuildHasherDefault::<DefaultHasher>::default().hash_one(id)
+    idsync_model::id_hash(id)
 }
 
 impl SqliteStore {
@@ -577,10 +585,15 @@ impl ConnectorSpaces for SqliteStore {
             &o.object_classes,
             &o.hologram,
         );
-        self.cs_put_digested(o, digest)
+        self.cs_put_digested(o, digest, None)
     }
 
-    fn cs_put_digested(&mut self, o: &CsObject, digest: [u8; 32]) -> Result<()> {
+    fn cs_put_digested(
+        &mut self,
+        o: &CsObject,
+        digest: [u8; 32],
+        wire: Option<[u8; 32]>,
+    ) -> Result<()> {
         debug_assert_eq!(
             digest,
             content_digest(
@@ -605,8 +618,8 @@ impl ConnectorSpaces for SqliteStore {
             self.put_delta_blobs(changes)?;
         }
         let mut st = self.conn.prepare_cached(&format!(
-            "INSERT OR REPLACE INTO cs_object({CS_COLUMNS}, dn_norm, digest) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
+            "INSERT OR REPLACE INTO cs_object({CS_COLUMNS}, dn_norm, digest, wire_digest) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
         ))?;
         st.execute(params![
             o.id.as_str(),
@@ -627,14 +640,19 @@ impl ConnectorSpaces for SqliteStore {
             o.provisioned as i64,
             o.dn.normalized(),
             &digest[..],
+            wire.as_ref().map(|w| &w[..]),
         ])?;
         Ok(())
     }
 
-    fn cs_set_digest(&mut self, id: &CsId, digest: [u8; 32]) -> Result<()> {
+    fn cs_set_digest(&mut self, id: &CsId, digest: [u8; 32], wire: Option<[u8; 32]>) -> Result<()> {
         self.conn
-            .prepare_cached("UPDATE cs_object SET digest = ?2 WHERE id = ?1")?
-            .execute(params![id.as_str(), &digest[..]])?;
+            .prepare_cached("UPDATE cs_object SET digest = ?2, wire_digest = ?3 WHERE id = ?1")?
+            .execute(params![
+                id.as_str(),
+                &digest[..],
+                wire.as_ref().map(|w| &w[..])
+            ])?;
         Ok(())
     }
 
@@ -692,7 +710,7 @@ impl ConnectorSpaces for SqliteStore {
         anchor: &Anchor,
     ) -> Result<Option<CsState>> {
         let mut st = self.conn.prepare_cached(
-            "SELECT id, digest, awaiting IS NULL AND awaiting_add = 0, pending_import \
+            "SELECT id, digest, awaiting IS NULL AND awaiting_add = 0, pending_import, wire_digest \
              FROM cs_object WHERE connector = ?1 AND anchor = ?2",
         )?;
         let row = st
@@ -702,10 +720,11 @@ impl ConnectorSpaces for SqliteStore {
                     r.get::<_, Option<Vec<u8>>>(1)?,
                     r.get::<_, bool>(2)?,
                     r.get::<_, Option<String>>(3)?,
+                    r.get::<_, Option<Vec<u8>>>(4)?,
                 ))
             })
             .optional()?;
-        let Some((id, digest, settled, pending_import)) = row else {
+        let Some((id, digest, settled, pending_import, wire)) = row else {
             return Ok(None);
         };
         let pending_import: Option<PendingImport> = pending_import
@@ -715,6 +734,7 @@ impl ConnectorSpaces for SqliteStore {
         Ok(Some(CsState {
             id: CsId::new(id),
             digest: digest.and_then(|d| <[u8; 32]>::try_from(d.as_slice()).ok()),
+            wire_digest: wire.and_then(|d| <[u8; 32]>::try_from(d.as_slice()).ok()),
             settled,
             pending_import,
         }))
@@ -1465,6 +1485,51 @@ mod tests {
         assert_eq!(s.cs_get(&o.id).unwrap().unwrap().seen_run, Some(RunId(1)));
         s.cs_mark_seen(&CsId::new("other"), RunId(3)).unwrap();
         assert_eq!(not_seen(&mut s, 3), 1);
+    }
+
+    #[test]
+    fn a_wire_digest_lasts_until_the_object_is_written_without_one() {
+        let mut s = SqliteStore::in_memory().unwrap();
+        let o = cs("c1", "a1", b"x");
+        let digest = content_digest(&o.dn, "person", &o.object_classes, &o.hologram);
+        let state = |s: &mut SqliteStore| {
+            s.cs_state_by_anchor(&o.connector, &Anchor::new("a1"))
+                .unwrap()
+                .unwrap()
+        };
+        s.cs_put_digested(&o, digest, Some([1; 32])).unwrap();
+        assert_eq!(state(&mut s).wire_digest, Some([1; 32]));
+        assert_eq!(state(&mut s).digest, Some(digest));
+        s.cs_set_digest(&o.id, digest, Some([2; 32])).unwrap();
+        assert_eq!(state(&mut s).wire_digest, Some([2; 32]));
+        // An export's bookkeeping leaves it; any write of the whole object forgets it.
+        s.cs_set_exported(&o).unwrap();
+        assert_eq!(state(&mut s).wire_digest, Some([2; 32]));
+        s.cs_put(&o).unwrap();
+        assert_eq!(state(&mut s).wire_digest, None);
+        assert_eq!(state(&mut s).digest, Some(digest));
+    }
+
+    #[test]
+    fn a_store_made_before_wire_digests_gets_the_column_when_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("idsync.db");
+        let o = cs("c1", "a1", b"x");
+        let mut s = SqliteStore::open(&p).unwrap();
+        s.cs_put(&o).unwrap();
+        drop(s);
+        Connection::open(&p)
+            .unwrap()
+            .execute_batch("ALTER TABLE cs_object DROP COLUMN wire_digest")
+            .unwrap();
+        let mut s = SqliteStore::open(&p).unwrap();
+        let state = s
+            .cs_state_by_anchor(&o.connector, &Anchor::new("a1"))
+            .unwrap()
+            .unwrap();
+        assert_eq!((state.wire_digest, state.digest.is_some()), (None, true));
+        s.cs_set_digest(&o.id, state.digest.unwrap(), Some([3; 32]))
+            .unwrap();
     }
 
     #[test]

@@ -144,7 +144,10 @@ fn an_object_stored_with_another_digest_is_compared_once_and_gets_its_digest() {
     };
     let right = state(&mut env).digest.unwrap();
     // A digest of an older form (or of a store made before digests): not equal to today's.
-    env.engine.store.cs_set_digest(&ann.id, [7; 32]).unwrap();
+    env.engine
+        .store
+        .cs_set_digest(&ann.id, [7; 32], None)
+        .unwrap();
     let again = env.step(Step::FullImport, "directory");
     assert_eq!(again.stats.unchanged, 4);
     assert_eq!(again.stats.updated, 0);

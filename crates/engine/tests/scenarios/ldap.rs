@@ -122,10 +122,73 @@ fn full_import_pages_types_references_and_filters_by_class() {
         Some(Value::Binary(_))
     ));
     assert_eq!(p5.anchor.as_ref().unwrap().as_str().len(), 36, "entryUUID");
-    // A second full import of the unchanged directory changes nothing.
+    // A second full import of the unchanged directory changes nothing, and still counts what
+    // it filtered.
     let r = env.step(Step::FullImport, "directory");
     assert_eq!((r.stats.added, r.stats.updated, r.stats.deleted), (0, 0, 0));
     assert_eq!(r.stats.unchanged, 2700);
+    assert_eq!(
+        r.stats
+            .filtered
+            .get("object class organizationalPerson not in scope"),
+        Some(&300)
+    );
+    // Unchanged entries are known by their bytes before they are converted; a change of a
+    // value, of a photo's bytes only and of a name is still found.
+    let dn = |i: usize| format!("uid=p{i},ou=People,{SUFFIX}");
+    slapd
+        .modify(&format!(
+            "dn: {}\nchangetype: modify\nreplace: mail\nmail: new@example.test\n-\n\n\
+             dn: {}\nchangetype: modify\nreplace: jpegPhoto\njpegPhoto:: /9j/4AAQSkZJRgABAg==\n-\n\n\
+             dn: {}\nchangetype: modrdn\nnewrdn: uid=p7b\ndeleteoldrdn: 1\n\n",
+            dn(3),
+            dn(5),
+            dn(7)
+        ))
+        .unwrap();
+    let r = env.step(Step::FullImport, "directory");
+    assert_eq!(
+        (r.stats.updated, r.stats.renamed, r.stats.unchanged),
+        (3, 1, 2697),
+        "{:?}",
+        r.stats
+    );
+    let p5 = env.cs_dn("directory", &dn(5));
+    assert_eq!(
+        p5.hologram.first("jpegPhoto"),
+        Some(&Value::Binary(idsync_model::Blob::from_bytes(vec![
+            0xff, 0xd8, 0xff, 0xe0, 0x00, 0x10, 0x4a, 0x46, 0x49, 0x46, 0x00, 0x01, 0x02
+        ])))
+    );
+    // Most of the directory changed at once (the reader converts everything again while that
+    // lasts): every change is found, and the rest is unchanged.
+    let mut ldif = String::new();
+    for i in (0..3000).filter(|i| i % 10 != 9 && *i != 7 && *i < 2500) {
+        ldif.push_str(&format!(
+            "dn: {}\nchangetype: modify\nreplace: title\ntitle: Reorganised\n-\n\n",
+            dn(i)
+        ));
+    }
+    slapd.modify(&ldif).unwrap();
+    let r = env.step(Step::FullImport, "directory");
+    assert_eq!(
+        (
+            r.stats.updated,
+            r.stats.unchanged,
+            r.stats.added,
+            r.stats.deleted
+        ),
+        (2249, 451, 0, 0),
+        "{:?}",
+        r.stats
+    );
+    let r = env.step(Step::FullImport, "directory");
+    assert_eq!(
+        (r.stats.updated, r.stats.unchanged),
+        (0, 2700),
+        "{:?}",
+        r.stats
+    );
 }
 
 #[test]
