@@ -86,6 +86,12 @@ pub trait Transactions {
     fn begin(&mut self) -> Result<()>;
     fn commit(&mut self) -> Result<()>;
     fn rollback(&mut self) -> Result<()>;
+    /// Waits until the background work on what was committed is done (the SQLite store's
+    /// checkpointer has copied the write-ahead log into the database file), so a measurement
+    /// of the next step does not include the last one's. Steps never need it.
+    fn settle(&mut self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// The connector spaces.

@@ -510,6 +510,24 @@ impl Transactions for SqliteStore {
         }
         Ok(())
     }
+    fn settle(&mut self) -> Result<()> {
+        // Checkpoints here what the checkpointer has not copied yet; busy (1) while it is
+        // copying itself, so again until the whole log is in the file (or a minute passed:
+        // a reader elsewhere may hold frames back).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while std::time::Instant::now() < deadline {
+            let (busy, log, copied): (i64, i64, i64) =
+                self.conn
+                    .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                    })?;
+            if busy == 0 && copied >= log {
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        Ok(())
+    }
 }
 
 impl SqliteStore {
