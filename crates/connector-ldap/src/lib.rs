@@ -61,10 +61,10 @@ use ldap3::{Mod, ResultEntry, Scope, SearchEntry};
 /// One entry as the paged search's reader hands it over.
 enum Read {
     /// Converted on the reader's thread (`None`: not delivered), with its modifyTimestamp and
-    /// [`idsync_model::entry_digest`]; its wire digest (`None` when the conversion noted
+    /// (when it has no wire digest) its [`idsync_model::entry_digest`]; its wire digest (`None` when the conversion noted
     /// something, so the next import converts it again); and what the conversion noted.
     Converted(
-        Option<(CsEntry, Option<String>, [u8; 32])>,
+        Option<(CsEntry, Option<String>, Option<[u8; 32]>)>,
         Option<[u8; 32]>,
         Vec<entry::Note>,
     ),
@@ -95,21 +95,22 @@ enum ReadItem {
     Failed(Option<usize>, String),
 }
 
-/// Hands one entry a full read found to the sink (as an upsert when the read stands in for a
-/// delta import), keeping the latest modifyTimestamp seen.
+/// Hands one entry a full read found to the sink with its digests (as an upsert when the read
+/// stands in for a delta import), keeping the latest modifyTimestamp seen.
 fn hand_over(
     entry: CsEntry,
     modified: Option<String>,
-    digests: Option<([u8; 32], Option<[u8; 32]>)>,
+    digest: Option<[u8; 32]>,
+    wire: Option<[u8; 32]>,
     as_changes: bool,
     latest: &mut Option<String>,
     sink: &mut dyn ImportSink,
 ) -> std::result::Result<(), String> {
     keep_latest(modified, latest);
-    match digests {
-        _ if as_changes => sink.change(ImportChange::Upsert(entry)),
-        Some((d, wire)) => sink.entry_read(entry, d, wire),
-        None => sink.entry(entry),
+    if as_changes {
+        sink.change(ImportChange::Upsert(entry))
+    } else {
+        sink.entry_read(entry, digest, wire)
     }
 }
 
@@ -799,16 +800,20 @@ impl LdapConnector {
                         } else {
                             let raw = wire::decode_entry(ber)?;
                             let mut notes = Vec::new();
-                            // The digest too is computed here, off the thread that stores.
-                            let converted = shape.to_entry(raw, &mut notes).map(|(e, modified)| {
-                                let d = idsync_model::entry_digest(
-                                    &e.dn,
-                                    &e.object_classes,
-                                    &e.attributes,
-                                );
+                            let converted = shape.to_entry(raw, &mut notes);
+                            let digest = digest.filter(|_| notes.is_empty());
+                            // Without a wire digest the content digest is computed here, off
+                            // the thread that stores (with one, the engine needs none).
+                            let converted = converted.map(|(e, modified)| {
+                                let d = digest.is_none().then(|| {
+                                    idsync_model::entry_digest(
+                                        &e.dn,
+                                        &e.object_classes,
+                                        &e.attributes,
+                                    )
+                                });
                                 (e, modified, d)
                             });
-                            let digest = digest.filter(|_| notes.is_empty());
                             batch
                                 .entries
                                 .push(Read::Converted(converted, digest, notes));
@@ -869,7 +874,8 @@ impl LdapConnector {
                                             hand_over(
                                                 entry,
                                                 modified,
-                                                Some((digest, Some(w))),
+                                                digest,
+                                                Some(w),
                                                 as_changes,
                                                 &mut latest,
                                                 sink,
@@ -880,7 +886,8 @@ impl LdapConnector {
                                     None => hand_over(
                                         entry,
                                         modified,
-                                        Some((digest, None)),
+                                        digest,
+                                        None,
                                         as_changes,
                                         &mut latest,
                                         sink,
@@ -918,16 +925,13 @@ impl LdapConnector {
                                     }
                                     match converted {
                                         Some((e, modified)) => {
-                                            let d = idsync_model::entry_digest(
-                                                &e.dn,
-                                                &e.object_classes,
-                                                &e.attributes,
-                                            );
                                             let wire = (!noted).then_some(wire);
+                                            // The engine computes the content digest if it needs it.
                                             hand_over(
                                                 e,
                                                 modified,
-                                                Some((d, wire)),
+                                                None,
+                                                wire,
                                                 as_changes,
                                                 &mut latest,
                                                 sink,
@@ -1070,7 +1074,8 @@ impl LdapConnector {
                         let Some((entry, modified)) = this.to_entry(e, sink) else {
                             continue;
                         };
-                        let sent = hand_over(entry, modified, None, as_changes, &mut latest, sink);
+                        let sent =
+                            hand_over(entry, modified, None, None, as_changes, &mut latest, sink);
                         if let Err(m) = sent {
                             failure = Some(Error::Sink(m));
                             drop(rx);

@@ -113,16 +113,21 @@ pub trait ImportSink {
     ) -> std::result::Result<bool, String> {
         Ok(false)
     }
-    /// [`Self::entry_digested`] with the entry's wire digest (`None` when the next import must
-    /// convert it again, because its conversion reported something), which the next import's
-    /// [`Self::unchanged_wire`] compares.
+    /// An entry with its wire digest (`None` when the next import must convert it again,
+    /// because its conversion reported something), which the next import's
+    /// [`Self::unchanged_wire`] compares, and its [`idsync_model::entry_digest`] if the
+    /// connector computed it (with a wire digest it need not: the engine computes it when it
+    /// needs it).
     fn entry_read(
         &mut self,
         entry: CsEntry,
-        digest: [u8; 32],
+        digest: Option<[u8; 32]>,
         _wire: Option<[u8; 32]>,
     ) -> std::result::Result<(), String> {
-        self.entry_digested(entry, digest)
+        match digest {
+            Some(d) => self.entry_digested(entry, d),
+            None => self.entry(entry),
+        }
     }
     /// One change read by a delta import.
     fn change(&mut self, change: ImportChange) -> std::result::Result<(), String>;

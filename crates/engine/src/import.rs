@@ -172,23 +172,6 @@ impl<S: Store> Session<'_, S> {
             }
         };
         let store_err = |e: idsync_store::Error| e.to_string();
-        // Most objects of a full import are unchanged: their digest tells so without loading
-        // and diffing them.
-        let digest = match entry_digest {
-            Some(d) => {
-                debug_assert_eq!(
-                    d,
-                    idsync_model::entry_digest(&entry.dn, &entry.object_classes, &entry.attributes)
-                );
-                typed_digest(otype.as_str(), &d)
-            }
-            None => content_digest(
-                &entry.dn,
-                otype.as_str(),
-                &entry.object_classes,
-                &entry.attributes,
-            ),
-        };
         let first_sight = self
             .fresh
             .as_mut()
@@ -203,8 +186,30 @@ impl<S: Store> Session<'_, S> {
                 .cs_state_by_anchor(&self.rules.name, &entry.anchor)
                 .map_err(store_err)?,
         };
+        // Most objects of a full import are unchanged: their digest tells so without loading
+        // and diffing them. The content digest is the connector's, or computed here when it is
+        // compared or kept: an object kept with a wire digest needs none (the wire digest tells
+        // it unchanged, and one read differently is loaded and compared anyway).
+        let digest = match entry_digest {
+            Some(d) => {
+                debug_assert_eq!(
+                    d,
+                    idsync_model::entry_digest(&entry.dn, &entry.object_classes, &entry.attributes)
+                );
+                Some(typed_digest(otype.as_str(), &d))
+            }
+            None if wire.is_none() || state.as_ref().is_some_and(|s| s.digest.is_some()) => {
+                Some(content_digest(
+                    &entry.dn,
+                    otype.as_str(),
+                    &entry.object_classes,
+                    &entry.attributes,
+                ))
+            }
+            None => None,
+        };
         if let Some(state) = &state {
-            if state.digest == Some(digest) && settled(state) {
+            if digest.is_some() && state.digest == digest && settled(state) {
                 self.report.stats.unchanged += 1;
                 if wire.is_some() && state.wire_digest != wire {
                     // Read differently, same content: next time the wire digest tells.
@@ -276,7 +281,7 @@ impl<S: Store> Session<'_, S> {
                     && o.anchor.is_some()
                 {
                     self.report.stats.unchanged += 1;
-                    if stored_digest != Some(digest) || stored_wire != wire {
+                    if stored_digest != digest || stored_wire != wire {
                         // Found unchanged the slow way: next time the digests tell.
                         self.store
                             .cs_set_digest(&o.id, digest, wire)
@@ -434,10 +439,10 @@ impl<S: Store> ImportSink for Session<'_, S> {
     fn entry_read(
         &mut self,
         entry: CsEntry,
-        digest: [u8; 32],
+        digest: Option<[u8; 32]>,
         wire: Option<[u8; 32]>,
     ) -> std::result::Result<(), String> {
-        self.stage_entry(entry, Some(digest), wire)?;
+        self.stage_entry(entry, digest, wire)?;
         crash_point!("{}:object", self.label);
         Ok(())
     }

@@ -18,21 +18,11 @@ impl ContentHash {
         Self(*blake3::hash(bytes).as_bytes())
     }
     pub fn to_hex(&self) -> String {
-        let mut s = String::with_capacity(64);
-        for b in self.0 {
-            s.push_str(&format!("{b:02x}"));
-        }
-        s
+        hex::encode(self.0)
     }
     pub fn from_hex(s: &str) -> Option<Self> {
-        if s.len() != 64 || !s.is_ascii() {
-            return None;
-        }
         let mut out = [0u8; 32];
-        for (i, chunk) in s.as_bytes().chunks(2).enumerate() {
-            let hex = std::str::from_utf8(chunk).ok()?;
-            out[i] = u8::from_str_radix(hex, 16).ok()?;
-        }
+        hex::decode_to_slice(s, &mut out).ok()?;
         Some(Self(out))
     }
 }

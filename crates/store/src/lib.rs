@@ -113,11 +113,13 @@ pub trait ConnectorSpaces {
     /// DN, type, classes and hologram) the caller already has, so it is not computed again;
     /// with the digest of the object as its connector read it (`wire`: the bytes the system sent
     /// and what turned them into the hologram), which tells the next import the object is
-    /// unchanged before it is converted. Every other write forgets the wire digest.
+    /// unchanged before it is converted. With a wire digest the content digest may be left out
+    /// (`None`: not kept); without either it is computed. Every other write forgets the wire
+    /// digest.
     fn cs_put_digested(
         &mut self,
         o: &CsObject,
-        _digest: [u8; 32],
+        _digest: Option<[u8; 32]>,
         _wire: Option<[u8; 32]>,
     ) -> Result<()> {
         self.cs_put(o)
@@ -127,7 +129,7 @@ pub trait ConnectorSpaces {
     fn cs_set_digest(
         &mut self,
         _id: &CsId,
-        _digest: [u8; 32],
+        _digest: Option<[u8; 32]>,
         _wire: Option<[u8; 32]>,
     ) -> Result<()> {
         Ok(())

@@ -603,24 +603,28 @@ impl ConnectorSpaces for SqliteStore {
             &o.object_classes,
             &o.hologram,
         );
-        self.cs_put_digested(o, digest, None)
+        self.cs_put_digested(o, Some(digest), None)
     }
 
     fn cs_put_digested(
         &mut self,
         o: &CsObject,
-        digest: [u8; 32],
+        digest: Option<[u8; 32]>,
         wire: Option<[u8; 32]>,
     ) -> Result<()> {
-        debug_assert_eq!(
-            digest,
+        let computed = || {
             content_digest(
                 &o.dn,
                 o.object_type.as_str(),
                 &o.object_classes,
-                &o.hologram
+                &o.hologram,
             )
-        );
+        };
+        debug_assert!(digest.is_none_or(|d| d == computed()));
+        let digest = match digest {
+            None if wire.is_none() => Some(computed()),
+            d => d,
+        };
         if let Some(run) = o.seen_run {
             // Written by an import: seen by it, like the unchanged objects it marks.
             self.note_seen(&o.id, run);
@@ -657,18 +661,23 @@ impl ConnectorSpaces for SqliteStore {
             o.seen_run.map(|r| r.0),
             o.provisioned as i64,
             o.dn.normalized(),
-            &digest[..],
+            digest.as_ref().map(|d| &d[..]),
             wire.as_ref().map(|w| &w[..]),
         ])?;
         Ok(())
     }
 
-    fn cs_set_digest(&mut self, id: &CsId, digest: [u8; 32], wire: Option<[u8; 32]>) -> Result<()> {
+    fn cs_set_digest(
+        &mut self,
+        id: &CsId,
+        digest: Option<[u8; 32]>,
+        wire: Option<[u8; 32]>,
+    ) -> Result<()> {
         self.conn
             .prepare_cached("UPDATE cs_object SET digest = ?2, wire_digest = ?3 WHERE id = ?1")?
             .execute(params![
                 id.as_str(),
-                &digest[..],
+                digest.as_ref().map(|d| &d[..]),
                 wire.as_ref().map(|w| &w[..])
             ])?;
         Ok(())
@@ -1515,10 +1524,10 @@ mod tests {
                 .unwrap()
                 .unwrap()
         };
-        s.cs_put_digested(&o, digest, Some([1; 32])).unwrap();
+        s.cs_put_digested(&o, Some(digest), Some([1; 32])).unwrap();
         assert_eq!(state(&mut s).wire_digest, Some([1; 32]));
         assert_eq!(state(&mut s).digest, Some(digest));
-        s.cs_set_digest(&o.id, digest, Some([2; 32])).unwrap();
+        s.cs_set_digest(&o.id, Some(digest), Some([2; 32])).unwrap();
         assert_eq!(state(&mut s).wire_digest, Some([2; 32]));
         // An export's bookkeeping leaves it; any write of the whole object forgets it.
         s.cs_set_exported(&o).unwrap();
@@ -1546,8 +1555,7 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!((state.wire_digest, state.digest.is_some()), (None, true));
-        s.cs_set_digest(&o.id, state.digest.unwrap(), Some([3; 32]))
-            .unwrap();
+        s.cs_set_digest(&o.id, state.digest, Some([3; 32])).unwrap();
     }
 
     #[test]

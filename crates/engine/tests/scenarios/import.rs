@@ -146,7 +146,7 @@ fn an_object_stored_with_another_digest_is_compared_once_and_gets_its_digest() {
     // A digest of an older form (or of a store made before digests): not equal to today's.
     env.engine
         .store
-        .cs_set_digest(&ann.id, [7; 32], None)
+        .cs_set_digest(&ann.id, Some([7; 32]), None)
         .unwrap();
     let again = env.step(Step::FullImport, "directory");
     assert_eq!(again.stats.unchanged, 4);
