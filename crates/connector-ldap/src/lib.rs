@@ -122,6 +122,104 @@ fn keep_latest(modified: Option<String>, latest: &mut Option<String>) {
     }
 }
 
+/// The storing side of a full read: hands what the reader sent to the sink, converting the
+/// entries that waited and turned out changed, and counts how many wire digests matched.
+struct Storing<'a> {
+    shape: &'a entry::Shape,
+    as_changes: bool,
+    /// The latest modifyTimestamp seen.
+    latest: Option<String>,
+    /// Entries whose wire digest was compared since the last count: unchanged, and not.
+    same: u32,
+    changed: u32,
+}
+
+/// Why an entry could not be stored.
+enum Stored {
+    /// The engine refused it.
+    Refused(String),
+    /// Its BER did not decode after all.
+    Malformed(String),
+}
+
+impl Storing<'_> {
+    /// Whether the engine knows the entry unchanged by its wire digest (then it is done with).
+    fn unchanged(
+        &mut self,
+        sink: &mut dyn ImportSink,
+        anchor: &Anchor,
+        wire: [u8; 32],
+        modified: &Option<String>,
+    ) -> std::result::Result<bool, Stored> {
+        let same = sink.unchanged_wire(anchor, wire).map_err(Stored::Refused)?;
+        if same {
+            self.same += 1;
+            keep_latest(modified.clone(), &mut self.latest);
+        } else {
+            self.changed += 1;
+        }
+        Ok(same)
+    }
+
+    fn store(
+        &mut self,
+        read: Read,
+        bytes: &[u8],
+        sink: &mut dyn ImportSink,
+    ) -> std::result::Result<(), Stored> {
+        let (entry, modified, digest, wire) = match read {
+            Read::Converted(converted, wire, notes) => {
+                for n in notes {
+                    entry::deliver(n, sink);
+                }
+                let Some((entry, modified, digest)) = converted else {
+                    return Ok(());
+                };
+                if let Some(w) = wire {
+                    if self.unchanged(sink, &entry.anchor, w, &modified)? {
+                        return Ok(());
+                    }
+                }
+                (entry, modified, digest, wire)
+            }
+            Read::Waiting {
+                bytes: at,
+                anchor,
+                modified,
+                wire,
+            } => {
+                if self.unchanged(sink, &anchor, wire, &modified)? {
+                    return Ok(());
+                }
+                // Changed, new or filtered: converted here after all.
+                let raw = wire::decode_entry(&bytes[at]).map_err(Stored::Malformed)?;
+                let mut notes = Vec::new();
+                let converted = self.shape.to_entry(raw, &mut notes);
+                let noted = !notes.is_empty();
+                for n in notes {
+                    entry::deliver(n, sink);
+                }
+                let Some((entry, modified)) = converted else {
+                    return Ok(());
+                };
+                // The engine computes the content digest if it needs it.
+                (entry, modified, None, (!noted).then_some(wire))
+            }
+        };
+        let as_changes = self.as_changes;
+        hand_over(
+            entry,
+            modified,
+            digest,
+            wire,
+            as_changes,
+            &mut self.latest,
+            sink,
+        )
+        .map_err(Stored::Refused)
+    }
+}
+
 /// What the Active Directory reader task hands on: entries as `ldap3` decoded them (their
 /// ranged attributes need the connection), then the result.
 enum AdReadItem {
@@ -845,115 +943,42 @@ impl LdapConnector {
                 }
             })
             .map_err(|e| self.err(format!("cannot start the LDAP reader thread: {e}")))?;
-        let mut latest: Option<String> = None;
+        let mut storing = Storing {
+            shape: &shape,
+            as_changes,
+            latest: None,
+            same: 0,
+            changed: 0,
+        };
         let mut done = 0;
         let mut outcome: Result<()> = Ok(());
-        // Entries whose wire digest was compared: how many were unchanged, how many not.
-        let (mut same, mut changed) = (0u32, 0u32);
         'read: for item in rx.iter() {
             match item {
                 ReadItem::Ready(batch) => {
                     for read in batch.entries {
-                        let sent = match read {
-                            Read::Converted(converted, wire, notes) => {
-                                for n in notes {
-                                    entry::deliver(n, sink);
-                                }
-                                let Some((entry, modified, digest)) = converted else {
-                                    continue;
-                                };
-                                match wire {
-                                    Some(w) => match sink.unchanged_wire(&entry.anchor, w) {
-                                        Ok(true) => {
-                                            same += 1;
-                                            keep_latest(modified, &mut latest);
-                                            continue;
-                                        }
-                                        Ok(false) => {
-                                            changed += 1;
-                                            hand_over(
-                                                entry,
-                                                modified,
-                                                digest,
-                                                Some(w),
-                                                as_changes,
-                                                &mut latest,
-                                                sink,
-                                            )
-                                        }
-                                        Err(m) => Err(m),
-                                    },
-                                    None => hand_over(
-                                        entry,
-                                        modified,
-                                        digest,
-                                        None,
-                                        as_changes,
-                                        &mut latest,
-                                        sink,
-                                    ),
-                                }
+                        match storing.store(read, &batch.bytes, sink) {
+                            Ok(()) => {}
+                            Err(Stored::Refused(m)) => {
+                                outcome = Err(Error::Sink(m));
+                                break 'read;
                             }
-                            Read::Waiting {
-                                bytes,
-                                anchor,
-                                modified,
-                                wire,
-                            } => match sink.unchanged_wire(&anchor, wire) {
-                                Ok(true) => {
-                                    same += 1;
-                                    keep_latest(modified, &mut latest);
-                                    continue;
-                                }
-                                Ok(false) => {
-                                    changed += 1;
-                                    // Changed, new or filtered: converted here after all.
-                                    let raw = match wire::decode_entry(&batch.bytes[bytes]) {
-                                        Ok(raw) => raw,
-                                        Err(m) => {
-                                            outcome = Err(self.err(format!(
-                                                "{m} (nothing is deleted; the next run reads again)"
-                                            )));
-                                            break 'read;
-                                        }
-                                    };
-                                    let mut notes = Vec::new();
-                                    let converted = shape.to_entry(raw, &mut notes);
-                                    let noted = !notes.is_empty();
-                                    for n in notes {
-                                        entry::deliver(n, sink);
-                                    }
-                                    match converted {
-                                        Some((e, modified)) => {
-                                            let wire = (!noted).then_some(wire);
-                                            // The engine computes the content digest if it needs it.
-                                            hand_over(
-                                                e,
-                                                modified,
-                                                None,
-                                                wire,
-                                                as_changes,
-                                                &mut latest,
-                                                sink,
-                                            )
-                                        }
-                                        None => continue,
-                                    }
-                                }
-                                Err(m) => Err(m),
-                            },
-                        };
-                        if let Err(m) = sent {
-                            outcome = Err(Error::Sink(m));
-                            break 'read;
+                            Err(Stored::Malformed(m)) => {
+                                outcome = Err(self.err(format!(
+                                    "{m} (nothing is deleted; the next run reads again)"
+                                )));
+                                break 'read;
+                            }
                         }
                     }
                     let mut spare = batch.bytes;
                     spare.clear();
                     let _ = spare_tx.send(spare);
-                    if same + changed >= READ_BATCH as u32 {
-                        waiting.store(same > changed, std::sync::atomic::Ordering::Relaxed);
-                        (same, changed) = (0, 0);
+                    if storing.same + storing.changed >= READ_BATCH as u32 {
+                        waiting.store(
+                            storing.same > storing.changed,
+                            std::sync::atomic::Ordering::Relaxed,
+                        );
+                        (storing.same, storing.changed) = (0, 0);
                     }
                 }
                 ReadItem::Done => done += 1,
@@ -977,7 +1002,7 @@ impl LdapConnector {
                 "the search ended without a result from the server (nothing is deleted; the next run reads again)",
             ));
         }
-        Ok(latest)
+        Ok(storing.latest)
     }
 
     /// [`Self::read_all`] for Active Directory, through `ldap3`: each entry's ranged

@@ -288,24 +288,17 @@ impl SqliteStore {
             return Err(corrupt(INTEGRITY, check));
         }
         conn.execute_batch(SCHEMA)?;
-        // Stores made before content digests: add the column (a row without one is compared
-        // the slow way once, and gets one when it is written).
-        let has_digest: bool = conn.query_row(
-            "SELECT count(*) FROM pragma_table_info('cs_object') WHERE name = 'digest'",
-            [],
-            |r| r.get::<_, i64>(0).map(|n| n > 0),
-        )?;
-        if !has_digest {
-            conn.execute_batch("ALTER TABLE cs_object ADD COLUMN digest BLOB")?;
-        }
-        // Stores made before wire digests: such rows are compared by content digest once.
-        let has_wire: bool = conn.query_row(
-            "SELECT count(*) FROM pragma_table_info('cs_object') WHERE name = 'wire_digest'",
-            [],
-            |r| r.get::<_, i64>(0).map(|n| n > 0),
-        )?;
-        if !has_wire {
-            conn.execute_batch("ALTER TABLE cs_object ADD COLUMN wire_digest BLOB")?;
+        // Stores made before content digests, or before wire digests: add the column (a row
+        // without either is compared the slow way once, and gets them when it is written).
+        for column in ["digest", "wire_digest"] {
+            let has: bool = conn.query_row(
+                "SELECT count(*) FROM pragma_table_info('cs_object') WHERE name = ?1",
+                [column],
+                |r| r.get::<_, i64>(0).map(|n| n > 0),
+            )?;
+            if !has {
+                conn.execute_batch(&format!("ALTER TABLE cs_object ADD COLUMN {column} BLOB"))?;
+            }
         }
         let version: Option<String> = conn
             .query_row(
