@@ -189,6 +189,18 @@ fn full_import_pages_types_references_and_filters_by_class() {
         "{:?}",
         r.stats
     );
+    // Changed settings change every wire digest: each object (kept without a content digest)
+    // is converted, loaded and compared once, found unchanged, and known by its bytes again.
+    env.reload(&config.replace("page_size = 500", "page_size = 400"));
+    for _ in 0..2 {
+        let r = env.step(Step::FullImport, "directory");
+        assert_eq!(
+            (r.stats.updated, r.stats.unchanged),
+            (0, 2700),
+            "{:?}",
+            r.stats
+        );
+    }
 }
 
 #[test]
