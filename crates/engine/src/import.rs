@@ -123,36 +123,12 @@ impl<S: Store> Session<'_, S> {
         }
     }
 
-    /// [`ImportSink::unchanged_wire`]: one light lookup by anchor; an object found changed (or
-    /// not found) keeps its lookup for the entry the connector delivers next.
-    fn unchanged_wire(
-        &mut self,
-        anchor: &idsync_model::Anchor,
-        wire: [u8; 32],
-    ) -> std::result::Result<bool, String> {
-        if self.fresh.is_some() {
-            // An empty space at the start: nothing read can be unchanged.
-            return Ok(false);
-        }
-        let state = self
-            .store
-            .cs_state_by_anchor(&self.rules.name, anchor)
-            .map_err(|e| e.to_string())?;
-        let scoped = scoped_wire_digest(self.rules.scope_version(), &wire);
-        if let Some(s) = state
-            .as_ref()
-            .filter(|s| s.wire_digest == Some(scoped) && settled(s))
-        {
-            self.count_read();
-            self.report.stats.unchanged += 1;
-            self.store
-                .cs_mark_seen(&s.id, self.run)
-                .map_err(|e| e.to_string())?;
-            crash_point!("{}:object", self.label);
-            return Ok(true);
-        }
-        self.probed = Some((anchor.clone(), state));
-        Ok(false)
+    /// Counts an object unchanged and marks it seen by this import, without rewriting it.
+    fn seen_unchanged(&mut self, id: &CsId) -> std::result::Result<(), String> {
+        self.report.stats.unchanged += 1;
+        self.store
+            .cs_mark_seen(id, self.run)
+            .map_err(|e| e.to_string())
     }
 
     /// Stages one whole object as read, with its [`idsync_model::entry_digest`] when the
@@ -210,17 +186,13 @@ impl<S: Store> Session<'_, S> {
         };
         if let Some(state) = &state {
             if digest.is_some() && state.digest == digest && settled(state) {
-                self.report.stats.unchanged += 1;
                 if wire.is_some() && state.wire_digest != wire {
                     // Read differently, same content: next time the wire digest tells.
                     self.store
                         .cs_set_digest(&state.id, digest, wire)
                         .map_err(store_err)?;
                 }
-                self.store
-                    .cs_mark_seen(&state.id, self.run)
-                    .map_err(store_err)?;
-                return Ok(());
+                return self.seen_unchanged(&state.id);
             }
         }
         let stored_wire = state.as_ref().and_then(|s| s.wire_digest);
@@ -280,17 +252,13 @@ impl<S: Store> Session<'_, S> {
                     && !undeleted
                     && o.anchor.is_some()
                 {
-                    self.report.stats.unchanged += 1;
                     if stored_digest != digest || stored_wire != wire {
                         // Found unchanged the slow way: next time the digests tell.
                         self.store
                             .cs_set_digest(&o.id, digest, wire)
                             .map_err(store_err)?;
                     }
-                    self.store
-                        .cs_mark_seen(&o.id, self.run)
-                        .map_err(store_err)?;
-                    return Ok(());
+                    return self.seen_unchanged(&o.id);
                 }
                 let from = renamed.then(|| o.dn.clone());
                 if renamed {
@@ -429,12 +397,33 @@ impl<S: Store> ImportSink for Session<'_, S> {
     fn knows_objects(&self) -> bool {
         self.fresh.is_none()
     }
+    /// One light lookup by anchor; an object found changed (or not found) keeps its lookup for
+    /// the entry the connector delivers next.
     fn unchanged_wire(
         &mut self,
         anchor: &idsync_model::Anchor,
         wire: [u8; 32],
     ) -> std::result::Result<bool, String> {
-        Session::unchanged_wire(self, anchor, wire)
+        if self.fresh.is_some() {
+            // An empty space at the start: nothing read can be unchanged.
+            return Ok(false);
+        }
+        let state = self
+            .store
+            .cs_state_by_anchor(&self.rules.name, anchor)
+            .map_err(|e| e.to_string())?;
+        let scoped = scoped_wire_digest(self.rules.scope_version(), &wire);
+        if let Some(s) = state
+            .as_ref()
+            .filter(|s| s.wire_digest == Some(scoped) && settled(s))
+        {
+            self.count_read();
+            self.seen_unchanged(&s.id)?;
+            crash_point!("{}:object", self.label);
+            return Ok(true);
+        }
+        self.probed = Some((anchor.clone(), state));
+        Ok(false)
     }
     fn entry_read(
         &mut self,
