@@ -87,15 +87,6 @@ pub enum ImportChange {
 pub trait ImportSink {
     /// One object read by a full import.
     fn entry(&mut self, entry: CsEntry) -> std::result::Result<(), String>;
-    /// [`Self::entry`] with the entry's [`idsync_model::entry_digest`], which a connector that
-    /// reads on a thread of its own computes there.
-    fn entry_digested(
-        &mut self,
-        entry: CsEntry,
-        _digest: [u8; 32],
-    ) -> std::result::Result<(), String> {
-        self.entry(entry)
-    }
     /// Whether the connector space held objects when this import began. When it did not,
     /// every object read is new: a connector that could wait to convert until it knows an
     /// object changed ([`Self::unchanged_wire`]) converts everything at once.
@@ -113,21 +104,18 @@ pub trait ImportSink {
     ) -> std::result::Result<bool, String> {
         Ok(false)
     }
-    /// An entry with its wire digest (`None` when the next import must convert it again,
-    /// because its conversion reported something), which the next import's
-    /// [`Self::unchanged_wire`] compares, and its [`idsync_model::entry_digest`] if the
-    /// connector computed it (with a wire digest it need not: the engine computes it when it
-    /// needs it).
+    /// [`Self::entry`] with what a connector that reads on a thread of its own computed there:
+    /// the entry's [`idsync_model::entry_digest`] (with a wire digest it need not: the engine
+    /// computes it when it needs it), and its wire digest (`None` when the next import must
+    /// convert it again, because its conversion reported something), which the next import's
+    /// [`Self::unchanged_wire`] compares.
     fn entry_read(
         &mut self,
         entry: CsEntry,
-        digest: Option<[u8; 32]>,
+        _digest: Option<[u8; 32]>,
         _wire: Option<[u8; 32]>,
     ) -> std::result::Result<(), String> {
-        match digest {
-            Some(d) => self.entry_digested(entry, d),
-            None => self.entry(entry),
-        }
+        self.entry(entry)
     }
     /// One change read by a delta import.
     fn change(&mut self, change: ImportChange) -> std::result::Result<(), String>;

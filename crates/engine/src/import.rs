@@ -385,15 +385,6 @@ impl<S: Store> ImportSink for Session<'_, S> {
         crash_point!("{}:object", self.label);
         Ok(())
     }
-    fn entry_digested(
-        &mut self,
-        entry: CsEntry,
-        digest: [u8; 32],
-    ) -> std::result::Result<(), String> {
-        self.stage_entry(entry, Some(digest), None)?;
-        crash_point!("{}:object", self.label);
-        Ok(())
-    }
     fn knows_objects(&self) -> bool {
         self.fresh.is_none()
     }
