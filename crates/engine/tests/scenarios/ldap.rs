@@ -5,7 +5,7 @@ use crate::harness::*;
 use idsync_engine::{CycleKind, Engine, Progress, Step};
 use idsync_model::{Reference, Value};
 use idsync_rules::Rules;
-use idsync_store::SqliteStore;
+use idsync_store::{ConnectorSpaces, SqliteStore};
 use idsync_testbed::{base_ldif, Slapd, SlapdOptions, ROOT_PASSWORD};
 
 const SUFFIX: &str = "dc=example,dc=test";
@@ -122,6 +122,21 @@ fn full_import_pages_types_references_and_filters_by_class() {
         Some(Value::Binary(_))
     ));
     assert_eq!(p5.anchor.as_ref().unwrap().as_str().len(), 36, "entryUUID");
+    // Each object is kept with the digest of its entry as the server sent it, and without a
+    // content digest (the wire digest stands for it).
+    let p12_anchor = p12.anchor.clone().unwrap();
+    let state = |env: &mut Env| {
+        env.engine
+            .store
+            .cs_state_by_anchor(&"directory".into(), &p12_anchor)
+            .unwrap()
+            .unwrap()
+    };
+    let first = state(&mut env);
+    assert!(
+        first.wire_digest.is_some() && first.digest.is_none(),
+        "{first:?}"
+    );
     // A second full import of the unchanged directory changes nothing, and still counts what
     // it filtered.
     let r = env.step(Step::FullImport, "directory");
@@ -182,17 +197,7 @@ fn full_import_pages_types_references_and_filters_by_class() {
         "{:?}",
         r.stats
     );
-    let r = env.step(Step::FullImport, "directory");
-    assert_eq!(
-        (r.stats.updated, r.stats.unchanged),
-        (0, 2700),
-        "{:?}",
-        r.stats
-    );
-    // Changed settings change every wire digest: each object (kept without a content digest)
-    // is converted, loaded and compared once, found unchanged, and known by its bytes again.
-    env.reload(&config.replace("page_size = 500", "page_size = 400"));
-    for _ in 0..2 {
+    let all_unchanged = |env: &mut Env| {
         let r = env.step(Step::FullImport, "directory");
         assert_eq!(
             (r.stats.updated, r.stats.unchanged),
@@ -200,7 +205,25 @@ fn full_import_pages_types_references_and_filters_by_class() {
             "{:?}",
             r.stats
         );
-    }
+    };
+    // p12 changed (its title): it is kept with the new entry's wire digest, which the next
+    // import finds equal.
+    let retitled = state(&mut env);
+    assert!(retitled.wire_digest.is_some() && retitled.wire_digest != first.wire_digest);
+    all_unchanged(&mut env);
+    assert_eq!(state(&mut env), retitled);
+    // Changed settings change every wire digest: each object (kept without a content digest)
+    // is converted, loaded and compared once, found unchanged, and kept with its new wire
+    // digest, which the next import finds equal.
+    env.reload(&config.replace("page_size = 500", "page_size = 400"));
+    all_unchanged(&mut env);
+    let rekeyed = state(&mut env);
+    assert!(
+        rekeyed.wire_digest.is_some() && rekeyed.wire_digest != retitled.wire_digest,
+        "{rekeyed:?}"
+    );
+    all_unchanged(&mut env);
+    assert_eq!(state(&mut env), rekeyed);
 }
 
 #[test]
