@@ -61,8 +61,8 @@ use ldap3::{Mod, ResultEntry, Scope, SearchEntry};
 /// One entry as the paged search's reader hands it over.
 enum Read {
     /// Converted on the reader's thread (`None`: not delivered), with its modifyTimestamp and
-    /// (when it has no wire digest) its [`idsync_model::entry_digest`]; its wire digest (`None` when the conversion noted
-    /// something, so the next import converts it again); and what the conversion noted.
+    /// (when it has no wire digest) its [`idsync_model::entry_digest`]; its wire digest (see
+    /// [`Conversion`]); and what the conversion noted.
     Converted(
         Option<(CsEntry, Option<String>, Option<[u8; 32]>)>,
         Option<[u8; 32]>,
@@ -77,6 +77,32 @@ enum Read {
         modified: Option<String>,
         wire: [u8; 32],
     },
+}
+
+/// One entry decoded and converted.
+struct Conversion {
+    /// `None`: not delivered (filtered, or without its anchor); else with its modifyTimestamp.
+    entry: Option<(CsEntry, Option<String>)>,
+    /// Its wire digest, kept only when the conversion noted nothing: an entry with a note is
+    /// converted, and noted, again by the next import.
+    wire: Option<[u8; 32]>,
+    notes: Vec<entry::Note>,
+}
+
+/// Decodes a SearchResultEntry's BER and converts it.
+fn convert(
+    shape: &entry::Shape,
+    ber: &[u8],
+    wire: Option<[u8; 32]>,
+) -> std::result::Result<Conversion, String> {
+    let raw = wire::decode_entry(ber)?;
+    let mut notes = Vec::new();
+    let entry = shape.to_entry(raw, &mut notes);
+    Ok(Conversion {
+        entry,
+        wire: wire.filter(|_| notes.is_empty()),
+        notes,
+    })
 }
 
 /// Entries the reader hands over at once, and the bytes of those it did not convert.
@@ -192,18 +218,15 @@ impl Storing<'_> {
                     return Ok(());
                 }
                 // Changed, new or filtered: converted here after all.
-                let raw = wire::decode_entry(&bytes[at]).map_err(Stored::Malformed)?;
-                let mut notes = Vec::new();
-                let converted = self.shape.to_entry(raw, &mut notes);
-                let noted = !notes.is_empty();
-                for n in notes {
+                let c = convert(self.shape, &bytes[at], Some(wire)).map_err(Stored::Malformed)?;
+                for n in c.notes {
                     entry::deliver(n, sink);
                 }
-                let Some((entry, modified)) = converted else {
+                let Some((entry, modified)) = c.entry else {
                     return Ok(());
                 };
                 // The engine computes the content digest if it needs it.
-                (entry, modified, None, (!noted).then_some(wire))
+                (entry, modified, None, c.wire)
             }
         };
         let as_changes = self.as_changes;
@@ -896,14 +919,11 @@ impl LdapConnector {
                                 wire: d,
                             });
                         } else {
-                            let raw = wire::decode_entry(ber)?;
-                            let mut notes = Vec::new();
-                            let converted = shape.to_entry(raw, &mut notes);
-                            let digest = digest.filter(|_| notes.is_empty());
+                            let c = convert(&shape, ber, digest)?;
                             // Without a wire digest the content digest is computed here, off
                             // the thread that stores (with one, the engine needs none).
-                            let converted = converted.map(|(e, modified)| {
-                                let d = digest.is_none().then(|| {
+                            let converted = c.entry.map(|(e, modified)| {
+                                let d = c.wire.is_none().then(|| {
                                     idsync_model::entry_digest(
                                         &e.dn,
                                         &e.object_classes,
@@ -914,7 +934,7 @@ impl LdapConnector {
                             });
                             batch
                                 .entries
-                                .push(Read::Converted(converted, digest, notes));
+                                .push(Read::Converted(converted, c.wire, c.notes));
                         }
                         if batch.entries.len() >= READ_BATCH
                             && tx
