@@ -23,6 +23,25 @@ pub(crate) fn peak_rss_mb() -> f64 {
         .map_or(0.0, |kb| (kb / 1024.0 * 10.0).round() / 10.0)
 }
 
+/// CPU seconds (user and system) used so far by the whole process and by the calling thread,
+/// from `getrusage`: steadier figures than elapsed time on a shared machine. (0, 0) where the
+/// call is missing.
+pub(crate) fn cpu_seconds() -> (f64, f64) {
+    fn of(who: libc::c_int) -> f64 {
+        // SAFETY: getrusage only writes the struct it is given.
+        let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+        if unsafe { libc::getrusage(who, &mut u) } != 0 {
+            return 0.0;
+        }
+        let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+        secs(u.ru_utime) + secs(u.ru_stime)
+    }
+    #[cfg(target_os = "linux")]
+    return (of(libc::RUSAGE_SELF), of(libc::RUSAGE_THREAD));
+    #[cfg(not(target_os = "linux"))]
+    return (of(libc::RUSAGE_SELF), 0.0);
+}
+
 /// The sample configuration with the profile table replaced by an LDIF change log: export
 /// appends change records and never rewrites a file, so a delta cycle's cost is the engine's.
 fn change_log_config() -> String {

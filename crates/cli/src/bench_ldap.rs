@@ -150,9 +150,11 @@ pub fn run(suite: &str, people: usize, changes: usize) -> Result<Value> {
                 ldap_connector("directory", "directory", &slapd, &base),
             )?;
             let mut engine = crate::open_engine(&config)?;
+            let cpu = crate::bench::cpu_seconds();
             let t = Instant::now();
             let r = engine.run_step(Step::FullImport, "directory")?;
             let secs = t.elapsed().as_secs_f64();
+            let import_cpu = crate::bench::cpu_seconds();
             // The import is durable in the store's log when it returns; the store's
             // checkpointer then copies the log into the database file in the background. Wait
             // for it, so the re-import is measured alone (as a daily import would run).
@@ -160,8 +162,10 @@ pub fn run(suite: &str, people: usize, changes: usize) -> Result<Value> {
             engine.store.settle()?;
             let settle = t.elapsed().as_secs_f64();
             let t = Instant::now();
+            let cpu_before_reimport = crate::bench::cpu_seconds();
             let again = engine.run_step(Step::FullImport, "directory")?;
             let reimport = t.elapsed().as_secs_f64();
+            let reimport_cpu = crate::bench::cpu_seconds();
             // 100 changes (a new mail address) spread over the directory, then a delta import.
             let (delta_changes, ldif) = mail_changes(people, idsync_sample::person_dn);
             slapd.modify(&ldif)?;
@@ -180,6 +184,11 @@ pub fn run(suite: &str, people: usize, changes: usize) -> Result<Value> {
                 "delta_updated": d.stats.updated, "delta_method": d.notes.join("; "),
                 "peak_rss_mb": crate::bench::peak_rss_mb(),
                 "setup_seconds": round(setup_seconds),
+                // CPU during each import: all of idsync's threads, and the storing thread.
+                "cpu_seconds": round(import_cpu.0 - cpu.0),
+                "storing_cpu_seconds": round(import_cpu.1 - cpu.1),
+                "reimport_cpu_seconds": round(reimport_cpu.0 - cpu_before_reimport.0),
+                "reimport_storing_cpu_seconds": round(reimport_cpu.1 - cpu_before_reimport.1),
             }))
         }
         "ldap-export" => {
