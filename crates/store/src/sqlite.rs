@@ -13,6 +13,8 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use std::path::Path;
 
 const SCHEMA_VERSION: &str = "1";
+/// The page size of a new store file.
+const PAGE_SIZE: i64 = 16384;
 const INTEGRITY: &str = "the store file's integrity check";
 
 const SCHEMA: &str = r#"
@@ -276,6 +278,12 @@ impl SqliteStore {
 
     fn init(conn: Connection) -> Result<Self> {
         conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        // 16 KB pages for a new store (an existing one keeps its own: SQLite fixes the size when
+        // the file is made). Rows of a connector space are about 700 bytes: a 4 KB page holds
+        // five and splits every five inserts, leaving a sixth of it unused. With 16 KB the
+        // first import of 100,000 LDAP entries spends 13% less CPU storing them, and full
+        // syncs, SQL augmentation and LDIF imports are 7-10% faster (BENCHMARKS.md).
+        conn.pragma_update(None, "page_size", PAGE_SIZE)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -1552,6 +1560,33 @@ mod tests {
     }
 
     #[test]
+    fn a_new_store_has_large_pages_and_an_older_store_keeps_its_own() {
+        let page_size = |p: &Path| -> i64 {
+            Connection::open(p)
+                .unwrap()
+                .query_row("PRAGMA page_size", [], |r| r.get(0))
+                .unwrap()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let new = dir.path().join("new.db");
+        drop(SqliteStore::open(&new).unwrap());
+        assert_eq!(page_size(&new), PAGE_SIZE);
+        // A store made with SQLite's default pages, as before: it opens, reads and writes as
+        // it is.
+        let old = dir.path().join("old.db");
+        Connection::open(&old)
+            .unwrap()
+            .execute_batch("PRAGMA page_size = 4096; CREATE TABLE t(x); DROP TABLE t;")
+            .unwrap();
+        let o = cs("c1", "a1", b"jpeg-bytes");
+        let mut s = SqliteStore::open(&old).unwrap();
+        s.cs_put(&o).unwrap();
+        drop(s);
+        assert_eq!(page_size(&old), 4096);
+        let mut s = SqliteStore::open(&old).unwrap();
+        assert_eq!(s.cs_get(&o.id).unwrap(), Some(o));
+    }
+    #[test]
     fn connector_space_round_trips_and_blobs_are_kept_once() {
         let mut s = SqliteStore::in_memory().unwrap();
         let o = cs("c1", "a1", b"jpeg-bytes");
@@ -1737,9 +1772,10 @@ mod tests {
         let p = dir.path().join("idsync.db");
         filled_store(&p);
         let mut bytes = std::fs::read(&p).unwrap();
-        // Overwrite pages in the middle of the file (rows, indexes) with garbage.
-        let mid = bytes.len() / 2;
-        for (i, b) in bytes[mid..mid + 8192].iter_mut().enumerate() {
+        // Overwrite two whole pages in the middle of the file (rows, indexes) with garbage.
+        let page = PAGE_SIZE as usize;
+        let mid = bytes.len() / 2 / page * page;
+        for (i, b) in bytes[mid..mid + 2 * page].iter_mut().enumerate() {
             *b = (i * 31 % 251) as u8;
         }
         std::fs::write(&p, &bytes).unwrap();
