@@ -35,6 +35,9 @@ struct Session<'a, S: Store> {
     /// The state [`ImportSink::unchanged_wire`] looked up for an anchor it found changed: the
     /// entry that follows is staged without a second lookup.
     probed: Option<(idsync_model::Anchor, Option<CsState>)>,
+    /// The objects written, freed on a helper thread (their values come from the connector's
+    /// reading thread).
+    written: crate::dropper::Dropper<CsObject>,
 }
 
 /// Whether an object in this state, whose digest matched, is unchanged: not awaiting an
@@ -236,6 +239,7 @@ impl<S: Store> Session<'_, S> {
                 self.store
                     .cs_put_digested(&o, digest, wire)
                     .map_err(store_err)?;
+                self.written.drop_later(o);
             }
             Some(mut o) => {
                 let changes = diff_attributes(&o.hologram, &entry.attributes);
@@ -293,6 +297,7 @@ impl<S: Store> Session<'_, S> {
                 self.store
                     .cs_put_digested(&o, digest, wire)
                     .map_err(store_err)?;
+                self.written.drop_later(o);
             }
         }
         Ok(())
@@ -503,6 +508,7 @@ impl<S: Store> Engine<S> {
             deleted: HashSet::new(),
             fresh: (full && space == 0).then(Default::default),
             probed: None,
+            written: crate::dropper::Dropper::new(),
         };
         let delivered_all = if full {
             connector.full_import(&mut session)?;

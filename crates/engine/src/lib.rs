@@ -9,6 +9,7 @@
 //! connectors and the store only through their traits.
 
 mod cycle;
+mod dropper;
 mod export;
 mod import;
 mod safety;
