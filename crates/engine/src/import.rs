@@ -506,7 +506,11 @@ impl<S: Store> Engine<S> {
             report,
             progress: &*self.progress,
             deleted: HashSet::new(),
-            fresh: (full && space == 0).then(Default::default),
+            // Room for 57,000 anchors before the set first grows (1 MB): a first import is
+            // rarely smaller than that, and each growth rehashes everything added so far.
+            fresh: (full && space == 0).then(|| {
+                idsync_model::IdHashSet::with_capacity_and_hasher(1 << 16, Default::default())
+            }),
             probed: None,
             written: crate::dropper::Dropper::new(),
         };
@@ -529,9 +533,10 @@ impl<S: Store> Engine<S> {
         }
         crash_point!("{}:read", session.label);
         if delivered_all {
-            // Obsoletion happens only now that the whole read completed.
+            // Obsoletion happens only now that the whole read completed. Into a space that was
+            // empty, everything there is was written by this read: nothing can be left unseen.
             let mut after: Option<CsId> = None;
-            loop {
+            while session.fresh.is_none() {
                 let page =
                     session
                         .store
