@@ -626,14 +626,17 @@ impl ConnectorRules {
         if entry.anchor.as_str().is_empty() {
             return Err(FilterReason::MissingAnchor);
         }
-        let classes: Vec<String> = entry
-            .object_classes
-            .iter()
-            .map(|c| c.to_ascii_lowercase())
-            .collect();
+        // Compared in place (the type's classes are kept lower-case): this runs for every
+        // entry of every import.
+        let holds = |class: &String| {
+            entry
+                .object_classes
+                .iter()
+                .any(|c| c.eq_ignore_ascii_case(class))
+        };
         let mut filtered_by = None;
         for t in &self.object_types {
-            if !t.classes.is_empty() && !classes.iter().any(|c| t.classes.contains(c)) {
+            if !t.classes.is_empty() && !t.classes.iter().any(holds) {
                 continue;
             }
             if let Some(f) = &t.filter {
