@@ -1625,7 +1625,13 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!((state.wire_digest, state.digest.is_some()), (None, true));
+        // The added column keeps what is written to it.
         s.cs_set_digest(&o.id, state.digest, Some([3; 32])).unwrap();
+        let state = s
+            .cs_state_by_anchor(&o.connector, &Anchor::new("a1"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(state.wire_digest, Some([3; 32]));
     }
 
     #[test]
@@ -1679,6 +1685,7 @@ mod tests {
         let mut s = SqliteStore::open(&old).unwrap();
         assert_eq!(s.cs_get(&o.id).unwrap(), Some(o));
     }
+
     #[test]
     fn connector_space_round_trips_and_blobs_are_kept_once() {
         let mut s = SqliteStore::in_memory().unwrap();
