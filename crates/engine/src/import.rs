@@ -317,6 +317,44 @@ impl<S: Store> Session<'_, S> {
         self.store.cs_by_dn(&self.rules.name, dn).map_err(e)
     }
 
+    /// Marks for deletion what a whole read of the space did not see (counted by the delete
+    /// guard); an add idsync exported and did not find is not confirmed instead.
+    fn obsolete_unseen(&mut self, id: &ConnectorId, guard: &mut DeleteGuard) -> Result<()> {
+        let mut after: Option<CsId> = None;
+        loop {
+            let page =
+                self.store
+                    .cs_scan(id, CsFilter::NotSeenIn(self.run), after.as_ref(), PAGE)?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id.clone());
+            for mut o in page {
+                if o.provisioned && (o.awaiting_add || o.pending_export.is_some()) {
+                    if o.awaiting_add {
+                        self.report.stats.not_confirmed += 1;
+                        let msg = "exported add not confirmed: the object was not found".to_owned();
+                        self.object_error(o.dn.to_string(), msg.clone());
+                        o.export_error = Some(msg);
+                        o.awaiting_add = false;
+                        o.awaiting.clear();
+                        o.anchor = None;
+                        o.pending_export = None;
+                        o.pending_import = Some(PendingImport::Reevaluate);
+                        self.store.cs_put(&o)?;
+                    }
+                    continue;
+                }
+                if o.pending_import == Some(PendingImport::Delete) {
+                    continue;
+                }
+                self.report.stats.deleted += 1;
+                guard.count(o.dn.as_str());
+                o.pending_import = Some(PendingImport::Delete);
+                self.store.cs_put(&o)?;
+            }
+        }
+        Ok(())
+    }
+
     fn stage_change(&mut self, change: ImportChange) -> std::result::Result<(), String> {
         let e = |e: idsync_store::Error| e.to_string();
         match change {
@@ -535,39 +573,8 @@ impl<S: Store> Engine<S> {
         if delivered_all {
             // Obsoletion happens only now that the whole read completed. Into a space that was
             // empty, everything there is was written by this read: nothing can be left unseen.
-            let mut after: Option<CsId> = None;
-            while session.fresh.is_none() {
-                let page =
-                    session
-                        .store
-                        .cs_scan(id, CsFilter::NotSeenIn(run), after.as_ref(), PAGE)?;
-                let Some(last) = page.last() else { break };
-                after = Some(last.id.clone());
-                for mut o in page {
-                    if o.provisioned && (o.awaiting_add || o.pending_export.is_some()) {
-                        if o.awaiting_add {
-                            session.report.stats.not_confirmed += 1;
-                            let msg =
-                                "exported add not confirmed: the object was not found".to_owned();
-                            session.object_error(o.dn.to_string(), msg.clone());
-                            o.export_error = Some(msg);
-                            o.awaiting_add = false;
-                            o.awaiting.clear();
-                            o.anchor = None;
-                            o.pending_export = None;
-                            o.pending_import = Some(PendingImport::Reevaluate);
-                            session.store.cs_put(&o)?;
-                        }
-                        continue;
-                    }
-                    if o.pending_import == Some(PendingImport::Delete) {
-                        continue;
-                    }
-                    session.report.stats.deleted += 1;
-                    guard.count(o.dn.as_str());
-                    o.pending_import = Some(PendingImport::Delete);
-                    session.store.cs_put(&o)?;
-                }
+            if session.fresh.is_none() {
+                session.obsolete_unseen(id, &mut guard)?;
             }
             // A read that finds most of the space gone (an empty file, a wrong base DN) is more
             // likely a fault than a mass departure: the step stops and stores nothing.
