@@ -148,12 +148,28 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve { .. }) {
+        quiet_on_closed_stdout();
+    }
     if let Err(e) = run(cli) {
         eprintln!("error: {e}");
         for cause in e.chain().skip(1) {
             eprintln!("  caused by: {cause}");
         }
         std::process::exit(1);
+    }
+}
+
+/// A reader that closes our stdout (`idsync history | head`) ends the command quietly, as it
+/// ends any Unix tool: the default action of SIGPIPE, which Rust's runtime sets to "ignore" (so
+/// that every later print would panic with "Broken pipe"). Sockets are unaffected: the standard
+/// library sends on them with `MSG_NOSIGNAL`. `serve` keeps the runtime's choice, being a
+/// server that must outlive any one peer.
+fn quiet_on_closed_stdout() {
+    #[cfg(unix)]
+    // SAFETY: setting a signal's disposition to its default, before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

@@ -609,3 +609,42 @@ fn demo_against_a_throwaway_slapd() {
 fn idsync_testbed_password() -> &'static str {
     "idsync-test-secret"
 }
+
+/// Issue 22 item 7: `idsync history | head` (a reader that closes the pipe) ends the command
+/// quietly, for every command that prints: no panic, no backtrace, nothing on stderr.
+#[test]
+fn a_closed_stdout_ends_each_command_quietly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    file_estate(&dir, 6);
+    let config = dir.join("idsync.toml");
+    let commands: &[&[&str]] = &[
+        &["history"],
+        &["history", "--json"],
+        &["history", "--run", "1"],
+        &["history", "--run", "3", "--exports"],
+        &["show", "1"],
+        &["plan"],
+        &["dump"],
+        &["run", "delta-cycle"],
+    ];
+    for args in commands {
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("idsync"))
+            .arg("-c")
+            .arg(&config)
+            .args(*args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader goes away before the command prints anything.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !err.contains("panicked") && !err.contains("Broken pipe"),
+            "{args:?}: {err}"
+        );
+        assert_ne!(out.status.code(), Some(101), "{args:?}: {err}");
+    }
+}
