@@ -235,8 +235,27 @@ fn a_config_error_names_file_and_line_and_exits_1() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
+    // Issue 22 item 6: at the misspelt key's own line, not at `[[connector]]`.
     assert!(
-        err.contains("idsync.toml:1:") && err.contains("delta_pth"),
+        err.contains("idsync.toml:6:") && err.contains("delta_pth"),
+        "{err}"
+    );
+    // A value of the wrong kind inside a connector's sub-table: at the value's line.
+    std::fs::write(
+        &config,
+        "[[connector]]\nname = \"d\"\ntype = \"ldif\"\nrole = \"directory\"\npath = \"x.ldif\"\n\n[connector.attribute_types]\nmail = \"text\"\njpegPhoto = \"picture\"\n\n[[connector.object_type]]\nname = \"person\"\n",
+    )
+    .unwrap();
+    let out = idsync()
+        .arg("-c")
+        .arg(&config)
+        .args(["plan"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("idsync.toml:9:") && err.contains("picture"),
         "{err}"
     );
     let out = idsync()

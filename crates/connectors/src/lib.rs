@@ -39,6 +39,15 @@ pub enum Error {
     },
     #[error("connector `{connector}`: {message}")]
     Config { connector: String, message: String },
+    /// A setting of the connector's own is unknown or has a value of the wrong kind; `key` is
+    /// its dotted path in the connector's table (`delta_pth`, `attribute_types.jpegPhoto`), so
+    /// the loader can point at its line.
+    #[error("connector `{connector}`: {message}")]
+    Setting {
+        connector: String,
+        key: String,
+        message: String,
+    },
     /// The engine's sink refused an object (e.g. the store failed); the import stops.
     #[error("{0}")]
     Sink(String),
@@ -279,18 +288,61 @@ pub fn open(
 }
 
 /// Reads a connector's settings into its settings struct; an unknown or mistyped setting is a
-/// configuration error naming the connector.
+/// configuration error naming the connector and the setting's key.
 pub fn settings<T: serde::de::DeserializeOwned>(
     connector: &ConnectorId,
     settings: &toml::Table,
 ) -> Result<T> {
-    settings
-        .clone()
-        .try_into()
-        .map_err(|e: toml::de::Error| Error::Config {
-            connector: connector.to_string(),
-            message: e.message().to_owned(),
-        })
+    // Through TOML text rather than the table itself: the text's parser reports where in it the
+    // error is, which names the key at fault.
+    let text = toml::to_string(settings).map_err(|e| Error::Config {
+        connector: connector.to_string(),
+        message: e.to_string(),
+    })?;
+    toml::from_str(&text).map_err(|e: toml::de::Error| {
+        let message = e.message().to_owned();
+        match e.span().and_then(|s| key_at(&text, s.start)) {
+            Some(key) => Error::Setting {
+                connector: connector.to_string(),
+                key,
+                message,
+            },
+            None => Error::Config {
+                connector: connector.to_string(),
+                message,
+            },
+        }
+    })
+}
+
+/// The dotted path of the key on the line of `offset` in TOML text written by `toml::to_string`
+/// (one `key = value` a line, tables as `[a.b]` headers).
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let start = text[..offset.min(text.len())]
+        .rfind('\n')
+        .map_or(0, |n| n + 1);
+    let line = text[start..].lines().next().unwrap_or("");
+    let header = |l: &str| {
+        let l = l.trim();
+        l.starts_with('[')
+            .then(|| l.trim_matches(|c| c == '[' || c == ']').to_owned())
+    };
+    if let Some(h) = header(line) {
+        return Some(unquote(&h));
+    }
+    let key = unquote(line.split_once('=')?.0.trim());
+    let section = text[..start].lines().rev().find_map(header);
+    Some(match section {
+        Some(s) => format!("{}.{key}", unquote(&s)),
+        None => key,
+    })
+}
+
+fn unquote(key: &str) -> String {
+    key.split('.')
+        .map(|p| p.trim().trim_matches('"'))
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {

@@ -205,19 +205,30 @@ impl<S: Store> Engine<S> {
 
     /// Opens every configured connector, so a bad connector setting is reported when the
     /// configuration is loaded rather than at the first step. Returns each failure with the line
-    /// its connector is declared on.
+    /// of the setting at fault (of its connector's declaration when no one setting is).
     pub fn check_connectors(&mut self) -> Vec<(usize, String)> {
         let mut failures = Vec::new();
-        let ids: Vec<(ConnectorId, usize)> = self
+        let ids: Vec<ConnectorId> = self
             .rules
             .connectors
             .iter()
-            .map(|c| (c.name.clone(), c.line))
+            .map(|c| c.name.clone())
             .collect();
-        for (id, line) in ids {
+        for id in ids {
             match self.take_connector(&id) {
                 Ok(c) => self.put_connector(c),
-                Err(e) => failures.push((line, e.to_string())),
+                Err(e) => {
+                    let r = self.rules.connector(id.as_str());
+                    let line = match (&e, r) {
+                        (
+                            Error::Connector(idsync_connectors::Error::Setting { key, .. }),
+                            Some(r),
+                        ) => r.setting_line(key),
+                        (_, Some(r)) => r.line,
+                        (_, None) => 1,
+                    };
+                    failures.push((line, e.to_string()))
+                }
             }
         }
         failures

@@ -346,3 +346,85 @@ impl Config {
         })
     }
 }
+
+/// Where each key of a TOML table is, read alongside [`Config`]: connector settings are kept as
+/// a plain table (each connector checks its own), which holds no positions.
+struct SpanTree(BTreeMap<String, Spanned<SpanTree>>);
+
+impl<'de> Deserialize<'de> for SpanTree {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = SpanTree;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any TOML value")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<SpanTree, A::Error> {
+                let mut keys = BTreeMap::new();
+                while let Some((k, v)) = m.next_entry::<String, Spanned<SpanTree>>()? {
+                    keys.insert(k, v);
+                }
+                Ok(SpanTree(keys))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut s: A,
+            ) -> Result<SpanTree, A::Error> {
+                while s.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(SpanTree(BTreeMap::new()))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<SpanTree, E> {
+                Ok(SpanTree(BTreeMap::new()))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<SpanTree, E> {
+                Ok(SpanTree(BTreeMap::new()))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<SpanTree, E> {
+                Ok(SpanTree(BTreeMap::new()))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<SpanTree, E> {
+                Ok(SpanTree(BTreeMap::new()))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<SpanTree, E> {
+                Ok(SpanTree(BTreeMap::new()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// For each `[[connector]]` in order, the line of each of its keys by dotted path
+/// (`path`, `attribute_types.jpegPhoto`), so an error in a connector's own settings points at
+/// the key or value at fault.
+pub fn connector_key_lines(source: &str) -> Vec<BTreeMap<String, usize>> {
+    #[derive(Deserialize)]
+    struct Doc {
+        #[serde(default)]
+        connector: Vec<SpanTree>,
+    }
+    fn walk(source: &str, prefix: &str, tree: &SpanTree, out: &mut BTreeMap<String, usize>) {
+        for (k, v) in &tree.0 {
+            let path = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            out.insert(path.clone(), line_col(source, v.span().start).0);
+            walk(source, &path, v.get_ref(), out);
+        }
+    }
+    let Ok(doc) = toml::from_str::<Doc>(source) else {
+        return Vec::new();
+    };
+    doc.connector
+        .iter()
+        .map(|c| {
+            let mut out = BTreeMap::new();
+            walk(source, "", c, &mut out);
+            out
+        })
+        .collect()
+}

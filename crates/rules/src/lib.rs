@@ -128,6 +128,8 @@ pub struct ConnectorRules {
     pub settings: toml::Table,
     /// The line the connector is declared on, for messages about its settings.
     pub line: usize,
+    /// The line of each of its keys, by dotted path (see [`ConnectorRules::setting_line`]).
+    pub key_lines: BTreeMap<String, usize>,
     pub import_flows: Vec<ImportFlow>,
     pub export_flows: Vec<ExportFlow>,
     pub unique: Vec<String>,
@@ -254,6 +256,7 @@ impl Rules {
     pub fn compile(config: &Config, source: &str, file: &str) -> Result<Rules, ConfigError> {
         let cx = Ctx { source, file };
         let mut connectors: Vec<ConnectorRules> = Vec::new();
+        let mut key_lines = config::connector_key_lines(source).into_iter();
         for c in &config.connectors {
             let span = c.span();
             let c = c.get_ref();
@@ -331,6 +334,7 @@ impl Rules {
                 export_batch_size: c.export_batch_size.max(1),
                 settings: c.settings.clone(),
                 line,
+                key_lines: key_lines.next().unwrap_or_default(),
                 import_flows: Vec::new(),
                 export_flows: Vec::new(),
                 unique: Vec::new(),
@@ -621,6 +625,21 @@ fn keys(values: &[Value], normalize: &[Normalize]) -> Vec<String> {
 }
 
 impl ConnectorRules {
+    /// The line of a setting by its dotted path (`attribute_types.jpegPhoto`): of the key
+    /// itself, else of the nearest table holding it, else of the connector.
+    pub fn setting_line(&self, key: &str) -> usize {
+        let mut path = key;
+        loop {
+            if let Some(line) = self.key_lines.get(path) {
+                return *line;
+            }
+            match path.rsplit_once('.') {
+                Some((parent, _)) => path = parent,
+                None => return self.line,
+            }
+        }
+    }
+
     /// Which object type an entry belongs to, or why it is filtered.
     pub fn classify(&self, entry: &CsEntry) -> Result<&ObjectType, FilterReason> {
         if entry.anchor.as_str().is_empty() {
