@@ -1,13 +1,19 @@
 //! `idsync history --run ID --exports`: the audit of what a run sent, one export a line (what,
 //! to which system, when, by which rule, and the answer), paged from the store.
 
+use crate::output::Zone;
 use anyhow::Result;
 use idsync_engine::Engine;
 use idsync_model::RunId;
 use idsync_store::{Runs, SqliteStore};
 use std::io::Write;
 
-pub fn exports(engine: &mut Engine<SqliteStore>, run: i64, as_json: bool) -> Result<()> {
+pub fn exports(
+    engine: &mut Engine<SqliteStore>,
+    run: i64,
+    as_json: bool,
+    zone: Zone,
+) -> Result<()> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut after = 0;
@@ -31,7 +37,7 @@ pub fn exports(engine: &mut Engine<SqliteStore>, run: i64, as_json: bool) -> Res
                 writeln!(
                     out,
                     "{} {} {} {} {}: {} [{}]",
-                    r.at,
+                    zone.format(r.at),
                     r.connector,
                     r.op,
                     r.object,

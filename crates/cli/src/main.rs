@@ -106,6 +106,10 @@ enum Command {
         /// With --run: every export the run sent (what, to which system, when, by which rule).
         #[arg(long, requires = "run")]
         exports: bool,
+        /// Print times in the local time zone rather than UTC (both RFC 3339; `--json` keeps
+        /// seconds since the epoch).
+        #[arg(long)]
+        local_time: bool,
     },
     /// A metaverse object (by id) or a connector-space object (by anchor or DN), with where each
     /// value came from; with --not-joined, every object of a connector joined to no person.
@@ -281,11 +285,13 @@ fn run(cli: Cli) -> Result<()> {
             limit,
             run,
             exports,
+            local_time,
         } => {
             let mut engine = open_engine(&cli.config)?;
+            let zone = output::Zone::new(local_time);
             match run {
-                Some(id) if exports => audit::exports(&mut engine, id, cli.json)?,
-                _ => output::history(&mut engine, limit, run, cli.json)?,
+                Some(id) if exports => audit::exports(&mut engine, id, cli.json, zone)?,
+                _ => output::history(&mut engine, limit, run, cli.json, zone)?,
             }
         }
         Command::Show {

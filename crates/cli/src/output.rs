@@ -367,11 +367,38 @@ pub fn plan(engine: &mut Engine<SqliteStore>, only: Option<&str>, as_json: bool)
     Ok(())
 }
 
+/// How `history` prints times: RFC 3339, in UTC or in the local time zone.
+#[derive(Debug, Clone, Copy)]
+pub struct Zone {
+    local: bool,
+}
+
+impl Zone {
+    pub fn new(local: bool) -> Zone {
+        Zone { local }
+    }
+
+    /// Seconds since the epoch as RFC 3339 (`2026-12-04T00:58:37Z`).
+    pub fn format(self, epoch: i64) -> String {
+        use chrono::{DateTime, Local, SecondsFormat};
+        let Some(t) = DateTime::from_timestamp(epoch, 0) else {
+            return epoch.to_string();
+        };
+        if self.local {
+            t.with_timezone(&Local)
+                .to_rfc3339_opts(SecondsFormat::Secs, true)
+        } else {
+            t.to_rfc3339_opts(SecondsFormat::Secs, true)
+        }
+    }
+}
+
 pub fn history(
     engine: &mut Engine<SqliteStore>,
     limit: usize,
     run: Option<i64>,
     as_json: bool,
+    zone: Zone,
 ) -> Result<()> {
     if let Some(id) = run {
         let runs = engine.store.runs(usize::MAX >> 1)?;
@@ -386,11 +413,15 @@ pub fn history(
             );
         } else {
             println!(
-                "run {} {} {} {}",
+                "run {} {} {} {} started {}{}",
                 r.id,
                 r.step,
                 r.connector.unwrap_or_default(),
-                r.status
+                r.status,
+                zone.format(r.started_at),
+                r.finished_at
+                    .map(|f| format!(", finished {}", zone.format(f)))
+                    .unwrap_or_default()
             );
             println!("{}", serde_json::to_string_pretty(&r.stats)?);
             if let Some(m) = r.message {

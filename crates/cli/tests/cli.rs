@@ -540,6 +540,34 @@ fn every_export_sent_is_audited_with_its_run() {
         assert!(rules.contains("export flow account"), "{rules}");
         assert!(r["changes"]["account"].is_array(), "{r}");
     }
+    // Issue 22 item 8: the text prints times as RFC 3339 (UTC, or the local zone by flag);
+    // JSON (above) keeps seconds since the epoch.
+    let text = |extra: &[&str]| {
+        let out = idsync()
+            .arg("-c")
+            .arg(&config)
+            .args(["history", "--run", &export_run.to_string(), "--exports"])
+            .args(extra)
+            .env("TZ", "Europe/Paris")
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let rfc3339 = |t: &str, zone: &str| {
+        t.len() == 19 + zone.len()
+            && t.as_bytes()[4] == b'-'
+            && t.as_bytes()[10] == b'T'
+            && t.ends_with(zone)
+    };
+    let utc = text(&[]);
+    let first = utc.lines().next().unwrap();
+    let at = first.split(' ').next().unwrap();
+    assert!(rfc3339(at, "Z"), "{first}");
+    let local = text(&["--local-time"]);
+    let first = local.lines().next().unwrap();
+    let at = first.split(' ').next().unwrap();
+    assert!(rfc3339(at, "+01:00"), "{first}");
     // --exports needs a run.
     idsync()
         .arg("-c")
