@@ -49,7 +49,10 @@ impl RunnerLock {
                         let mut holder = String::new();
                         let _ = file.read_to_string(&mut holder);
                         return Err(Error::Busy {
-                            store: store.display().to_string(),
+                            store: std::path::absolute(store)
+                                .unwrap_or_else(|_| store.to_owned())
+                                .display()
+                                .to_string(),
                             holder: holder.trim().to_owned(),
                             waited: started.elapsed().as_secs(),
                         });
@@ -61,11 +64,13 @@ impl RunnerLock {
         }
         file.set_len(0).map_err(io)?;
         file.rewind().map_err(io)?;
+        let since = chrono::DateTime::from_timestamp(now(), 0)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .unwrap_or_default();
         writeln!(
             file,
-            "pid {} running `{what}` since {} (unix time)",
+            "pid {} running `{what}` since {since}",
             std::process::id(),
-            now()
         )
         .map_err(io)?;
         file.flush().map_err(io)?;
@@ -92,6 +97,24 @@ mod tests {
             m.contains(&format!("pid {}", std::process::id())) && m.contains("full-cycle"),
             "{m}"
         );
+        // Issue 22 item 16: the holder's start as people read it (RFC 3339, UTC), not a
+        // unix time, and the store by its absolute path.
+        let since = m.split(" since ").nth(1).unwrap_or("");
+        assert!(
+            since.len() > 20 && since.as_bytes()[10] == b'T' && since[..20].ends_with('Z'),
+            "{m}"
+        );
+        assert!(!m.contains("unix time"), "{m}");
+        // A store named by a relative path is named in full.
+        let here = tempfile::tempdir_in(".").unwrap();
+        let relative = Path::new(here.path().file_name().unwrap()).join("idsync.db");
+        let held = RunnerLock::acquire(&relative, "full-cycle", Duration::ZERO).unwrap();
+        let m2 = RunnerLock::acquire(&relative, "export", Duration::ZERO)
+            .unwrap_err()
+            .to_string();
+        drop(held);
+        let full = std::env::current_dir().unwrap().join(&relative);
+        assert!(m2.contains(&format!("store {} ", full.display())), "{m2}");
         drop(first);
         RunnerLock::acquire(&store, "export", Duration::ZERO).unwrap();
     }
