@@ -641,10 +641,9 @@ impl ConnectorRules {
     }
 
     /// Which object type an entry belongs to, or why it is filtered.
+    /// An entry out of scope says why (its object class, a type's filter) before a missing
+    /// anchor does: a device without the anchor attribute is counted as a device.
     pub fn classify(&self, entry: &CsEntry) -> Result<&ObjectType, FilterReason> {
-        if entry.anchor.as_str().is_empty() {
-            return Err(FilterReason::MissingAnchor);
-        }
         // Compared in place (the type's classes are kept lower-case): this runs for every
         // entry of every import.
         let holds = |class: &String| {
@@ -664,6 +663,9 @@ impl ConnectorRules {
                     filtered_by = Some(FilterReason::Filter(t.name.to_string()));
                     continue;
                 }
+            }
+            if entry.anchor.as_str().is_empty() {
+                return Err(FilterReason::MissingAnchor);
             }
             return Ok(t);
         }

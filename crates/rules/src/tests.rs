@@ -90,6 +90,13 @@ fn classification_names_the_reason() {
     assert!(dir.classify(&e).is_ok());
     e.anchor = Anchor::new("");
     assert_eq!(dir.classify(&e).unwrap_err(), FilterReason::MissingAnchor);
+    // Issue 22 item 11: out of scope by its class says so before the missing anchor does, so
+    // a device without the anchor attribute is counted as a device.
+    e.object_classes = vec!["top".into(), "device".into()];
+    assert_eq!(
+        dir.classify(&e).unwrap_err(),
+        FilterReason::ObjectClass("device".into())
+    );
 }
 
 #[test]
