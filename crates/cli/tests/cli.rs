@@ -366,6 +366,54 @@ fn a_full_import_that_finds_the_space_gone_stops_until_released() {
     assert_eq!(rows(&dir), 1);
 }
 
+#[test]
+fn invalid_utf8_in_a_text_value_stops_the_import_at_its_line_and_stores_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    file_estate(&dir, 16);
+    let config = dir.join("idsync.toml");
+    let ldif = dir.join("directory.ldif");
+    let full = std::fs::read(&ldif).unwrap();
+    // The cn of one person is broken: bytes that are not UTF-8, in an attribute that is text.
+    let text = String::from_utf8(full.clone()).unwrap();
+    let (number, _) = text
+        .lines()
+        .enumerate()
+        .find(|(_, l)| l.starts_with("cn: "))
+        .expect("a cn line");
+    let mut broken = Vec::new();
+    for (i, l) in text.lines().enumerate() {
+        if i == number {
+            broken.extend_from_slice(b"cn: \xff\xfe broken");
+        } else {
+            broken.extend_from_slice(l.as_bytes());
+        }
+        broken.push(b'\n');
+    }
+    std::fs::write(&ldif, &broken).unwrap();
+    let out = run_cycle(&config, &["run", "full-import", "--connector", "directory"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let expected = format!(
+        "{}:{}: invalid UTF-8 in value of attribute 'cn'",
+        ldif.display(),
+        number + 1
+    );
+    assert!(err.contains(&expected), "{err}");
+    // Nothing was stored: with the file back, a full cycle finds nothing to do.
+    std::fs::write(&ldif, &full).unwrap();
+    let report = json(
+        idsync()
+            .arg("-c")
+            .arg(&config)
+            .args(["run", "full-cycle", "--json"]),
+    );
+    for field in ["added", "updated", "deleted"] {
+        assert_eq!(total(&report, "full-import", field), 0, "{field}: {report}");
+    }
+    assert_eq!(total(&report, "export", "exported"), 0, "{report}");
+}
+
 /// Waits until the store's lock file names `pid` (the first run holds the store).
 fn wait_for_holder(lock: &Path, pid: u32) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);

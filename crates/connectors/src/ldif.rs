@@ -91,7 +91,12 @@ fn parse_error(e: codec::Error, fallback: &Path) -> Error {
     }
 }
 
-fn open_reader(path: &Path) -> Result<codec::Reader<BufReader<std::fs::File>>> {
+/// A reader of `path` that refuses a value that is not UTF-8 unless `types` makes its attribute
+/// binary (or it carries `;binary`).
+fn open_reader(
+    path: &Path,
+    types: &AttributeTypes,
+) -> Result<codec::Reader<BufReader<std::fs::File>>> {
     let file = std::fs::File::open(path).map_err(io_err(path))?;
     let resolver = codec::FileUrlResolver {
         base_dir: path.parent().map(Path::to_path_buf),
@@ -100,7 +105,11 @@ fn open_reader(path: &Path) -> Result<codec::Reader<BufReader<std::fs::File>>> {
         BufReader::with_capacity(1 << 16, file),
         path.display().to_string(),
         Box::new(resolver),
-    ))
+    )
+    .with_text_check({
+        let types = types.clone();
+        move |name| types.hint(name) == TypeHint::Binary
+    }))
 }
 
 /// The attribute name without transfer options: `jpegPhoto;binary` is `jpegPhoto`.
@@ -176,7 +185,7 @@ impl LdifFormat<'_> {
 
 impl RecordFormat for LdifFormat<'_> {
     fn read_file(&self, path: &Path, f: &mut dyn FnMut(CsEntry) -> Result<()>) -> Result<()> {
-        for item in open_reader(path)? {
+        for item in open_reader(path, &self.c.types)? {
             let located = item.map_err(|e| parse_error(e, path))?;
             match located.record {
                 codec::Record::Content { dn, attrs } => {
@@ -419,7 +428,7 @@ impl Connector for LdifConnector {
                 continue;
             }
             let path = dir.join(&name);
-            for item in open_reader(&path)? {
+            for item in open_reader(&path, &self.types)? {
                 let located = item.map_err(|e| parse_error(e, &path))?;
                 let line = located.line;
                 let change = match located.record {

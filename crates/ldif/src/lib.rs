@@ -30,7 +30,8 @@
 //!   colon and the value (RFC `FILL`). Bytes the RFC does not allow in a
 //!   `SAFE-STRING` (say a non-ASCII byte) are accepted as they are, since
 //!   values are bytes; but the DN, `newrdn`, `newsuperior` and attribute
-//!   names must be UTF-8.
+//!   names must be UTF-8, and so must every value of an attribute the caller
+//!   does not call binary once it asks for that ([`Reader::with_text_check`]).
 //! * A content record needs at least one attribute and an `add` record needs
 //!   at least one attribute, as the grammar says; a `modify` record may have
 //!   no blocks at all.

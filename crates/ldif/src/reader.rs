@@ -28,6 +28,9 @@ const BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::n
         .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
 );
 
+/// Says whether an attribute type holds bytes rather than text.
+type IsBinary = dyn Fn(&str) -> bool + Send;
+
 /// Reads LDIF records one at a time from a buffered input.
 ///
 /// Iterating yields `Ok(Located { line, record })` for each record, with the
@@ -48,6 +51,9 @@ pub struct Reader<R: BufRead> {
     holds_changes: Option<bool>,
     /// Set after an error the reader cannot resume from.
     done: bool,
+    /// When set, which attributes hold bytes: every other attribute's values must be UTF-8
+    /// text ([`Reader::with_text_check`]).
+    is_binary: Option<Box<IsBinary>>,
 }
 
 /// One logical line: folded lines joined, line ending removed.
@@ -88,7 +94,18 @@ impl<R: BufRead> Reader<R> {
             version_checked: false,
             holds_changes: None,
             done: false,
+            is_binary: None,
         }
+    }
+
+    /// Makes every attribute value text unless `is_binary` says the attribute holds bytes: a
+    /// value of any other attribute that is not valid UTF-8, whether written plain, in base64 or
+    /// behind a URL, is then an error naming its line ("invalid UTF-8 in value of attribute
+    /// 'cn'"). `is_binary` gets the attribute type without its options; a `;binary` option
+    /// always marks bytes. Without this check values are bytes, as RFC 2849 says.
+    pub fn with_text_check(mut self, is_binary: impl Fn(&str) -> bool + Send + 'static) -> Self {
+        self.is_binary = Some(Box::new(is_binary));
+        self
     }
 
     /// Sets the longest logical line accepted, in bytes (default
@@ -337,7 +354,21 @@ impl<R: BufRead> Reader<R> {
 
     /// An attribute value line's value.
     fn attr_value(&mut self, line: &Line, name: &str, spec: Spec<'_>) -> Result<Vec<u8>> {
-        self.decode(line, spec, &format!("attribute '{name}'"))
+        let what = format!("attribute '{name}'");
+        let value = self.decode(line, spec, &what)?;
+        if let Some(is_binary) = &self.is_binary {
+            let (base, binary_option) = match name.split_once(';') {
+                Some((base, options)) => (
+                    base,
+                    options.split(';').any(|o| o.eq_ignore_ascii_case("binary")),
+                ),
+                None => (name, false),
+            };
+            if !binary_option && !is_binary(base) && std::str::from_utf8(&value).is_err() {
+                return Err(self.error(line.number, format!("invalid UTF-8 in value of {what}")));
+            }
+        }
+        Ok(value)
     }
 
     /// A value that must be UTF-8 text (dn, newrdn, ...): plain or base64,

@@ -451,3 +451,50 @@ fn never_panics_on_odd_inputs() {
         let _ = read(input);
     }
 }
+
+/// Items read with the text check on, `jpegPhoto` being the one binary attribute.
+fn read_checked(input: &[u8]) -> Vec<Result<Vec<Attr>, (usize, String)>> {
+    Reader::new(input, "", Box::new(NoUrlResolver))
+        .with_text_check(|name| name.eq_ignore_ascii_case("jpegPhoto"))
+        .map(|item| match item {
+            Ok(located) => match located.record {
+                Record::Content { attrs, .. } => Ok(attrs),
+                other => panic!("not a content record: {other:?}"),
+            },
+            Err(e) => Err((e.line(), e.reason().into_owned())),
+        })
+        .collect()
+}
+
+#[test]
+fn text_check_refuses_invalid_utf8_in_a_text_value() {
+    let input = b"dn: cn=x,dc=example,dc=com\nobjectClass: person\ncn: \xff\xfe broken\nsn: x\n";
+    assert_eq!(
+        read_checked(input),
+        vec![Err(err(3, "invalid UTF-8 in value of attribute 'cn'"))]
+    );
+    // The same bytes in base64 are refused too, and so is an attribute with other options.
+    assert_eq!(
+        read_checked(b"dn: cn=x\ncn:: //4gYnJva2Vu\n\ndn: cn=y\ncn;lang-fr: \xff\n"),
+        vec![
+            Err(err(2, "invalid UTF-8 in value of attribute 'cn'")),
+            Err(err(5, "invalid UTF-8 in value of attribute 'cn;lang-fr'")),
+        ]
+    );
+    // Without the check, values are bytes.
+    assert_eq!(read(input), vec![Ok("cn=x,dc=example,dc=com".to_string())]);
+}
+
+#[test]
+fn text_check_keeps_bytes_of_binary_attributes() {
+    let input = b"dn: cn=x\njpegPhoto: \xff\xd8\xff\njpegPhoto:: /9j/\ncertificate;binary:: /9j/\nuserPassword;Binary: \xff\n";
+    assert_eq!(
+        read_checked(input),
+        vec![Ok(vec![
+            Attr::new("jpegPhoto", &b"\xff\xd8\xff"[..]),
+            Attr::new("jpegPhoto", &b"\xff\xd8\xff"[..]),
+            Attr::new("certificate;binary", &b"\xff\xd8\xff"[..]),
+            Attr::new("userPassword;Binary", &b"\xff"[..]),
+        ])]
+    );
+}
