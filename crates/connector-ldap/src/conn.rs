@@ -85,7 +85,7 @@ pub(crate) fn tls_config(ca_file: &std::path::Path) -> Result<Arc<rustls::Client
 impl Conn {
     /// Connects and binds. Errors say what failed (connect, TLS, bind) without the password.
     pub fn open(s: &ConnSettings) -> Result<Conn, String> {
-        guarded("connect", || Self::open_inner(s))
+        guarded("connect", || Self::open_inner(s)).map_err(|m| at_server(&s.url, m))
     }
 
     fn open_inner(s: &ConnSettings) -> Result<Conn, String> {
@@ -157,8 +157,21 @@ impl Conn {
                 },
                 result_text(r.rc, &r.text)
             )),
+            Err(ldap3::LdapError::Timeout { .. }) => Err(format!(
+                "the server did not answer the bind within {} s",
+                timeout.as_secs()
+            )),
             Err(e) => Err(format!("bind failed: {e}")),
         }
+    }
+}
+
+/// A failure to connect or bind, naming the server (once).
+pub(crate) fn at_server(url: &str, message: String) -> String {
+    if message.contains(url) {
+        message
+    } else {
+        format!("{url}: {message}")
     }
 }
 

@@ -587,7 +587,11 @@ impl LdapConnector {
         };
         if closed {
             self.conn = None;
-            let c = Conn::open(&self.conn_settings).map_err(|m| self.err(m))?;
+            let c = Conn::open(&self.conn_settings).map_err(|m| {
+                self.err(format!(
+                    "{m} (nothing is deleted; the next run tries again)"
+                ))
+            })?;
             self.conn = Some(c);
             if self.schema.is_none() {
                 self.load_schema()?;

@@ -361,6 +361,10 @@ struct Message {
 impl Wire {
     /// Connects (TLS as configured) and binds.
     pub fn open(s: &ConnSettings) -> Result<Wire, String> {
+        Self::open_inner(s).map_err(|m| crate::conn::at_server(&s.url, m))
+    }
+
+    fn open_inner(s: &ConnSettings) -> Result<Wire, String> {
         let (host, addrs, ldaps) = endpoint(&s.url)?;
         let mut last = None;
         let mut tcp = None;

@@ -315,3 +315,35 @@ fn an_add_repeated_after_a_crash_is_adopted_and_a_different_entry_is_a_conflict(
     assert_eq!(out.matches("dn: ").count(), 1, "{out}");
     assert!(out.contains("title: Engineer"), "{out}");
 }
+
+/// Issue 22 item 14: a server that accepts the connection and then never answers (a hung
+/// slapd, a firewall that drops after the handshake) ends the import within the timeout, with a
+/// message naming the server and saying nothing was deleted, like the other connection errors.
+#[test]
+fn a_server_that_never_answers_the_bind_is_named_and_nothing_is_deleted() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("ldap://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        // Accepts, reads nothing, answers nothing; keeps every connection open.
+        let mut held = Vec::new();
+        for s in listener.incoming() {
+            held.push(s);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let err = connector(dir.path(), &settings(&url, "timeout_seconds = 1"))
+        .and_then(|mut c| c.full_import(&mut Collect::default()))
+        .map(|_| ())
+        .expect_err("the import fails")
+        .to_string();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        err.contains(&url) && err.contains("nothing is deleted"),
+        "{err}"
+    );
+}
