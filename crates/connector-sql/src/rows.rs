@@ -99,8 +99,13 @@ fn naive_secs(t: NaiveDateTime) -> i64 {
     t.and_utc().timestamp()
 }
 
+/// A date as the time its day starts.
+fn date_time(d: NaiveDate) -> NaiveDateTime {
+    d.and_hms_opt(0, 0, 0).unwrap_or_default()
+}
+
 fn date_secs(d: NaiveDate) -> i64 {
-    naive_secs(d.and_hms_opt(0, 0, 0).unwrap_or_default())
+    naive_secs(date_time(d))
 }
 
 impl SqlRow for sqlx::postgres::PgRow {
@@ -168,6 +173,7 @@ impl SqlRow for sqlx::postgres::PgRow {
             "INT8" => Watermark::Int(self.try_get(i).map_err(err)?),
             "TIMESTAMP" => Watermark::Naive(self.try_get(i).map_err(err)?),
             "TIMESTAMPTZ" => Watermark::Utc(self.try_get(i).map_err(err)?),
+            "DATE" => Watermark::Naive(date_time(self.try_get(i).map_err(err)?)),
             other => {
                 return Err(format!(
                     "a watermark column must be an integer or a timestamp, not {other}"
@@ -205,7 +211,14 @@ impl SqlRow for sqlx::mysql::MySqlRow {
                 Cell::Int(i64::try_from(v).map_err(|_| format!("{v} is too large for an integer"))?)
             }
             "BOOLEAN" => Cell::Bool(self.try_get(i).map_err(err)?),
-            "DATETIME" | "TIMESTAMP" => Cell::Timestamp(naive_secs(self.try_get(i).map_err(err)?)),
+            "DATETIME" => Cell::Timestamp(naive_secs(self.try_get(i).map_err(err)?)),
+            // A TIMESTAMP is an instant (the server converts it from the session's time zone,
+            // UTC for the connector), which sqlx decodes only as a zoned time.
+            "TIMESTAMP" => Cell::Timestamp(
+                self.try_get::<DateTime<Utc>, _>(i)
+                    .map_err(err)?
+                    .timestamp(),
+            ),
             "DATE" => Cell::Timestamp(date_secs(self.try_get(i).map_err(err)?)),
             "BLOB" | "TINYBLOB" | "MEDIUMBLOB" | "LONGBLOB" | "VARBINARY" | "BINARY" => {
                 Cell::Bytes(self.try_get(i).map_err(err)?)
@@ -229,7 +242,9 @@ impl SqlRow for sqlx::mysql::MySqlRow {
                 let v: u64 = self.try_get(i).map_err(err)?;
                 Watermark::Int(i64::try_from(v).map_err(|_| format!("{v} is too large"))?)
             }
-            "DATETIME" | "TIMESTAMP" => Watermark::Naive(self.try_get(i).map_err(err)?),
+            "DATETIME" => Watermark::Naive(self.try_get(i).map_err(err)?),
+            "TIMESTAMP" => Watermark::Utc(self.try_get(i).map_err(err)?),
+            "DATE" => Watermark::Naive(date_time(self.try_get(i).map_err(err)?)),
             other => {
                 return Err(format!(
                     "a watermark column must be an integer or a timestamp, not {other}"

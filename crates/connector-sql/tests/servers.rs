@@ -228,8 +228,84 @@ macro_rules! on_every_server {
     };
 }
 
+/// Every date and time type of the server, as a plain attribute and as the watermark column:
+/// (declared type, literal, seconds since the epoch it means).
+fn date_and_time_types_map(kind: Kind) {
+    let types: &[(&str, &str, i64)] = match kind {
+        Kind::Postgres => &[
+            ("TIMESTAMP", "'2020-01-02 03:04:05'", 1_577_934_245),
+            ("TIMESTAMPTZ", "'2020-01-02 05:04:05+02'", 1_577_934_245),
+            ("DATE", "'2020-01-02'", 1_577_923_200),
+        ],
+        Kind::MariaDb => &[
+            ("DATETIME", "'2020-01-02 03:04:05'", 1_577_934_245),
+            (
+                "TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP",
+                "'2020-01-02 03:04:05'",
+                1_577_934_245,
+            ),
+            ("DATE", "'2020-01-02'", 1_577_923_200),
+        ],
+        Kind::Sqlite => &[
+            ("DATETIME", "'2020-01-02 03:04:05'", 1_577_934_245),
+            ("DATETIME", "1577934245", 1_577_934_245),
+            ("DATE", "'2020-01-02'", 1_577_923_200),
+            ("DATE", "1577923200", 1_577_923_200),
+        ],
+    };
+    let db = Db::new(kind, "times");
+    let t = db.table("t");
+    let columns: Vec<String> = (0..types.len()).map(|i| format!("c{i}")).collect();
+    let declared: Vec<String> = columns
+        .iter()
+        .zip(types)
+        .map(|(c, (ty, _, _))| format!("{c} {ty}"))
+        .collect();
+    db.exec(&format!(
+        "CREATE TABLE {t} (id INT PRIMARY KEY, {})",
+        declared.join(", ")
+    ));
+    let literals: Vec<&str> = types.iter().map(|(_, l, _)| *l).collect();
+    db.exec(&format!(
+        "INSERT INTO {t} (id, {}) VALUES (1, {})",
+        columns.join(", "),
+        literals.join(", ")
+    ));
+    let mut c = connector(&db, &format!("table = \"{t}\"\nanchor = \"id\""));
+    let mut sink = Sink::default();
+    c.full_import(&mut sink).unwrap();
+    for (col, (ty, _, secs)) in columns.iter().zip(types) {
+        assert_eq!(
+            sink.entries[0].attributes.first(col),
+            Some(&Value::Timestamp(*secs)),
+            "{ty}"
+        );
+    }
+    for (col, (ty, _, _)) in columns.iter().zip(types) {
+        let mut c = connector(
+            &db,
+            &format!("table = \"{t}\"\nanchor = \"id\"\nwatermark_column = \"{col}\""),
+        );
+        c.full_import(&mut Sink::default())
+            .unwrap_or_else(|e| panic!("{ty} as watermark: {e}"));
+        let wm = c
+            .watermark_after_full_import()
+            .unwrap_or_else(|e| panic!("{ty} as watermark: {e}"))
+            .unwrap_or_else(|| panic!("{ty}: no watermark"));
+        let mut sink = Sink::default();
+        c.delta_import(Some(&wm), &mut sink)
+            .unwrap_or_else(|e| panic!("{ty} as watermark {wm}: {e}"));
+        assert_eq!(
+            sink.changes.len(),
+            1,
+            "{ty}: the boundary row is read again"
+        );
+    }
+}
+
 on_every_server!(
     full_import_maps_types,
+    date_and_time_types_map,
     delta_import_sees_insert_update_delete,
     bad_values_name_row_and_column,
     export_only_when_configured
