@@ -1,28 +1,57 @@
 //! `idsync dump`: the metaverse and every connector space as JSON lines, one object a line,
 //! streamed page by page (the crash-safety harness compares two dumps; an operator can diff
-//! them too). Values print as `show` prints them: photos as size and hash.
+//! them too). Attribute names print as configured, values as `show` prints them (photos as
+//! size and hash), or with `--binary` binary values in full as base64, so two stores can be
+//! compared byte for byte.
 
 use crate::output::show_value;
 use anyhow::Result;
+use base64::Engine as _;
 use idsync_engine::Engine;
-use idsync_model::{Attributes, ConnectorId, CsId, MvId};
-use idsync_store::{ConnectorSpaces, CsFilter, Metaverse, SqliteStore};
+use idsync_model::{Attributes, ConnectorId, CsId, MvId, Value};
+use idsync_store::{Blobs, ConnectorSpaces, CsFilter, Metaverse, SqliteStore};
 use serde_json::json;
 use std::io::Write;
 
-fn attrs(a: &Attributes) -> serde_json::Value {
-    serde_json::Value::Object(
-        a.iter()
-            .map(|(k, v)| {
-                let mut vs: Vec<String> = v.iter().map(show_value).collect();
-                vs.sort();
-                (k.key(), json!(vs))
-            })
-            .collect(),
-    )
+/// How values print: as `show` prints them, or (`binary`) binary values in full.
+struct Values<'a> {
+    binary: Option<&'a mut SqliteStore>,
 }
 
-pub fn dump(engine: &mut Engine<SqliteStore>) -> Result<()> {
+impl Values<'_> {
+    fn value(&mut self, v: &Value) -> Result<String> {
+        match (v, self.binary.as_deref_mut()) {
+            (Value::Binary(b), Some(store)) => {
+                let bytes = match &b.data {
+                    Some(d) => d.to_vec(),
+                    None => store.blob_get(&b.hash)?.ok_or_else(|| {
+                        anyhow::anyhow!("the store holds no bytes for blake3 {}", b.hash)
+                    })?,
+                };
+                Ok(format!(
+                    "base64:{}",
+                    base64::engine::general_purpose::STANDARD.encode(bytes)
+                ))
+            }
+            _ => Ok(show_value(v)),
+        }
+    }
+
+    fn attrs(&mut self, a: &Attributes) -> Result<serde_json::Value> {
+        let mut out = serde_json::Map::new();
+        for (k, v) in a.iter() {
+            let mut vs = v
+                .iter()
+                .map(|v| self.value(v))
+                .collect::<Result<Vec<_>>>()?;
+            vs.sort();
+            out.insert(k.as_str().to_owned(), json!(vs));
+        }
+        Ok(serde_json::Value::Object(out))
+    }
+}
+
+pub fn dump(engine: &mut Engine<SqliteStore>, binary: bool) -> Result<()> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut after: Option<MvId> = None;
@@ -33,10 +62,13 @@ pub fn dump(engine: &mut Engine<SqliteStore>) -> Result<()> {
         for mv in page {
             let rules = &engine.rules;
             let (a, _) = mv.effective(|a, c| rules.precedence_rank(a.as_str(), c));
+            let mut values = Values {
+                binary: binary.then_some(&mut engine.store),
+            };
             writeln!(
                 out,
                 "{}",
-                json!({"kind": "mv", "id": mv.id.as_str(), "object_type": mv.object_type.as_str(), "attributes": attrs(&a)})
+                json!({"kind": "mv", "id": mv.id.as_str(), "object_type": mv.object_type.as_str(), "attributes": values.attrs(&a)?})
             )?;
         }
     }
@@ -59,15 +91,23 @@ pub fn dump(engine: &mut Engine<SqliteStore>) -> Result<()> {
                     .pending_export
                     .as_ref()
                     .map(|p| serde_json::to_value(p).unwrap_or(serde_json::Value::Null));
+                let pending_import = o
+                    .pending_import
+                    .as_ref()
+                    .map(|p| serde_json::to_value(p).unwrap_or(serde_json::Value::Null));
+                let mut values = Values {
+                    binary: binary.then_some(&mut engine.store),
+                };
                 writeln!(
                     out,
                     "{}",
                     json!({
                         "kind": "cs", "connector": c.as_str(), "id": o.id.as_str(),
                         "anchor": o.anchor.as_ref().map(|a| a.as_str()), "dn": o.dn.as_str(),
-                        "object_type": o.object_type.as_str(), "mv_id": o.mv_id.as_ref().map(|m| m.as_str()),
-                        "hologram": attrs(&o.hologram),
-                        "pending_import": o.pending_import.is_some(),
+                        "object_type": o.object_type.as_str(), "object_classes": o.object_classes,
+                        "mv_id": o.mv_id.as_ref().map(|m| m.as_str()),
+                        "hologram": values.attrs(&o.hologram)?,
+                        "pending_import": pending_import,
                         "pending_export": pending_export,
                         "awaiting": !o.awaiting.is_empty() || o.awaiting_add,
                         "export_error": o.export_error, "retry_count": o.retry_count,

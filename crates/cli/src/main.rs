@@ -137,7 +137,11 @@ enum Command {
     },
     /// The metaverse and every connector space as JSON lines (one object a line), for comparing
     /// two stores.
-    Dump,
+    Dump {
+        /// Binary values (photos) in full, as base64, rather than as size and hash.
+        #[arg(long)]
+        binary: bool,
+    },
     /// Benchmarks on generated data: ldif-import, full-sync, delta-cycle, profile-export,
     /// profile-api, augment-sql, ldap-import, ldap-export, ad-import.
     Bench {
@@ -310,9 +314,9 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Serve { listen, store } => serve::serve(listen, &store)?,
         Command::Token { action } => serve::token(action, cli.json)?,
-        Command::Dump => {
+        Command::Dump { binary } => {
             let mut engine = open_engine(&cli.config)?;
-            dump::dump(&mut engine)?;
+            dump::dump(&mut engine, binary)?;
         }
         Command::Bench {
             suite,

@@ -743,3 +743,88 @@ fn a_closed_stdout_ends_each_command_quietly() {
         assert_ne!(out.status.code(), Some(101), "{args:?}: {err}");
     }
 }
+
+fn dump_lines(config: &Path, extra: &[&str]) -> Vec<Value> {
+    let out = idsync()
+        .arg("-c")
+        .arg(config)
+        .arg("dump")
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Issue 22 item 9: `dump` keeps attribute names as configured, includes object classes and
+/// what is pending (not just that something is), and with `--binary` binary values in full
+/// (base64), so two stores can be compared byte for byte from the CLI.
+#[test]
+fn dump_keeps_names_classes_pending_changes_and_binary_values() {
+    use base64::Engine as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    file_estate(&dir, 6);
+    let config = dir.join("idsync.toml");
+    let ldif = dir.join("directory.ldif");
+    let text = std::fs::read_to_string(&ldif).unwrap();
+    std::fs::write(&ldif, text.replacen("title: ", "title: Chief ", 1)).unwrap();
+    let out = run_cycle(&config, &["run", "full-import", "--connector", "directory"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = dump_lines(&config, &[]);
+    let people: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["kind"] == "cs" && l["connector"] == "directory")
+        .collect();
+    assert!(!people.is_empty());
+    for p in &people {
+        assert!(p["hologram"]["givenName"].is_array(), "{p}");
+        assert!(p["hologram"].get("givenname").is_none(), "{p}");
+        let classes = p["object_classes"].to_string();
+        assert!(classes.contains("\"inetOrgPerson\""), "{p}");
+    }
+    let pending: Vec<&&Value> = people
+        .iter()
+        .filter(|p| !p["pending_import"].is_null())
+        .collect();
+    assert_eq!(pending.len(), 1, "{people:?}");
+    let change = pending[0]["pending_import"].to_string();
+    assert!(
+        change.contains("update") && change.contains("Chief"),
+        "{change}"
+    );
+    // Binary values: as size and hash by default, in full with --binary.
+    let shown = |lines: &[Value]| -> Vec<String> {
+        lines
+            .iter()
+            .filter(|l| l["kind"] == "cs" && l["connector"] == "directory")
+            .filter_map(|l| l["hologram"]["jpegPhoto"][0].as_str().map(str::to_owned))
+            .collect()
+    };
+    let hashed = shown(&lines);
+    let full = shown(&dump_lines(&config, &["--binary"]));
+    assert!(!hashed.is_empty() && hashed.len() == full.len());
+    for (h, f) in hashed.iter().zip(&full) {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(f.strip_prefix("base64:").expect(f))
+            .unwrap();
+        let hex = blake3::hash(&bytes).to_hex();
+        assert_eq!(
+            *h,
+            format!("<{} bytes, blake3 {}>", bytes.len(), &hex[..16]),
+            "{f}"
+        );
+    }
+}
