@@ -1721,6 +1721,7 @@ impl Connector for LdapConnector {
             delta_import: true,
             export: true,
             delta_sees_own_exports: true,
+            identifier: idsync_model::IdentifierSyntax::Dn,
         }
     }
 

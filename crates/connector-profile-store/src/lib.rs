@@ -556,6 +556,7 @@ impl Connector for ProfileStoreConnector {
             delta_import: true,
             export: true,
             delta_sees_own_exports: true,
+            identifier: idsync_model::IdentifierSyntax::Plain,
         }
     }
 

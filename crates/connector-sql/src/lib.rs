@@ -552,6 +552,7 @@ impl Connector for SqlConnector {
             delta_import: true,
             export: self.s.export,
             delta_sees_own_exports: self.s.watermark_column.is_some(),
+            identifier: idsync_model::IdentifierSyntax::Plain,
         }
     }
 

@@ -432,6 +432,7 @@ impl Connector for CsvConnector {
             delta_import: true,
             export: true,
             delta_sees_own_exports: true,
+            identifier: idsync_model::IdentifierSyntax::Plain,
         }
     }
 

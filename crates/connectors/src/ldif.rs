@@ -390,6 +390,7 @@ impl Connector for LdifConnector {
             delta_import: self.s.path.is_some() && self.s.delta_path.is_some(),
             export: true,
             delta_sees_own_exports: false,
+            identifier: idsync_model::IdentifierSyntax::Dn,
         }
     }
 

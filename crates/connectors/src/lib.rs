@@ -17,7 +17,7 @@ pub use secret::{resolve_secret, Secret};
 
 use idsync_model::{
     Anchor, AttributeDelta, AttributeName, Attributes, Blob, ConnectorId, ContentHash, CsEntry,
-    CsId, Dn, ObjectTypeName,
+    CsId, Dn, IdentifierSyntax, ObjectTypeName,
 };
 use std::path::{Path, PathBuf};
 
@@ -208,6 +208,9 @@ pub struct Capabilities {
     pub export: bool,
     /// Whether a delta import shows what this connector exported (so it can confirm exports).
     pub delta_sees_own_exports: bool,
+    /// How the system spells identifiers, which decides how an identifier template escapes
+    /// the values put into it.
+    pub identifier: IdentifierSyntax,
 }
 
 /// A connector. Import and export are separate calls so the engine controls batching.

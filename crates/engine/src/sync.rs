@@ -28,6 +28,14 @@ pub(crate) struct SyncCtx<'a> {
     /// metaverse object did not change.
     pub force_exports: bool,
     pub time: i64,
+    /// How each target that objects are provisioned to spells identifiers.
+    pub id_syntax: std::collections::BTreeMap<ConnectorId, idsync_model::IdentifierSyntax>,
+}
+
+impl SyncCtx<'_> {
+    fn syntax(&self, c: &ConnectorId) -> idsync_model::IdentifierSyntax {
+        self.id_syntax.get(c).copied().unwrap_or_default()
+    }
 }
 
 impl SyncCtx<'_> {
@@ -70,7 +78,20 @@ impl<S: Store> Engine<S> {
             &format!("{} sync {id}", if full { "full" } else { "delta" }),
             None,
         );
+        let mut id_syntax = std::collections::BTreeMap::new();
+        let targets: BTreeSet<ConnectorId> = self
+            .rules
+            .provisioning
+            .iter()
+            .map(|p| p.connector.clone())
+            .collect();
+        for t in targets {
+            let conn = self.take_connector(&t)?;
+            id_syntax.insert(t, conn.capabilities().identifier);
+            self.put_connector(conn);
+        }
         let mut cx = SyncCtx {
+            id_syntax,
             report,
             full,
             requeue: BTreeSet::new(),
@@ -457,7 +478,7 @@ pub(crate) fn evaluate_exports<S: Store>(
                     Ok(false) => continue,
                     Ok(true) => {}
                 }
-                let dn = match p.render_dn(&attrs) {
+                let dn = match p.render_dn(&attrs, cx.syntax(&target.name)) {
                     Ok(d) => idsync_model::Dn::new(d),
                     Err(m) => {
                         cx.error(
@@ -538,7 +559,7 @@ pub(crate) fn evaluate_exports<S: Store>(
                     .provisioning
                     .iter()
                     .find(|p| p.connector == target.name && p.object_type == o.object_type)
-                    .and_then(|p| p.render_dn(&attrs).ok())
+                    .and_then(|p| p.render_dn(&attrs, cx.syntax(&target.name)).ok())
                     .map(idsync_model::Dn::new)
                     .filter(|d| d.as_str() != o.dn.as_str());
                 o.pending_export = if changes.is_empty() && new_dn.is_none() {

@@ -67,6 +67,18 @@ impl fmt::Display for RunId {
     }
 }
 
+/// How a connected system spells its identifiers, so an identifier template escapes values
+/// only where the syntax needs it: an LDAP or AD distinguished name escapes by RFC 4514, a
+/// SCIM `userName`, a table key or a file's key column takes the value exactly as it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IdentifierSyntax {
+    /// An RFC 4514 distinguished name.
+    #[default]
+    Dn,
+    /// A plain string, used as it is.
+    Plain,
+}
+
 /// The changeable identifier of an object in its connected system: an LDAP distinguished name,
 /// or the key a file or table names its rows by.
 ///

@@ -750,9 +750,13 @@ impl Provision {
         }
     }
 
-    /// The identifier a provisioned object gets.
-    pub fn render_dn(&self, mv: &Attributes) -> Result<String, String> {
-        render_template(&self.dn, mv)
+    /// The identifier a provisioned object gets, escaped by the target's identifier syntax.
+    pub fn render_dn(
+        &self,
+        mv: &Attributes,
+        syntax: idsync_model::IdentifierSyntax,
+    ) -> Result<String, String> {
+        render_template(&self.dn, mv, syntax)
     }
 }
 

@@ -1,7 +1,9 @@
-//! Identifier templates (`uid={uid},ou=people,dc=example,dc=test`) and RFC 4514 escaping of the
-//! values put into them, so a hostile attribute value cannot change the shape of a DN.
+//! Identifier templates (`uid={uid},ou=people,dc=example,dc=test`) and the escaping of the
+//! values put into them by the target's identifier syntax: RFC 4514 for a DN, so a hostile
+//! attribute value cannot change the shape of a DN; nothing for a plain identifier (a SCIM
+//! `userName`, a table or file key), which must equal the value exactly.
 
-use idsync_model::Attributes;
+use idsync_model::{Attributes, IdentifierSyntax};
 
 /// Escapes a value for use as an RDN value (RFC 4514 section 2.4).
 pub fn escape_rdn_value(v: &str) -> String {
@@ -37,8 +39,13 @@ pub fn check_template(t: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Fills `{attr}` placeholders with the first value of each metaverse attribute, escaped.
-pub fn render_template(t: &str, mv: &Attributes) -> Result<String, String> {
+/// Fills `{attr}` placeholders with the first value of each metaverse attribute, escaped as
+/// `syntax` needs.
+pub fn render_template(
+    t: &str,
+    mv: &Attributes,
+    syntax: IdentifierSyntax,
+) -> Result<String, String> {
     let mut out = String::with_capacity(t.len() + 16);
     let mut rest = t;
     while let Some(i) = rest.find('{') {
@@ -50,7 +57,10 @@ pub fn render_template(t: &str, mv: &Attributes) -> Result<String, String> {
             .map(|v| v.to_text())
             .filter(|v| !v.is_empty())
             .ok_or_else(|| format!("attribute `{name}` has no value"))?;
-        out.push_str(&escape_rdn_value(&value));
+        match syntax {
+            IdentifierSyntax::Dn => out.push_str(&escape_rdn_value(&value)),
+            IdentifierSyntax::Plain => out.push_str(&value),
+        }
         rest = &rest[i + j + 1..];
     }
     out.push_str(rest);
@@ -69,9 +79,27 @@ mod tests {
         let mut mv = Attributes::new();
         mv.set("uid", vec!["ann,ou=admins".into()]);
         assert_eq!(
-            render_template("uid={uid},ou=people", &mv).unwrap(),
+            render_template("uid={uid},ou=people", &mv, IdentifierSyntax::Dn).unwrap(),
             r"uid=ann\,ou\=admins,ou=people"
         );
-        assert!(render_template("uid={missing},ou=people", &mv).is_err());
+        assert!(render_template("uid={missing},ou=people", &mv, IdentifierSyntax::Dn).is_err());
+    }
+
+    #[test]
+    fn plain_identifiers_take_the_value_exactly() {
+        let mut mv = Attributes::new();
+        for v in [
+            "#hash",
+            "comma,plus+quote\"lt<gt>semi;",
+            " lead and trail ",
+            "back\\slash",
+            "Ångström 李",
+        ] {
+            mv.set("uid", vec![v.into()]);
+            assert_eq!(
+                render_template("{uid}", &mv, IdentifierSyntax::Plain).unwrap(),
+                v
+            );
+        }
     }
 }
