@@ -166,13 +166,24 @@ impl Conn {
     }
 }
 
-/// A failure to connect or bind, naming the server (once).
+/// A failure to connect or bind, naming the server (once), with what to do about a server
+/// certificate that names no host.
 pub(crate) fn at_server(url: &str, message: String) -> String {
-    if message.contains(url) {
+    let mut message = if message.contains(url) {
         message
     } else {
         format!("{url}: {message}")
+    };
+    // rustls's words for a certificate without subjectAltName (RFC 6125: the subject's CN is
+    // not a host name any more), as Samba's self-made certificate.
+    if message.contains("not valid for any names") {
+        message.push_str(
+            ". The server's certificate has no subjectAltName, so no host name can be checked \
+             against it: give the server a certificate with a subjectAltName for the host in \
+             `url` (DNS or IP), and name its CA with `ca_file`",
+        );
     }
+    message
 }
 
 /// A result code with its name and the server's message: `noSuchObject (32): …`.

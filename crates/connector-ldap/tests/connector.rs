@@ -347,3 +347,31 @@ fn a_server_that_never_answers_the_bind_is_named_and_nothing_is_deleted() {
         "{err}"
     );
 }
+
+/// Issue 22 item 17: LDAPS to a server whose certificate has no subjectAltName (Samba's
+/// self-made one) fails with a message that says so and what to do, even with its CA named.
+#[test]
+fn ldaps_to_a_certificate_without_subject_alt_name_says_so_and_what_to_do() {
+    let s = Slapd::start(SlapdOptions {
+        seed: Some(base_ldif(SUFFIX).into_bytes()),
+        tls: true,
+        tls_without_san: true,
+        ..Default::default()
+    })
+    .unwrap_or_else(|e| panic!("slapd must start for this test: {e}"));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(s.ca_file().unwrap(), dir.path().join("ca.pem")).unwrap();
+    let url = s.ldaps_url().unwrap();
+    let mut c = connector(dir.path(), &settings(&url, "ca_file = \"ca.pem\"")).unwrap();
+    let err = c
+        .full_import(&mut Collect::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&url)
+            && err.contains("no subjectAltName")
+            && err.contains("ca_file")
+            && err.contains("nothing is deleted"),
+        "{err}"
+    );
+}

@@ -109,6 +109,9 @@ pub struct SlapdOptions {
     pub accesslog: bool,
     /// Also listen on LDAPS with a certificate signed by a CA made for this instance.
     pub tls: bool,
+    /// With `tls`: a server certificate without subjectAltName (its name only in the subject's
+    /// CN, as Samba's self-made certificate), which verifiers following RFC 6125 refuse.
+    pub tls_without_san: bool,
     /// Sync every write to disk (slapd's default). Off, writes are much faster (`dbnosync`):
     /// right for tests, wrong for export benchmarks.
     pub durable: bool,
@@ -126,6 +129,7 @@ impl Default for SlapdOptions {
             syncprov: true,
             accesslog: false,
             tls: false,
+            tls_without_san: false,
             durable: false,
             seed: None,
             seed_file: None,
@@ -260,7 +264,7 @@ impl Slapd {
         }
         c.push_str("sizelimit unlimited\n");
         if o.tls {
-            self.make_certificates()?;
+            self.make_certificates(o.tls_without_san)?;
             c.push_str(&format!(
                 "TLSCACertificateFile {0}/ca.pem\nTLSCertificateFile {0}/server.pem\nTLSCertificateKeyFile {0}/server.key\n",
                 d.display()
@@ -296,7 +300,7 @@ impl Slapd {
         std::fs::write(d.join("slapd.conf"), c).map_err(io("cannot write slapd.conf"))
     }
 
-    fn make_certificates(&self) -> Result<()> {
+    fn make_certificates(&self, without_san: bool) -> Result<()> {
         let d = self.dir.path();
         let ossl = |args: &[&str]| run(Command::new("openssl").args(args).current_dir(d));
         ossl(&[
@@ -330,9 +334,14 @@ impl Slapd {
             "-out",
             "server.csr",
         ])?;
+        let san = if without_san {
+            ""
+        } else {
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\n"
+        };
         std::fs::write(
             d.join("server.ext"),
-            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+            format!("{san}basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"),
         )
         .map_err(io("cannot write server.ext"))?;
         ossl(&[
