@@ -256,7 +256,7 @@ pub fn plan(engine: &mut Engine<SqliteStore>, only: Option<&str>, as_json: bool)
                 let entry = match &o.pending_export {
                     Some(PendingExport::Add { attributes, .. }) => {
                         adds += 1;
-                        json!({"connector": c.as_str(), "op": "add", "dn": o.dn.as_str(),
+                        json!({"connector": c.as_str(), "op": "add", "dn": o.dn.as_str(), "last_error": o.export_error,
                                "attributes": attributes.iter().map(|(k, v)| (k.to_string(), json_values(v))).collect::<serde_json::Map<_, _>>()})
                     }
                     Some(PendingExport::Update { new_dn, changes }) => {
@@ -309,6 +309,9 @@ pub fn plan(engine: &mut Engine<SqliteStore>, only: Option<&str>, as_json: bool)
             e["dn"].as_str().unwrap_or("")
         );
         println!("{head}");
+        if let Some(m) = e["last_error"].as_str() {
+            println!("    last error: {m}");
+        }
         if let Some(nd) = e["new_dn"].as_str() {
             println!("    rename to {nd}");
         }

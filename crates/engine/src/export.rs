@@ -9,7 +9,8 @@ use crate::safety::DeleteGuard;
 use crate::{Engine, Error, Result, StepReport};
 use idsync_connectors::{crash_point, ExportItem, ExportOp, ExportResult};
 use idsync_model::{
-    AttributeChange, AttributeDelta, Attributes, ConnectorId, CsId, CsObject, PendingExport, Value,
+    AttributeChange, AttributeDelta, Attributes, ConnectorId, CsId, CsObject, Dn, PendingExport,
+    Reference, Value,
 };
 use idsync_store::{CsFilter, ExportRecord, ObjectError, Store};
 use std::collections::HashMap;
@@ -98,6 +99,110 @@ fn conflict(unique: &Unique, o: &CsObject) -> Option<String> {
         }
     }
     None
+}
+
+/// The objects of a target that will not be in it when this step ends (an add held back by a
+/// uniqueness conflict, or failed and waiting for its next attempt), by normalized identifier,
+/// with the reason; `None` for an object that is (or may be) there. Filled as references to
+/// them are met, and by the adds that fail during the step.
+#[derive(Default)]
+struct Held(HashMap<String, Option<String>>);
+
+/// A batch to send: the objects, what is sent for each, and the changes held back from each
+/// (the references to objects that are held back, with the reason), which stay pending.
+type Batch = (Vec<CsObject>, Vec<ExportItem>, HashMap<CsId, Withheld>);
+type Withheld = (Vec<AttributeDelta>, String);
+
+/// Takes the references to held-back objects out of `values`; the values as they were when any
+/// is taken.
+fn take_held(
+    values: &mut Vec<Value>,
+    held: &mut dyn FnMut(&Dn) -> Result<Option<String>>,
+    reasons: &mut Vec<String>,
+) -> Result<Option<Vec<Value>>> {
+    let mut taken = false;
+    let mut kept = Vec::with_capacity(values.len());
+    for v in values.iter() {
+        if let Value::Reference(Reference::Dn(d)) = v {
+            if let Some(why) = held(d)? {
+                reasons.push(format!("{d} ({why})"));
+                taken = true;
+                continue;
+            }
+        }
+        kept.push(v.clone());
+    }
+    Ok(taken.then(|| std::mem::replace(values, kept)))
+}
+
+/// Takes the references to held-back objects out of an export: the changes that set them once
+/// those objects are in the target, and why.
+fn withhold(
+    op: &mut ExportOp,
+    held: &mut dyn FnMut(&Dn) -> Result<Option<String>>,
+) -> Result<Option<Withheld>> {
+    let mut out = Vec::new();
+    let mut reasons = Vec::new();
+    match op {
+        ExportOp::Add { attributes, .. } => {
+            let mut emptied = Vec::new();
+            for (name, values) in attributes.iter_mut() {
+                if let Some(all) = take_held(values, held, &mut reasons)? {
+                    if values.is_empty() {
+                        emptied.push(name.to_string());
+                    }
+                    out.push(AttributeDelta {
+                        name: name.clone(),
+                        change: AttributeChange::Replace(all),
+                    });
+                }
+            }
+            // An add names no attribute without values (LDAP refuses one).
+            for name in emptied {
+                attributes.remove(&name);
+            }
+        }
+        ExportOp::Update { changes, .. } => {
+            for d in changes.iter_mut() {
+                match &mut d.change {
+                    AttributeChange::Replace(values) => {
+                        if let Some(all) = take_held(values, held, &mut reasons)? {
+                            out.push(AttributeDelta {
+                                name: d.name.clone(),
+                                change: AttributeChange::Replace(all),
+                            });
+                        }
+                    }
+                    AttributeChange::Update { add, .. } => {
+                        if let Some(all) = take_held(add, held, &mut reasons)? {
+                            let waiting = all.into_iter().filter(|v| !add.contains(v)).collect();
+                            out.push(AttributeDelta {
+                                name: d.name.clone(),
+                                change: AttributeChange::Update {
+                                    add: waiting,
+                                    remove: vec![],
+                                },
+                            });
+                        }
+                    }
+                }
+            }
+            changes.retain(|d| {
+                !matches!(&d.change, AttributeChange::Update { add, remove } if add.is_empty() && remove.is_empty())
+            });
+        }
+        ExportOp::Delete => {}
+    }
+    if out.is_empty() {
+        return Ok(None);
+    }
+    let names: Vec<&str> = out.iter().map(|d| d.name.as_str()).collect();
+    let message = format!(
+        "{} waiting for {}, held back from this target; set once it is exported",
+        names.join(", "),
+        reasons.join(", ")
+    );
+    Ok(Some((out, message)))
 }
 
 /// Whether a pending export deletes the object, or disables it (sets the connector's disable
@@ -346,37 +451,40 @@ impl<S: Store> Engine<S> {
         let retry = self.rules.retry;
         let now = idsync_store::now();
         let mut after: Option<CsId> = None;
+        let mut held = Held::default();
         // One batch is in the connector's hands while the engine records the one before it:
         // batch k+1 is started (`export_start`) once batch k's results are taken, and the store
         // records batch k while the system works on k+1.
-        let mut started: Option<(Vec<CsObject>, Vec<ExportItem>)> = None;
+        let mut started: Option<Batch> = None;
         loop {
             let next = loop {
-                match self.export_batch(id, &unique, now, batch_size, &mut after, report)? {
-                    Some((_, items)) if items.is_empty() => continue,
+                let batch =
+                    self.export_batch(id, &unique, &mut held, now, batch_size, &mut after, report)?;
+                match batch {
+                    Some((_, items, _)) if items.is_empty() => continue,
                     next => break next,
                 }
             };
             let answered = match started.take() {
-                Some((objects, items)) => {
+                Some((objects, items, withheld)) => {
                     let results = connector.export_finish(&items)?;
                     let written = connector.take_written_values();
                     crash_point!("export:{id}:batch-sent");
-                    Some((objects, items, results, written))
+                    Some(((objects, items, withheld), results, written))
                 }
                 None => None,
             };
-            if let Some((_, items)) = &next {
+            if let Some((_, items, _)) = &next {
                 connector.export_start(items)?;
             }
-            if let Some((objects, items, results, written)) = answered {
-                self.progress.advance(items.len() as u64);
+            if let Some((batch, results, written)) = answered {
+                self.progress.advance(batch.1.len() as u64);
                 let outcome = Outcome {
                     confirms,
                     retry,
                     now,
                 };
-                self.record_batch(id, report, outcome, objects, items, results, written)?;
+                self.record_batch(id, report, outcome, &mut held, batch, results, written)?;
             }
             match next {
                 Some(batch) => started = Some(batch),
@@ -385,18 +493,58 @@ impl<S: Store> Engine<S> {
         }
     }
 
+    /// Whether the object `dn` names in a target is held back from it (see [`Held`]), and why.
+    fn held_back(
+        &mut self,
+        id: &ConnectorId,
+        unique: &Unique,
+        held: &mut Held,
+        now: i64,
+        dn: &Dn,
+    ) -> Result<Option<String>> {
+        let key = dn.normalized();
+        if let Some(why) = held.0.get(&key) {
+            return Ok(why.clone());
+        }
+        let why = match self.store.cs_by_dn(id, dn)? {
+            Some(t)
+                if t.anchor.is_none()
+                    && matches!(t.pending_export, Some(PendingExport::Add { .. })) =>
+            {
+                match conflict(unique, &t) {
+                    Some(c) => Some(c),
+                    None if t.retry_count > 0 && !self.options.retry_now => {
+                        match self.store.retry_at(&t.id)? {
+                            Some(at) if at > now => Some(format!(
+                                "its add failed and waits for its next attempt: {}",
+                                t.export_error.as_deref().unwrap_or("no message")
+                            )),
+                            _ => None,
+                        }
+                    }
+                    None => None,
+                }
+            }
+            _ => None,
+        };
+        held.0.insert(key, why.clone());
+        Ok(why)
+    }
+
     /// Reads the next page of pending exports and makes the batch of them to send (objects
-    /// waiting for a retry, and those whose unique values conflict, left out); `None` after the
-    /// last page.
+    /// waiting for a retry, and those whose unique values conflict, left out; references to
+    /// held-back objects taken out and kept pending); `None` after the last page.
+    #[allow(clippy::too_many_arguments)]
     fn export_batch(
         &mut self,
         id: &ConnectorId,
         unique: &Unique,
+        held: &mut Held,
         now: i64,
         batch_size: usize,
         after: &mut Option<CsId>,
         report: &mut StepReport,
-    ) -> Result<Option<(Vec<CsObject>, Vec<ExportItem>)>> {
+    ) -> Result<Option<Batch>> {
         let page = self
             .store
             .cs_scan(id, CsFilter::PendingExport, after.as_ref(), batch_size)?;
@@ -473,7 +621,37 @@ impl<S: Store> Engine<S> {
             items = keep_items;
             objects = keep_objects;
         }
-        Ok(Some((objects, items)))
+        // A reference to an object that will not be in the target after this step is not sent
+        // (the system would refuse the whole export): the rest goes, and the reference stays
+        // pending until its object is exported.
+        let mut withheld = HashMap::new();
+        let mut keep_items = Vec::with_capacity(items.len());
+        let mut keep_objects = Vec::with_capacity(objects.len());
+        for (mut o, mut item) in objects.into_iter().zip(items) {
+            let taken = {
+                let mut is_held = |d: &Dn| self.held_back(id, unique, held, now, d);
+                withhold(&mut item.op, &mut is_held)?
+            };
+            let Some((changes, message)) = taken else {
+                keep_items.push(item);
+                keep_objects.push(o);
+                continue;
+            };
+            report.stats.export_waiting += 1;
+            let nothing_else = matches!(&item.op, ExportOp::Update { new_dn: None, changes } if changes.is_empty());
+            if nothing_else {
+                // Nothing to send until the object it names is there: kept pending as it is.
+                if o.export_error.as_deref() != Some(message.as_str()) {
+                    o.export_error = Some(message);
+                    self.store.cs_set_exported(&o)?;
+                }
+                continue;
+            }
+            withheld.insert(o.id.clone(), (changes, message));
+            keep_items.push(item);
+            keep_objects.push(o);
+        }
+        Ok(Some((keep_objects, keep_items, withheld)))
     }
 
     /// Records a batch's results: each export's audit row, then the object as sent (awaiting
@@ -484,8 +662,8 @@ impl<S: Store> Engine<S> {
         id: &ConnectorId,
         report: &mut StepReport,
         outcome: Outcome,
-        objects: Vec<CsObject>,
-        items: Vec<ExportItem>,
+        held: &mut Held,
+        (objects, items, mut withheld): Batch,
         results: Vec<ExportResult>,
         written: Vec<idsync_connectors::WrittenValue>,
     ) -> Result<()> {
@@ -506,6 +684,14 @@ impl<S: Store> Engine<S> {
                     o.export_error = None;
                     o.retry_count = 0;
                     o.pending_export = None;
+                    if let Some((changes, message)) = withheld.remove(&o.id) {
+                        // What was held back stays pending, with the reason.
+                        o.pending_export = Some(PendingExport::Update {
+                            new_dn: None,
+                            changes,
+                        });
+                        o.export_error = Some(message);
+                    }
                     // A rename or a new hologram rewrites the whole object; otherwise only
                     // the export's own columns change.
                     let mut whole = !confirms;
@@ -565,6 +751,13 @@ impl<S: Store> Engine<S> {
                 }
                 ExportResult::Failed(message) => {
                     report.stats.export_errors += 1;
+                    if matches!(item.op, ExportOp::Add { .. }) && o.anchor.is_none() {
+                        // Not in the target: later references to it this step wait for it.
+                        held.0.insert(
+                            o.dn.normalized(),
+                            Some(format!("its add failed: {message}")),
+                        );
+                    }
                     o.retry_count += 1;
                     o.export_error = Some(message.clone());
                     let delay = retry.delay(o.retry_count);

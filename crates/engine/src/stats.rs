@@ -27,6 +27,11 @@ pub struct Stats {
     /// Objects whose export failed before and waits for its next attempt (backoff).
     #[serde(default)]
     pub export_deferred: u64,
+    /// Objects sent without a reference to an object that is held back from the same target
+    /// (a uniqueness conflict, a failed add waiting for its next attempt), or kept pending when
+    /// that reference was all they had to send: the reference waits, pending, for its object.
+    #[serde(default)]
+    pub export_waiting: u64,
     pub confirmed: u64,
     pub not_confirmed: u64,
     pub object_errors: u64,
@@ -61,6 +66,7 @@ impl Stats {
             ("exported", self.exported),
             ("export errors", self.export_errors),
             ("export deferred", self.export_deferred),
+            ("export waiting", self.export_waiting),
             ("confirmed", self.confirmed),
             ("not confirmed", self.not_confirmed),
             ("object errors", self.object_errors),
