@@ -93,6 +93,9 @@ fn decode(bytes: &[u8], cfg: &PhotoConfig) -> Result<(ImageFormat, DynamicImage)
                 "the photo is not a JPEG, PNG, GIF or WebP image",
             )
         })?;
+    if format == ImageFormat::Jpeg {
+        return Ok((format, decode_jpeg(bytes, cfg)?));
+    }
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
     let mut limits = Limits::default();
     limits.max_image_width = Some(cfg.max_dimension);
@@ -113,6 +116,48 @@ fn decode(bytes: &[u8], cfg: &PhotoConfig) -> Result<(ImageFormat, DynamicImage)
         ),
     })?;
     Ok((format, img))
+}
+
+/// Decodes a JPEG strictly, as RGB: one cut or damaged anywhere (its scan data included) is
+/// refused rather than shown with the missing part filled in.
+fn decode_jpeg(bytes: &[u8], cfg: &PhotoConfig) -> Result<DynamicImage, ScimError> {
+    use zune_core::bytestream::ZCursor;
+    use zune_core::colorspace::ColorSpace;
+    use zune_core::options::DecoderOptions;
+    let bad = |e: zune_jpeg::errors::DecodeErrors| {
+        ScimError::bad("invalidValue", format!("the photo cannot be decoded: {e}"))
+    };
+    let too_large = |w: usize, h: usize| {
+        ScimError::bad(
+            "invalidValue",
+            format!(
+                "the photo is too large to decode (at most {0}x{0} pixels): it is {w}x{h}",
+                cfg.max_dimension
+            ),
+        )
+    };
+    let max = cfg.max_dimension as usize;
+    let options = DecoderOptions::default()
+        .set_strict_mode(true)
+        .set_max_width(usize::MAX)
+        .set_max_height(usize::MAX)
+        .jpeg_set_out_colorspace(ColorSpace::RGB);
+    let mut decoder = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), options);
+    decoder.decode_headers().map_err(bad)?;
+    let (w, h) = decoder
+        .dimensions()
+        .ok_or_else(|| ScimError::internal("JPEG dimensions after its headers"))?;
+    if w > max || h > max || (w as u64) * (h as u64) * 3 > cfg.max_alloc {
+        return Err(too_large(w, h));
+    }
+    let pixels = decoder.decode().map_err(bad)?;
+    let img = image::RgbImage::from_raw(w as u32, h as u32, pixels).ok_or_else(|| {
+        ScimError::bad(
+            "invalidValue",
+            "the photo cannot be decoded: its pixel data is short",
+        )
+    })?;
+    Ok(DynamicImage::ImageRgb8(img))
 }
 
 fn thumbnail(img: &DynamicImage, size: u32) -> Result<Vec<u8>, ScimError> {

@@ -344,6 +344,75 @@ fn crc32(data: &[u8]) -> u32 {
     !c
 }
 
+/// A JPEG of `w`x`h` with detail enough that its scan data is most of the file.
+fn jpeg(w: u32, h: u32) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(w, h, |x, y| {
+        let n = x
+            .wrapping_mul(2_654_435_761)
+            .wrapping_add(y.wrapping_mul(40_503));
+        image::Rgb([(n >> 3) as u8, (x * 3 + y) as u8, (n >> 11) as u8])
+    });
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90)
+        .encode_image(&img)
+        .unwrap();
+    out
+}
+
+#[test]
+fn a_truncated_or_corrupt_jpeg_is_refused_and_nothing_is_stored() {
+    let f = Fixture::new();
+    let id = f.user("jo", json!({}))["id"].as_str().unwrap().to_string();
+    let put_photo = |body: Vec<u8>| {
+        f.http
+            .put(f.url(&format!("/Users/{id}/photo")))
+            .bearer_auth(&f.engine)
+            .body(body)
+            .send()
+            .unwrap()
+    };
+    let good = jpeg(320, 240);
+    // The scan data starts after the start-of-scan segment and ends at the end-of-image marker.
+    let sos = good.windows(2).position(|m| m == [0xff, 0xda]).unwrap();
+    let scan_start = sos + 2 + usize::from(u16::from_be_bytes([good[sos + 2], good[sos + 3]]));
+    let scan_end = good.len() - 2;
+    assert_eq!(&good[scan_end..], &[0xff, 0xd9]);
+    for cut in [
+        scan_start + 16,
+        scan_start + (scan_end - scan_start) / 2,
+        scan_end - 64,
+    ] {
+        let v = expect_error(put_photo(good[..cut].to_vec()), 400, Some("invalidValue"));
+        assert!(
+            v["detail"].as_str().unwrap().contains("cannot be decoded"),
+            "cut at {cut} of {}: {v}",
+            good.len()
+        );
+    }
+    // A marker where scan data should be.
+    let mut corrupt = good.clone();
+    let middle = scan_start + (scan_end - scan_start) / 2;
+    corrupt[middle..middle + 2].copy_from_slice(&[0xff, 0xc4]);
+    expect_error(put_photo(corrupt), 400, Some("invalidValue"));
+    let now = f.ok("GET", &format!("/Users/{id}"), None);
+    assert!(now.get("photos").is_none(), "nothing stored: {now}");
+    // The whole JPEG, and a grey one, are taken.
+    assert_eq!(put_photo(good).status(), 200);
+    let grey = image::GrayImage::from_fn(64, 48, |x, y| image::Luma([(x + y) as u8]));
+    let mut grey_jpeg = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut grey_jpeg, 90)
+        .encode_image(&grey)
+        .unwrap();
+    assert_eq!(put_photo(grey_jpeg).status(), 200);
+    let r = f
+        .http
+        .get(f.url(&format!("/Users/{id}/photo?size=small")))
+        .bearer_auth(&f.engine)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
 #[test]
 fn bad_input_is_refused_and_nothing_is_stored() {
     let f = Fixture::new();
