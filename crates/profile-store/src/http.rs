@@ -1091,6 +1091,7 @@ async fn put_photo(
         if tx.get(Kind::User, &id)?.is_none() {
             return Err(ScimError::not_found(format!("User {id} not found")));
         }
+        // The same bytes again change nothing (put_photo then writes nothing).
         tx.put_photo(&id, &set, &now())?;
         tx.commit()?;
         let mut r = StatusCode::OK.into_response();

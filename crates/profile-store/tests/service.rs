@@ -870,6 +870,28 @@ fn photos_thumbnails_and_the_change_feed() {
         .unwrap();
     assert_eq!(r.status(), 304);
 
+    // The same bytes again change nothing: no new version, no change in the feed.
+    let latest = f.ok("GET", "/changes/latest", None)["cursor"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = f
+        .http
+        .put(f.url(&format!("/Users/{id}/photo")))
+        .bearer_auth(&f.engine)
+        .body(png.clone())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["etag"].to_str().unwrap(), format!("\"{hash}\""));
+    let same = f.ok("GET", &format!("/Users/{id}"), None);
+    assert_eq!(
+        same["meta"], after["meta"],
+        "the same photo again is no change"
+    );
+    let feed = f.ok("GET", &format!("/changes?since={latest}"), None);
+    assert_eq!(feed["changes"], json!([]), "{feed}");
+
     // A new photo behind the same URL: new hash, a change in the feed.
     let png2 = tiny_png(64, 64);
     f.http

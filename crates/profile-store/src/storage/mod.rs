@@ -115,7 +115,9 @@ pub trait WriteTx: ReadTx {
     fn update(&mut self, kind: Kind, id: &str, doc: &Doc, now: &str) -> Result<Stored, ScimError>;
     /// Deletes a resource (and its photo and memberships); false if it did not exist.
     fn delete(&mut self, kind: Kind, id: &str, now: &str) -> Result<bool>;
-    fn put_photo(&mut self, user_id: &str, photo: &PhotoSet, now: &str) -> Result<()>;
+    /// Stores a user's photo; false, and nothing changed (no version, lastModified or feed
+    /// entry), when the user's photo already has these bytes.
+    fn put_photo(&mut self, user_id: &str, photo: &PhotoSet, now: &str) -> Result<bool>;
     fn delete_photo(&mut self, user_id: &str, now: &str) -> Result<bool>;
     fn insert_token(&mut self, record: &TokenRecord, hash: &str) -> Result<()>;
     /// Revokes a token by id or name; false if none matched.

@@ -523,7 +523,18 @@ impl WriteTx for Tx<'_> {
         Ok(true)
     }
 
-    fn put_photo(&mut self, user_id: &str, p: &PhotoSet, now: &str) -> Result<()> {
+    fn put_photo(&mut self, user_id: &str, p: &PhotoSet, now: &str) -> Result<bool> {
+        let same: Option<String> = self
+            .conn
+            .prepare_cached(
+                "SELECT photo.hash FROM photo JOIN resource ON resource.id = photo.user_id \
+                 WHERE photo.user_id = ?1 AND resource.photo_hash = photo.hash",
+            )?
+            .query_row([user_id], |r| r.get(0))
+            .optional()?;
+        if same.as_deref() == Some(p.hash.as_str()) {
+            return Ok(false);
+        }
         self.conn
             .prepare_cached(
                 "INSERT OR REPLACE INTO photo(user_id, hash, content_type, thumbnail_type, original, small, medium, large) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -532,7 +543,8 @@ impl WriteTx for Tx<'_> {
         self.conn
             .prepare_cached("UPDATE resource SET photo_hash = ?2, last_modified = ?3, version = version + 1 WHERE id = ?1")?
             .execute(params![user_id, p.hash, now])?;
-        self.record_change(Kind::User, user_id, false)
+        self.record_change(Kind::User, user_id, false)?;
+        Ok(true)
     }
 
     fn delete_photo(&mut self, user_id: &str, now: &str) -> Result<bool> {
