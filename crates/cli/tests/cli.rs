@@ -56,20 +56,22 @@ fn demo_runs_one_full_cycle_into_the_profile_store() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("demo");
     let report = demo(&dir, 80);
-    // 80 people projected from the directory; the 12 devices and 6 groups are counted as
-    // filtered with their reason, never dropped silently.
-    assert_eq!(total(&report, "full-sync", "projected"), 80);
+    // 80 people and (issue 22 item 13) the 6 groups projected from the directory; the 12
+    // devices are counted as filtered with their reason, never dropped silently.
+    assert_eq!(total(&report, "full-sync", "projected"), 86);
     let filtered = &report["steps"][0]["stats"]["filtered"];
     assert_eq!(
         filtered["object class device not in scope"], 12,
         "{filtered}"
     );
-    assert_eq!(
-        filtered["object class groupOfNames not in scope"], 6,
+    assert!(
+        filtered
+            .get("object class groupOfNames not in scope")
+            .is_none(),
         "{filtered}"
     );
-    assert_eq!(total(&report, "export", "exported"), 80);
-    assert_eq!(total(&report, "full-import", "confirmed"), 80);
+    assert_eq!(total(&report, "export", "exported"), 86);
+    assert_eq!(total(&report, "full-import", "confirmed"), 86);
     assert_eq!(report["pending_exports_left"], 0);
     // HR rows with no person are counted, not projected.
     assert_eq!(total(&report, "full-sync", "disconnectors"), 5);
@@ -104,9 +106,44 @@ fn demo_runs_one_full_cycle_into_the_profile_store() {
             other => panic!("idsync serve does not answer: {other:?}"),
         }
     };
+    // The groups are under /Groups, with their members.
+    let groups: Value = agent
+        .get(&format!("http://127.0.0.1:{port}/scim/v2/Groups?count=100"))
+        .header("Authorization", format!("Bearer {}", token.trim()))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_json()
+        .unwrap();
     let _ = serve.kill();
     let _ = serve.wait();
     assert_eq!(users["totalResults"], 80, "{users}");
+    assert_eq!(groups["totalResults"], 6, "{groups}");
+    let ldif = std::fs::read_to_string(dir.join("directory.ldif")).unwrap();
+    let members: usize = groups["Resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["members"].as_array().map_or(0, Vec::len))
+        .sum();
+    assert_eq!(
+        members,
+        ldif.lines().filter(|l| l.starts_with("member:")).count(),
+        "{groups}"
+    );
+    assert!(members > 0);
+    // Issue 22 item 12: the metaverse holds what an LDAP inetOrgPerson target needs.
+    let config = dir.join("idsync.toml");
+    let people: Vec<Value> = dump_lines(&config, &[])
+        .into_iter()
+        .filter(|l| l["kind"] == "mv" && l["object_type"] == "person")
+        .collect();
+    assert_eq!(people.len(), 80);
+    for p in &people {
+        for a in ["cn", "sn"] {
+            assert!(p["attributes"][a].is_array(), "{a}: {p}");
+        }
+    }
     // ...and listed.
     let listed = json(idsync().arg("-c").arg(dir.join("idsync.toml")).args([
         "show",
@@ -123,7 +160,7 @@ fn demo_runs_one_full_cycle_into_the_profile_store() {
         .arg(tmp.path().join("demo2"))
         .assert()
         .success()
-        .stdout(predicates::str::contains("Metaverse: 20 objects."));
+        .stdout(predicates::str::contains("Metaverse: 26 objects."));
 }
 
 #[test]
@@ -686,7 +723,8 @@ fn demo_against_a_throwaway_slapd() {
             .args(["--people", "40", "--dir"])
             .arg(&dir),
     );
-    assert_eq!(total(&report, "full-sync", "projected"), 40);
+    // The 40 people and the 6 groups.
+    assert_eq!(total(&report, "full-sync", "projected"), 46);
     let filtered = &report["steps"][0]["stats"]["filtered"];
     assert_eq!(
         filtered["object class device not in scope"], 12,

@@ -382,6 +382,22 @@ connector = "directory"
 mv = "displayName"
 expr = "has(cs.givenName) ? cs.givenName + ' ' + cs.sn : cs.cn"
 
+# What an LDAP `inetOrgPerson` target requires (`cn`, `sn`) and usually shows (`givenName`).
+[[import_flow]]
+connector = "directory"
+mv = "cn"
+cs = "cn"
+
+[[import_flow]]
+connector = "directory"
+mv = "sn"
+cs = "sn"
+
+[[import_flow]]
+connector = "directory"
+mv = "givenName"
+cs = "givenName"
+
 [[import_flow]]
 connector = "directory"
 mv = "mail"
@@ -518,9 +534,42 @@ token = "{token_ref}"
 name = "person"
 object_classes = ["User"]
 
+[[connector.object_type]]
+name = "group"
+object_classes = ["Group"]
+
 "#
     );
     let mut out = format!("{}{block}{}", &text[..start], &text[end..]);
+    // The directory's groups and their members go to the profile store too (`/Groups`), each
+    // group named by its `cn`, its members the people it holds.
+    out = out.replace(
+        "[[connector.object_type]]\nname = \"person\"\nobject_classes = [\"inetOrgPerson\", \"person\", \"user\"]\n",
+        "[[connector.object_type]]\nname = \"person\"\nobject_classes = [\"inetOrgPerson\", \"person\", \"user\"]\n\n[[connector.object_type]]\nname = \"group\"\nobject_classes = [\"groupOfNames\"]\n",
+    );
+    out = out.replace(
+        "[[unique]]\n",
+        r#"[[import_flow]]
+connector = "directory"
+object_type = "group"
+mv = "member"
+cs = "member"
+
+[[provision]]
+connector = "profiles"
+mv_type = "group"
+object_type = "group"
+dn = "{displayName}"
+
+[[export_flow]]
+connector = "profiles"
+object_type = "group"
+cs = "member"
+mv = "member"
+
+[[unique]]
+"#,
+    );
     // The profile's user name is its identifier (the provisioning template), not a property;
     // the profile store's default schema has no hire date.
     for flow in [
