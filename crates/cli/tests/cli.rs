@@ -866,3 +866,49 @@ fn dump_keeps_names_classes_pending_changes_and_binary_values() {
         );
     }
 }
+
+/// Issue 22 item 11: plain LDIF without `entryUUID` (an `ldapsearch` export, a hand-written
+/// file) is read with a stable attribute as the anchor (`anchor = "uid"`, as the README says);
+/// an entry out of scope is counted by its object class, not as missing its anchor.
+#[test]
+fn plain_ldif_without_entry_uuid_imports_with_an_attribute_anchor() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("people.ldif"),
+        "dn: uid=ann,ou=People,dc=example,dc=test\nobjectClass: inetOrgPerson\nuid: ann\ncn: Ann\nsn: Lee\n\n\
+         dn: uid=bob,ou=People,dc=example,dc=test\nobjectClass: inetOrgPerson\nuid: bob\ncn: Bob\nsn: Ray\n\n\
+         dn: cn=printer,ou=Devices,dc=example,dc=test\nobjectClass: device\ncn: printer\n\n",
+    )
+    .unwrap();
+    let config = tmp.path().join("idsync.toml");
+    let write = |anchor: &str| {
+        std::fs::write(
+            &config,
+            format!("[[connector]]\nname = \"d\"\ntype = \"ldif\"\nrole = \"directory\"\npath = \"people.ldif\"\n{anchor}\n[[connector.object_type]]\nname = \"person\"\nobject_classes = [\"inetOrgPerson\"]\n"),
+        )
+        .unwrap();
+    };
+    let import = || {
+        json(idsync().arg("-c").arg(&config).args([
+            "run",
+            "full-import",
+            "--connector",
+            "d",
+            "--json",
+        ]))
+    };
+    // The default anchor (entryUUID) is missing from every person; the device is a device.
+    write("");
+    let r = import();
+    let filtered = &r["stats"]["filtered"];
+    assert_eq!(filtered["missing anchor"], 2, "{r}");
+    assert_eq!(filtered["object class device not in scope"], 1, "{r}");
+    // With `uid` as the anchor, both people are taken.
+    std::fs::remove_file(tmp.path().join("idsync.db")).ok();
+    write("anchor = \"uid\"");
+    let r = import();
+    assert_eq!(r["stats"]["added"], 2, "{r}");
+    let filtered = &r["stats"]["filtered"];
+    assert!(filtered.get("missing anchor").is_none(), "{r}");
+    assert_eq!(filtered["object class device not in scope"], 1, "{r}");
+}
