@@ -89,6 +89,73 @@ fn directory_managers(ldif: &str) -> Vec<(String, String)> {
     out
 }
 
+/// The sample estate of `people` into a real profile store (`idsync serve`) on a free port:
+/// the estate, the engine's token and the server (kept running while it is held).
+fn estate(dir: &Path, people: usize) -> (idsync_sample::Generated, String, Api, Serve) {
+    let mut o = idsync_sample::Options::demo();
+    o.people = people;
+    let g = idsync_sample::generate(dir, &o).unwrap();
+    let db = dir.join("profiles.db");
+    let engine_token = token(&db, &["--engine"]);
+    std::fs::write(dir.join("engine.token"), format!("{engine_token}\n")).unwrap();
+    let port = free_port();
+    let server = serve(&db, port);
+    let config = idsync_sample::profile_store_config_text(
+        &format!("http://127.0.0.1:{port}"),
+        "file:engine.token",
+    );
+    std::fs::write(&g.config, &config).unwrap();
+    (g, engine_token, Api::new(port), server)
+}
+
+#[test]
+fn a_deleted_manager_is_removed_from_the_reports_in_the_same_delta_cycle() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (g, engine_token, api, _server) = estate(dir, 200);
+    let first = cycle(&g.config, "full-cycle");
+    assert!(errors(&first).is_empty(), "{:#?}", errors(&first));
+    let users = managers(&api, &engine_token);
+    let manager_id = users["u0000001"].0.clone();
+    assert_eq!(users["u0000011"].1.as_deref(), Some(manager_id.as_str()));
+
+    // Person 1 leaves the directory: its content file and its change log.
+    let dn = idsync_sample::person_dn(1);
+    let ldif = std::fs::read_to_string(&g.directory).unwrap();
+    let start = ldif.find(&format!("dn: {dn}\n")).unwrap();
+    let end = start + ldif[start..].find("\n\n").unwrap() + 2;
+    let mut left = format!("{}{}", &ldif[..start], &ldif[end..]);
+    left = left.replace(&format!("manager: {dn}\n"), "");
+    std::fs::write(&g.directory, &left).unwrap();
+    std::fs::create_dir_all(dir.join("changes")).unwrap();
+    std::fs::write(
+        dir.join("changes/0001.ldif"),
+        format!("version: 1\n\ndn: {dn}\nchangetype: delete\n"),
+    )
+    .unwrap();
+    let delta = cycle(&g.config, "delta-cycle");
+    assert!(errors(&delta).is_empty(), "{:#?}", errors(&delta));
+    let users = managers(&api, &engine_token);
+    assert!(!users.contains_key("u0000001"));
+    let dangling: Vec<&String> = users
+        .iter()
+        .filter(|(_, (_, m))| m.as_deref() == Some(manager_id.as_str()))
+        .map(|(u, _)| u)
+        .collect();
+    assert!(
+        dangling.is_empty(),
+        "still managed by the deleted person: {dangling:?}"
+    );
+    let plan: Json = serde_json::from_str(&run_ok(
+        idsync().args(["--json", "plan", "-c"]).arg(&g.config),
+    ))
+    .unwrap();
+    assert_eq!(plan["exports"].as_array().map(Vec::len), Some(0), "{plan}");
+    let full = cycle(&g.config, "full-cycle");
+    assert_eq!(total(&full, "export", "exported"), 0, "{full}");
+    assert!(errors(&full).is_empty(), "{:#?}", errors(&full));
+}
+
 #[test]
 fn a_uniqueness_conflict_holds_back_only_its_objects_and_delta_cycles_restore_every_manager() {
     let tmp = tempfile::tempdir().unwrap();

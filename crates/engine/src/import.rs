@@ -566,7 +566,11 @@ impl<S: Store> Engine<S> {
                 .state_set(id, state::WATERMARK, outcome.watermark.as_deref())?;
             outcome.full
         };
-        if !delivered_all && !connector.reports_reference_removals() {
+        // Every connector, also one whose system reports reference removals: a directory
+        // without referential integrity (slapd without refint, an LDIF change file) leaves its
+        // people's `manager` naming a deleted person. Removing a value already removed changes
+        // nothing.
+        if !delivered_all {
             remove_dangling_references(&mut session, id)?;
         }
         crash_point!("{}:read", session.label);
@@ -601,11 +605,26 @@ impl<S: Store> Engine<S> {
     }
 }
 
+/// The value of a DN's first RDN when it is plain text (no character a DN escapes or a
+/// multi-valued RDN), as every spelling of the DN holds it.
+fn first_rdn_value(dn: &Dn) -> Option<String> {
+    let rdn = dn.as_str().split(',').next()?;
+    let (_, value) = rdn.split_once('=')?;
+    let value = value.trim();
+    let plain = !value.is_empty()
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@' | ' '));
+    plain.then(|| value.to_owned())
+}
+
 /// Removes, from every object of the connector space, the reference values (a group's
-/// `member`, a person's `manager`) naming an object this delta import deleted, for a connector
-/// whose system does not report those removals itself (Samba's DirSync). Each removal is staged
-/// as an ordinary imported change, so the next sync flows it to the metaverse. One streaming
-/// pass over the space, page by page, only when something was deleted.
+/// `member`, a person's `manager`) naming an object this delta import deleted, for every
+/// connector: Samba's DirSync never reports those removals, and a directory without referential
+/// integrity (slapd without refint, an LDIF change file) never makes them. Each removal is
+/// staged as an ordinary imported change, so the next sync flows it to the metaverse and on to
+/// the targets in the same cycle. One streaming pass over the space, page by page, only when
+/// something was deleted, loading only the objects whose stored text may name one.
 fn remove_dangling_references<S: Store>(
     session: &mut Session<'_, S>,
     id: &ConnectorId,
@@ -615,12 +634,30 @@ fn remove_dangling_references<S: Store>(
     }
     let mut removed = 0u64;
     let mut after: Option<CsId> = None;
+    // A value naming a deleted object holds its first RDN value as it is, when that value has
+    // nothing a DN escapes: then only the objects whose stored text may hold one are loaded.
+    let needles: Option<Vec<String>> = (session.deleted.len() <= 256)
+        .then(|| session.deleted.iter().map(first_rdn_value).collect())
+        .flatten();
     loop {
-        let page = session
-            .store
-            .cs_scan(id, CsFilter::All, after.as_ref(), PAGE)?;
-        let Some(last) = page.last() else { break };
-        after = Some(last.id.clone());
+        let page = match &needles {
+            Some(n) => {
+                let (last, page) = session
+                    .store
+                    .cs_scan_may_hold(id, n, after.as_ref(), PAGE)?;
+                let Some(last) = last else { break };
+                after = Some(last);
+                page
+            }
+            None => {
+                let page = session
+                    .store
+                    .cs_scan(id, CsFilter::All, after.as_ref(), PAGE)?;
+                let Some(last) = page.last() else { break };
+                after = Some(last.id.clone());
+                page
+            }
+        };
         for mut o in page {
             if o.pending_import == Some(PendingImport::Delete) {
                 continue;
@@ -663,7 +700,7 @@ fn remove_dangling_references<S: Store>(
     }
     if removed > 0 {
         session.report.notes.push(format!(
-            "removed {removed} reference(s) to the {} deleted object(s): the system does not report those removals",
+            "removed {removed} reference(s) to the {} deleted object(s): the system did not remove them",
             session.deleted.len()
         ));
     }
