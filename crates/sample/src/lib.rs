@@ -632,6 +632,37 @@ mod tests {
         assert!(w.contains("connector = \"directory\"\ncs = \"jpegPhoto\""));
     }
 
+    /// Issue 22 item 12: the README shows the reversed photo flow as configuration; its lines
+    /// are exactly what [`photo_writeback`] changes.
+    #[test]
+    fn the_readme_shows_the_photo_writeback_as_the_toml_it_is() {
+        let readme = include_str!("../../../README.md");
+        let at = readme
+            .find("Seed 000's photo write-back")
+            .expect("the README describes the write-back");
+        let blocks: Vec<&str> = readme[at..]
+            .split("```toml\n")
+            .skip(1)
+            .take(2)
+            .map(|b| b.split("```").next().unwrap())
+            .collect();
+        let c = profile_store_config_text("http://127.0.0.1:1", "file:engine.token");
+        for block in &blocks {
+            for flow in block.split("\n\n") {
+                assert!(!flow.trim().is_empty());
+            }
+        }
+        let mut by_hand = c.clone();
+        let (old, new) = (blocks[0].split("\n\n"), blocks[1].split("\n\n"));
+        for (o, n) in old.zip(new) {
+            let o = format!("{}\n", o.trim_end());
+            assert!(by_hand.contains(&o), "{o}");
+            by_hand = by_hand.replace(&o, &format!("{}\n", n.trim_end()));
+        }
+        assert_eq!(by_hand, photo_writeback(&c));
+        assert_ne!(by_hand, c);
+    }
+
     #[test]
     fn photos_are_jpegs_with_their_own_bytes() {
         let a = photo("u1", 1);
