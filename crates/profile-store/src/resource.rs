@@ -832,10 +832,20 @@ pub fn non_editable_change(schemas: &Schemas, old: &Doc, new: &Doc) -> Option<St
                 if a.get(ik) != b.get(ik)
                     && !schemas.profile.attr(ik).is_some_and(|x| x.user_editable)
                 {
-                    return Some(format!("{}:{ik}", schemas.profile.id));
+                    return Some(ik.clone());
                 }
             }
             continue;
+        }
+        // Any other extension (the enterprise one's `manager`, `employeeNumber`) is named by
+        // the attribute that differs, not by the extension's whole URN.
+        if k.starts_with("urn:") {
+            let empty = Map::new();
+            let a = a.and_then(Value::as_object).unwrap_or(&empty);
+            let b = b.and_then(Value::as_object).unwrap_or(&empty);
+            if let Some(ik) = a.keys().chain(b.keys()).find(|ik| a.get(*ik) != b.get(*ik)) {
+                return Some(ik.clone());
+            }
         }
         return Some(k.clone());
     }

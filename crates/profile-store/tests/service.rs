@@ -269,6 +269,26 @@ fn authorization_matrix() {
         None,
     );
     assert!(v["detail"].as_str().unwrap().contains("office"));
+    assert!(!v["detail"].as_str().unwrap().contains("urn:"), "{v}");
+    // An engine-owned attribute of the enterprise extension is named, not its extension.
+    let ent = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+    for (path, value) in [
+        (format!("{ent}:employeeNumber"), json!("666")),
+        (format!("{ent}:manager"), json!({"value": "someone"})),
+    ] {
+        let attr = path.rsplit(':').next().unwrap().to_string();
+        let op = json!({"Operations": [{"op": "replace", "path": path, "value": value}]});
+        let v = expect_error(
+            f.send("PATCH", &format!("/Users/{a}"), Some(&alice_t), Some(op)),
+            403,
+            None,
+        );
+        assert_eq!(
+            v["detail"].as_str().unwrap(),
+            format!("`{attr}` is not user-editable"),
+            "{v}"
+        );
+    }
     let title = json!({"Operations": [{"op": "replace", "path": "title", "value": "CEO"}]});
     expect_error(
         f.send("PATCH", &format!("/Users/{a}"), Some(&alice_t), Some(title)),
