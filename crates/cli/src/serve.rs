@@ -31,6 +31,9 @@ pub enum TokenCommand {
         /// A label to recognise it by.
         #[arg(long)]
         name: Option<String>,
+        /// Create the `--user` token even though the profile store has no such user yet.
+        #[arg(long, requires = "user")]
+        force: bool,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -90,6 +93,7 @@ pub fn token(cmd: TokenCommand, json: bool) -> Result<()> {
             engine,
             user,
             name,
+            force,
             store,
         } => {
             let storage = open(&store)?;
@@ -98,6 +102,21 @@ pub fn token(cmd: TokenCommand, json: bool) -> Result<()> {
                 (false, Some(u)) if !u.trim().is_empty() => TokenKind::User(u),
                 _ => bail!("say --engine or --user USERNAME"),
             };
+            if let TokenKind::User(u) = &kind {
+                let known = storage
+                    .read()
+                    .and_then(|tx| tx.id_by_user_name(u))
+                    .with_context(|| {
+                        format!("cannot read the profile store {}", store.db.display())
+                    })?;
+                if known.is_none() && !force {
+                    bail!(
+                        "the profile store {} has no user `{u}` (userName): no token created; \
+                         check the name, or add --force for a user not provisioned yet",
+                        store.db.display()
+                    );
+                }
+            }
             let label = name.unwrap_or_else(|| match &kind {
                 TokenKind::Engine => "engine".to_string(),
                 TokenKind::User(u) => format!("user:{u}"),

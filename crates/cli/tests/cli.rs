@@ -782,6 +782,44 @@ fn a_closed_stdout_ends_each_command_quietly() {
     }
 }
 
+#[test]
+fn a_token_for_a_user_the_profile_store_does_not_have_is_refused_without_force() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    demo(&dir, 8);
+    let db = dir.join("profile-store.db");
+    let create = |args: &[&str]| {
+        idsync()
+            .args(["token", "create", "--db"])
+            .arg(&db)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = create(&["--user", "nobody"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no user `nobody`") && err.contains("--force"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty(), "no token printed");
+    let listed = json(idsync().args(["--json", "token", "list", "--db"]).arg(&db));
+    assert!(!listed.to_string().contains("user:nobody"), "{listed}");
+    // A user the store has, and one not provisioned yet when asked with --force.
+    for args in [
+        &["--user", "u0000001"][..],
+        &["--user", "nobody", "--force"],
+    ] {
+        let out = create(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 fn dump_lines(config: &Path, extra: &[&str]) -> Vec<Value> {
     let out = idsync()
         .arg("-c")
