@@ -132,6 +132,12 @@ connector = "staff"
 mv_type = "person"
 object_type = "person"
 dn = "uid={{uid}},ou=Staff,{SUFFIX}"
+object_classes = ["inetOrgPerson"]
+
+[[export_flow]]
+connector = "staff"
+cs = "uid"
+mv = "uid"
 
 [[export_flow]]
 connector = "staff"
@@ -221,4 +227,59 @@ fn a_profile_user_name_equals_the_source_uid_exactly() {
     let delta = cycle(&e.config, "delta-cycle");
     assert_eq!(delta["pending_exports_left"], 0, "{delta}");
     assert_eq!(user_names(&e), uids(), "{delta}");
+}
+
+fn step_total(report: &Json, connector: &str, field: &str) -> u64 {
+    report["steps"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| s["connector"] == connector)
+        .map(|s| s["stats"][field].as_u64().unwrap_or(0))
+        .sum()
+}
+
+/// The objects of the `staff` connector space as `idsync dump` shows them.
+fn staff_space(config: &Path) -> Vec<Json> {
+    let out = run_ok(idsync().args(["dump", "-c"]).arg(config));
+    out.lines()
+        .map(|l| serde_json::from_str::<Json>(l).expect("a JSON line"))
+        .filter(|o| o["kind"] == "cs" && o["connector"] == "staff")
+        .collect()
+}
+
+#[test]
+fn provisioned_entries_with_hostile_uids_meet_their_own_entries() {
+    let e = estate(true);
+    let first = cycle(&e.config, "full-cycle");
+    assert_eq!(first["pending_exports_left"], 0, "{first}");
+    assert_eq!(step_total(&first, "staff", "exported"), 9, "{first}");
+    for kind in ["full-cycle", "delta-cycle", "full-cycle"] {
+        let r = cycle(&e.config, kind);
+        assert_eq!(r["pending_exports_left"], 0, "{kind}: {r}");
+        assert_eq!(step_total(&r, "staff", "exported"), 0, "{kind}: {r}");
+        assert_eq!(step_total(&r, "staff", "added"), 0, "{kind}: {r}");
+        let space = staff_space(&e.config);
+        assert_eq!(space.len(), 9, "{kind}: {space:#?}");
+        for o in &space {
+            assert!(o["mv_id"].is_string(), "not joined: {o:#}");
+            assert_eq!(o["awaiting"], false, "not confirmed: {o:#}");
+            assert!(o["pending_export"].is_null(), "{o:#}");
+        }
+    }
+    // Every uid reached ou=Staff exactly as it is in the source.
+    let out = e
+        ._slapd
+        .search(
+            &format!("ou=Staff,{SUFFIX}"),
+            "(objectClass=inetOrgPerson)",
+            &["uid"],
+        )
+        .unwrap();
+    assert_eq!(
+        out.matches("\ndn").count() + usize::from(out.starts_with("dn")),
+        9,
+        "{out}"
+    );
+    assert_eq!(user_names(&e), uids());
 }

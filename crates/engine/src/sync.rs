@@ -561,7 +561,7 @@ pub(crate) fn evaluate_exports<S: Store>(
                     .find(|p| p.connector == target.name && p.object_type == o.object_type)
                     .and_then(|p| p.render_dn(&attrs, cx.syntax(&target.name)).ok())
                     .map(idsync_model::Dn::new)
-                    .filter(|d| d.as_str() != o.dn.as_str());
+                    .filter(|d| d != &o.dn);
                 o.pending_export = if changes.is_empty() && new_dn.is_none() {
                     match o.pending_export {
                         Some(PendingExport::Delete) => Some(PendingExport::Delete),

@@ -18,7 +18,9 @@ pub use delta::{apply_delta, diff_attributes, AttributeChange, AttributeDelta};
 pub use digest::{
     content_digest, entry_digest, scoped_wire_digest, typed_digest, wire_digest, wire_key,
 };
-pub use ids::{Anchor, ConnectorId, CsId, Dn, IdentifierSyntax, MvId, ObjectTypeName, RunId};
+pub use ids::{
+    escape_rdn_value, Anchor, ConnectorId, CsId, Dn, IdentifierSyntax, MvId, ObjectTypeName, RunId,
+};
 pub use space::{Contribution, CsObject, MvObject, PendingExport, PendingImport};
 pub use value::{Blob, ContentHash, Reference, Value, ValueKind};
 

@@ -3,26 +3,8 @@
 //! attribute value cannot change the shape of a DN; nothing for a plain identifier (a SCIM
 //! `userName`, a table or file key), which must equal the value exactly.
 
+pub use idsync_model::escape_rdn_value;
 use idsync_model::{Attributes, IdentifierSyntax};
-
-/// Escapes a value for use as an RDN value (RFC 4514 section 2.4).
-pub fn escape_rdn_value(v: &str) -> String {
-    let mut out = String::with_capacity(v.len() + 4);
-    let n = v.chars().count();
-    for (i, c) in v.chars().enumerate() {
-        match c {
-            '"' | '+' | ',' | ';' | '<' | '>' | '\\' | '=' => {
-                out.push('\\');
-                out.push(c);
-            }
-            '#' if i == 0 => out.push_str("\\#"),
-            ' ' if i == 0 || i + 1 == n => out.push_str("\\ "),
-            '\0' => out.push_str("\\00"),
-            _ => out.push(c),
-        }
-    }
-    out
-}
 
 /// Checks that every `{` has its `}` and names an attribute.
 pub fn check_template(t: &str) -> Result<(), String> {

@@ -16,6 +16,9 @@ const SCHEMA_VERSION: &str = "1";
 /// The page size of a new store file.
 const PAGE_SIZE: i64 = 16384;
 const INTEGRITY: &str = "the store file's integrity check";
+/// Which [`Dn::normalized`] the `dn_norm` and `pending_ref.target` keys were made with. A store
+/// whose keys were made another way has them made again when it is opened.
+const DN_KEY: &str = "rfc4514-1";
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -391,6 +394,7 @@ impl SqliteStore {
                 ))
             }
         }
+        rekey_dns(&conn)?;
         Ok(Self {
             conn,
             seen_run: None,
@@ -434,6 +438,67 @@ impl SqliteStore {
         }
         Ok(())
     }
+}
+
+/// Makes the DN keys again when they were made by an older normaliser (before DNs compared by
+/// RFC 4514, `\2C` and `\,` gave two keys), all in one transaction.
+fn rekey_dns(conn: &Connection) -> Result<()> {
+    let made: Option<String> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'dn_key'", [], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    if made.as_deref() == Some(DN_KEY) {
+        return Ok(());
+    }
+    let tx = conn.unchecked_transaction()?;
+    {
+        let mut read = tx.prepare("SELECT id, dn, dn_norm FROM cs_object")?;
+        let mut write = tx.prepare("UPDATE cs_object SET dn_norm = ?2 WHERE id = ?1")?;
+        let rows = read.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })?;
+        for row in rows {
+            let (id, dn, old) = row?;
+            let new = Dn::new(dn).normalized();
+            if new != old {
+                write.execute(params![id, new])?;
+            }
+        }
+        // A pending reference keeps only its key; the key of the old key is the new key.
+        let mut read = tx.prepare("SELECT connector, target, cs_id FROM pending_ref")?;
+        let rows = read.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })?;
+        let refs = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+        for (connector, target, cs) in refs {
+            let new = Dn::new(target.clone()).normalized();
+            if new != target {
+                tx.execute(
+                    "DELETE FROM pending_ref WHERE connector = ?1 AND target = ?2 AND cs_id = ?3",
+                    params![connector, target, cs],
+                )?;
+                tx.execute(
+                    "INSERT OR IGNORE INTO pending_ref(connector, target, cs_id) VALUES (?1, ?2, ?3)",
+                    params![connector, new, cs],
+                )?;
+            }
+        }
+    }
+    tx.execute(
+        "INSERT OR REPLACE INTO meta(key, value) VALUES ('dn_key', ?1)",
+        [DN_KEY],
+    )?;
+    tx.commit()?;
+    Ok(())
 }
 
 /// The key of an id in [`SqliteStore`]'s seen marks.
@@ -1632,6 +1697,38 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(state.wire_digest, Some([3; 32]));
+    }
+
+    #[test]
+    fn a_store_keyed_by_the_older_dn_normaliser_is_keyed_again_when_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("idsync.db");
+        let mut o = cs("c1", "a1", b"x");
+        o.dn = Dn::new(r"uid=comma\2Cplus,ou=Staff");
+        let mut s = SqliteStore::open(&p).unwrap();
+        s.cs_put(&o).unwrap();
+        let waiting = Dn::new(r"uid=Ann\2C B,ou=Staff");
+        s.pending_ref_add(&o.connector, &waiting, &o.id).unwrap();
+        drop(s);
+        // What the older normaliser wrote: lower case, escapes as they came.
+        let c = Connection::open(&p).unwrap();
+        c.execute_batch(
+            r"UPDATE cs_object SET dn_norm = 'uid=comma\2cplus,ou=staff';
+              UPDATE pending_ref SET target = 'uid=ann\2c b,ou=staff';
+              DELETE FROM meta WHERE key = 'dn_key';",
+        )
+        .unwrap();
+        drop(c);
+        let mut s = SqliteStore::open(&p).unwrap();
+        let found = s
+            .cs_by_dn(&o.connector, &Dn::new(r"UID=comma\,plus, ou=staff"))
+            .unwrap();
+        assert_eq!(found.map(|f| f.id), Some(o.id.clone()));
+        assert_eq!(
+            s.pending_ref_take(&o.connector, &Dn::new(r"uid=ann\, B,ou=Staff"))
+                .unwrap(),
+            vec![o.id.clone()]
+        );
     }
 
     #[test]
