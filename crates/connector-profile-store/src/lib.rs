@@ -1047,6 +1047,13 @@ impl ProfileStoreConnector {
             .map(|i| i.dn.as_str().to_ascii_lowercase())
             .collect();
         self.resolve_names(batch, &created)?;
+        // A user this batch deletes leaves its groups with it (the service removes a deleted
+        // user's memberships): a member removal naming it is not sent, as it would find nothing.
+        for item in batch {
+            if matches!(item.op, ExportOp::Delete) && !self.is_group(item.object_type.as_str()) {
+                self.user_ids.remove(&item.dn.as_str().to_ascii_lowercase());
+            }
+        }
         for (n, item) in batch.iter().enumerate() {
             let group = self.is_group(item.object_type.as_str());
             match self.operation(n, item, group, &schema, &created) {
