@@ -282,4 +282,38 @@ fn provisioned_entries_with_hostile_uids_meet_their_own_entries() {
         "{out}"
     );
     assert_eq!(user_names(&e), uids());
+    // `idsync show` finds an entry by any spelling of its DN (issue 22, item 10): type case,
+    // `\2C` for `\,`, the order of a multi-valued RDN, spaces after separators.
+    for (spelling, uid) in [
+        (
+            r"UID=comma\2Cplus\2Bquote\22lt\3Cgt\3Esemi\3B, OU=staff,dc=example,dc=test",
+            r#"comma,plus+quote"lt<gt>semi;"#,
+        ),
+        (
+            r#"uid=comma\,plus\+quote\"lt\<gt\>semi\;,ou=Staff,dc=example,dc=test"#,
+            r#"comma,plus+quote"lt<gt>semi;"#,
+        ),
+        (
+            "cn=multi valued+UID=Multi,ou=people,DC=example,dc=test",
+            "multi",
+        ),
+        (
+            "uid=Multi + cn=multi valued,ou=people,DC=example,dc=test",
+            "multi",
+        ),
+        (r"uid=\23hash,ou=Staff,dc=example,dc=test", "#hash"),
+        (r"uid=\#hash,ou=Staff,dc=example,dc=test", "#hash"),
+    ] {
+        let out = run_ok(
+            idsync()
+                .args(["--json", "show", spelling, "-c"])
+                .arg(&e.config),
+        );
+        let o: Json = serde_json::from_str(&out).expect("a JSON object");
+        assert!(
+            out.contains(&serde_json::to_string(uid).unwrap()),
+            "{spelling}: {o:#}"
+        );
+        assert!(o["mv_id"].is_string(), "{spelling}: not joined: {o:#}");
+    }
 }
