@@ -297,6 +297,21 @@ fn mv_from_doc(id: &str, object_type: &str, doc: &str) -> Result<MvObject> {
     })
 }
 
+/// Creates a new store file readable by its owner only (0600), whatever the umask: SQLite
+/// gives its `-wal` and `-shm` files the mode of the database file. An existing file keeps
+/// the mode its owner gave it.
+fn create_private(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) a store file. A file that is not an idsync store, or is
     /// damaged, is an error that says so; nothing is repaired silently.
@@ -305,6 +320,7 @@ impl SqliteStore {
             path: path.display().to_string(),
             message,
         };
+        create_private(path).map_err(|e| open_err(e.to_string()))?;
         let conn = Connection::open(path).map_err(|e| open_err(e.to_string()))?;
         let mut store = Self::init(conn).map_err(|e| match e {
             Error::Sqlite(s) => {
@@ -1422,6 +1438,27 @@ mod tests {
             mv_id: None,
             seen_run: Some(RunId(1)),
             provisioned: false,
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_new_store_and_its_side_files_are_owner_only_whatever_the_umask() {
+        use std::os::unix::fs::PermissionsExt;
+        // SAFETY: umask only sets the process's file creation mask; 022 is the common default.
+        unsafe { libc::umask(0o022) };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("idsync.db");
+        let _lock = crate::RunnerLock::acquire(&path, "test", std::time::Duration::ZERO).unwrap();
+        let mut store = SqliteStore::open(&path).unwrap();
+        store.begin().unwrap();
+        store.cs_put(&cs("c1", "a1", b"photo")).unwrap();
+        store.commit().unwrap();
+        for suffix in ["", "-wal", "-shm", ".lock"] {
+            let mut p = path.as_os_str().to_owned();
+            p.push(suffix);
+            let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "idsync.db{suffix} is {mode:o}");
         }
     }
 

@@ -75,6 +75,21 @@ pub struct SqliteStorage {
     schemas: Arc<Schemas>,
 }
 
+/// Creates a new database file readable by its owner only (0600), whatever the umask: SQLite
+/// gives its `-wal` and `-shm` files the mode of the database file. An existing file keeps
+/// the mode its owner gave it.
+fn create_private(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 fn open_conn(path: &Path) -> Result<Connection> {
     let db = |source| Error::Database {
         path: path.display().to_string(),
@@ -93,6 +108,13 @@ use crate::error::Error;
 impl SqliteStorage {
     /// Opens (creating if needed) the database at `path`.
     pub fn open(path: &Path, schemas: Arc<Schemas>) -> Result<SqliteStorage> {
+        create_private(path).map_err(|e| Error::Database {
+            path: path.display().to_string(),
+            source: rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+                Some(e.to_string()),
+            ),
+        })?;
         let writer = open_conn(path)?;
         // A Bulk request takes a savepoint per operation: its statement journal stays in memory
         // instead of a temporary file written page by page.
@@ -1078,6 +1100,34 @@ mod tests {
             .collect::<rusqlite::Result<Vec<_>>>()
             .expect("rows");
         rows.join("\n")
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_new_database_and_its_side_files_are_owner_only_whatever_the_umask() {
+        use std::os::unix::fs::PermissionsExt;
+        // SAFETY: umask only sets the process's file creation mask; 022 is the common default.
+        unsafe { libc::umask(0o022) };
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("profile-store.db");
+        let schemas = Arc::new(Schemas::new(&default_properties()).expect("schemas"));
+        let st = SqliteStorage::open(&path, schemas).expect("open");
+        let mut tx = st.write().expect("write");
+        let mut doc = Doc::new();
+        doc.insert("userName".into(), "ann".into());
+        tx.insert(Kind::User, "id1", doc, "2026-01-01T00:00:00Z")
+            .expect("insert");
+        tx.commit().expect("commit");
+        for suffix in ["", "-wal", "-shm"] {
+            let mut p = path.as_os_str().to_owned();
+            p.push(suffix);
+            let mode = std::fs::metadata(&p)
+                .expect("side file")
+                .permissions()
+                .mode()
+                & 0o777;
+            assert_eq!(mode, 0o600, "profile-store.db{suffix} is {mode:o}");
+        }
     }
 
     #[test]
