@@ -34,6 +34,9 @@ pub enum TokenCommand {
         /// Create the `--user` token even though the profile store has no such user yet.
         #[arg(long, requires = "user")]
         force: bool,
+        /// Write the token to this file (readable by its owner only, 0600) instead of printing it.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -48,6 +51,21 @@ pub enum TokenCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
+}
+
+/// Writes `text` to `path`, readable by its owner only (0600) whatever the umask, an existing
+/// file included (its mode is set before anything is written to it).
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    #[cfg(unix)]
+    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()
 }
 
 fn load_config(path: Option<&Path>) -> Result<Config> {
@@ -94,6 +112,7 @@ pub fn token(cmd: TokenCommand, json: bool) -> Result<()> {
             user,
             name,
             force,
+            out,
             store,
         } => {
             let storage = open(&store)?;
@@ -123,7 +142,29 @@ pub fn token(cmd: TokenCommand, json: bool) -> Result<()> {
             });
             let (secret, rec) =
                 idsync_profile_store::create_token(&storage as &dyn ProfileStorage, kind, &label)?;
-            if json {
+            if let Some(file) = &out {
+                write_private(file, &format!("{secret}\n")).with_context(|| {
+                    format!(
+                        "token {} ({}) created, but it cannot be written to {} (revoke it)",
+                        rec.id,
+                        rec.name,
+                        file.display()
+                    )
+                })?;
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"id": rec.id, "name": rec.name, "file": file})
+                    );
+                } else {
+                    eprintln!(
+                        "token {} ({}) created and written to {}",
+                        rec.id,
+                        rec.name,
+                        file.display()
+                    );
+                }
+            } else if json {
                 println!(
                     "{}",
                     serde_json::json!({"id": rec.id, "name": rec.name, "token": secret})

@@ -820,6 +820,54 @@ fn a_token_for_a_user_the_profile_store_does_not_have_is_refused_without_force()
     }
 }
 
+#[cfg(unix)]
+#[test]
+fn token_create_out_writes_the_token_owner_only_and_prints_nothing_of_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("profile-store.db");
+    let fresh = tmp.path().join("engine.token");
+    let existing = tmp.path().join("old.token");
+    std::fs::write(&existing, "an old token, longer than the new one is\n").unwrap();
+    std::fs::set_permissions(&existing, std::fs::Permissions::from_mode(0o644)).unwrap();
+    for (file, json) in [(&fresh, false), (&existing, true)] {
+        let mut cmd = std::process::Command::new("sh");
+        // A umask that would leave the file readable by everyone.
+        cmd.arg("-c")
+            .arg("umask 022; exec \"$@\"")
+            .arg("sh")
+            .arg(assert_cmd::cargo::cargo_bin("idsync"));
+        if json {
+            cmd.arg("--json");
+        }
+        let out = cmd
+            .args(["token", "create", "--engine", "--db"])
+            .arg(&db)
+            .arg("--out")
+            .arg(file)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mode = std::fs::metadata(file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{} is {mode:o}", file.display());
+        let written = std::fs::read_to_string(file).unwrap();
+        let token = written.strip_suffix('\n').expect("one line");
+        assert!(!token.is_empty() && !token.contains('\n'), "{written:?}");
+        let printed = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!printed.contains(token), "the token is printed: {printed}");
+    }
+    let listed = json(idsync().args(["--json", "token", "list", "--db"]).arg(&db));
+    assert_eq!(listed.as_array().map(Vec::len), Some(2), "{listed}");
+}
+
 fn dump_lines(config: &Path, extra: &[&str]) -> Vec<Value> {
     let out = idsync()
         .arg("-c")
