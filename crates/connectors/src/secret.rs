@@ -28,8 +28,8 @@ impl fmt::Display for Secret {
     }
 }
 
-/// Resolves `env:NAME` (an environment variable) or `file:PATH` (a file's content without its
-/// trailing newline; relative to `base_dir`). Anything else is refused: a secret written into
+/// Resolves `env:NAME` (an environment variable) or `file:PATH` (a file of one line, the value
+/// without its trailing newline; relative to `base_dir`). Anything else is refused: a secret written into
 /// the configuration is an error, not a convenience. Messages name the reference, never a value.
 pub fn resolve_secret(reference: &str, base_dir: &Path) -> Result<Secret, String> {
     if let Some(name) = reference.strip_prefix("env:") {
@@ -41,7 +41,19 @@ pub fn resolve_secret(reference: &str, base_dir: &Path) -> Result<Secret, String
         let p = base_dir.join(path);
         let text = std::fs::read_to_string(&p)
             .map_err(|e| format!("cannot read secret file {}: {e}", p.display()))?;
-        return Ok(Secret(text.trim_end_matches(['\n', '\r']).to_owned()));
+        // One value: a single line, its newline stripped. A file of more lines is not a secret
+        // file (`file:/etc/shadow` would send every line); its content is never quoted.
+        let value = text
+            .strip_suffix('\n')
+            .map(|t| t.strip_suffix('\r').unwrap_or(t))
+            .unwrap_or(&text);
+        if value.contains(['\n', '\r']) {
+            return Err(format!(
+                "secret file {} holds more than one line: a secret file holds one value, on a single line",
+                p.display()
+            ));
+        }
+        return Ok(Secret(value.to_owned()));
     }
     Err(
         "a secret must be a reference, `env:NAME` or `file:PATH`, never the secret itself"
@@ -70,5 +82,34 @@ mod tests {
         let e = resolve_secret("hunter2", dir.path()).unwrap_err();
         assert!(!e.contains("hunter2"), "{e}");
         assert!(resolve_secret("env:IDSYNC_TEST_SECRET_UNSET", dir.path()).is_err());
+    }
+
+    #[test]
+    fn a_secret_file_is_one_line_and_more_is_refused_without_quoting_it() {
+        let dir = tempfile::tempdir().unwrap();
+        for (text, value) in [
+            ("s3cret", "s3cret"),
+            ("s3cret\n", "s3cret"),
+            ("s3cret\r\n", "s3cret"),
+        ] {
+            std::fs::write(dir.path().join("one.pw"), text).unwrap();
+            let s = resolve_secret("file:one.pw", dir.path()).unwrap();
+            assert_eq!(s.expose(), value, "{text:?}");
+        }
+        for text in [
+            "root:hash1:19000\ndaemon:hash2:19000\n",
+            "s3cret\n\n",
+            "s3cret\rsecond",
+        ] {
+            std::fs::write(dir.path().join("shadow"), text).unwrap();
+            let e = resolve_secret("file:shadow", dir.path()).unwrap_err();
+            assert!(
+                e.contains("shadow") && e.contains("more than one line"),
+                "{e}"
+            );
+            for part in ["root:hash1", "daemon:hash2", "s3cret", "second"] {
+                assert!(!e.contains(part), "the message quotes the file: {e}");
+            }
+        }
     }
 }
