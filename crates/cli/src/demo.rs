@@ -61,7 +61,9 @@ pub fn run(
         "engine (demo)",
     )?;
     drop(storage);
-    write_private(&dir.join(TOKEN_FILE), &format!("{secret}\n"))?;
+    let token_file = dir.join(TOKEN_FILE);
+    crate::serve::write_private(&token_file, &format!("{secret}\n"))
+        .with_context(|| format!("cannot write {}", token_file.display()))?;
     let server = idsync_profile_store::serve(ServeOptions {
         listen: listen.unwrap_or_else(listen_address),
         db: db.clone(),
@@ -122,21 +124,5 @@ pub fn run(
         );
     }
     server.stop();
-    Ok(())
-}
-
-/// Writes a secret readable by its owner only.
-fn write_private(path: &Path, text: &str) -> Result<()> {
-    use std::io::Write;
-    #[cfg(unix)]
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut o = std::fs::OpenOptions::new();
-    o.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    o.mode(0o600);
-    let mut f = o
-        .open(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    f.write_all(text.as_bytes())?;
     Ok(())
 }

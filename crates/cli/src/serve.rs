@@ -55,7 +55,7 @@ pub enum TokenCommand {
 
 /// Writes `text` to `path`, readable by its owner only (0600) whatever the umask, an existing
 /// file included (its mode is set before anything is written to it).
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
