@@ -56,6 +56,18 @@ fn demo_runs_one_full_cycle_into_the_profile_store() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("demo");
     let report = demo(&dir, 80);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for (path, want) in [
+            (dir.clone(), 0o700),
+            (dir.join("idsync.db"), 0o600),
+            (dir.join("engine.token"), 0o600),
+        ] {
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, want, "{} is {mode:o}", path.display());
+        }
+    }
     // 80 people and (issue 22 item 13) the 6 groups projected from the directory; the 12
     // devices are counted as filtered with their reason, never dropped silently.
     assert_eq!(total(&report, "full-sync", "projected"), 86);

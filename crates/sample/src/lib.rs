@@ -181,7 +181,12 @@ pub struct Generated {
 
 /// Writes the sample estate and its configuration into `dir`.
 pub fn generate(dir: &Path, o: &Options) -> std::io::Result<Generated> {
-    std::fs::create_dir_all(dir)?;
+    // The estate's directory holds its stores and token: its owner's only (0700) when made here.
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)?;
     if o.photo_files {
         std::fs::create_dir_all(dir.join("photos"))?;
     }
