@@ -2,15 +2,15 @@
 //! throwaway slapd are provisioned to idsync's profile store (`idsync serve`), whose `userName`
 //! must equal the source `uid` exactly, and back to the same slapd under `ou=Staff`, where every
 //! provisioned entry must meet its own entry when it is imported again (one object per entry,
-//! joined and confirmed), by full and by delta cycles.
+//! joined and confirmed), by full and by delta cycles. The last test sends them from a source
+//! slapd to the profile store and to a second slapd, and changes them there.
 
-use base64::Engine as _;
 use idsync_testbed::{Slapd, SlapdOptions};
 use serde_json::Value as Json;
-use std::collections::BTreeSet;
-use std::path::Path;
+use std::collections::{BTreeMap, BTreeSet};
 
 mod support;
+use support::ldap::*;
 use support::*;
 
 const SUFFIX: &str = "dc=example,dc=test";
@@ -31,9 +31,8 @@ const PEOPLE: &[(&str, &str)] = &[
     ("multi", "uid=multi+cn=Multi Valued"),
 ];
 
-fn b64(s: &str) -> String {
-    base64::engine::general_purpose::STANDARD.encode(s)
-}
+/// A value that would widen a filter built by pasting it in.
+const INJECTION: &str = "*)(uid=*))(|(uid=*";
 
 fn seed() -> String {
     let mut s = idsync_testbed::base_ldif(SUFFIX);
@@ -43,17 +42,26 @@ fn seed() -> String {
     for (uid, rdn) in PEOPLE {
         let cn = if *uid == "multi" { "Multi Valued" } else { uid };
         s.push_str(&format!(
-            "dn:: {}\nobjectClass: inetOrgPerson\nuid:: {}\ncn:: {}\nsn:: {}\n\n",
-            b64(&format!("{rdn},ou=People,{SUFFIX}")),
+            "dn:: {}\nobjectClass: inetOrgPerson\nuid:: {}\ncn:: {}\nsn:: {}\ndescription:: {}\ndescription:: {}\n\n",
+            b64(format!("{rdn},ou=People,{SUFFIX}")),
             b64(uid),
             b64(cn),
             b64(uid),
+            b64(format!(" {uid} ")),
+            b64(INJECTION),
         ));
     }
     s
 }
 
-fn config_toml(slapd: &Slapd, profile_port: u16, staff: bool) -> String {
+/// Where the `staff` target is: a slapd (the source's own or another) and the RDN of the entries
+/// provisioned there, under `ou=Staff`.
+struct Staff<'a> {
+    slapd: &'a Slapd,
+    rdn: &'a str,
+}
+
+fn config_toml(slapd: &Slapd, profile_port: u16, staff: Option<Staff>) -> String {
     let url = slapd.url();
     let root = slapd.root_dn();
     let mut c = format!(
@@ -99,6 +107,11 @@ connector = "directory"
 mv = "cn"
 cs = "cn"
 
+[[import_flow]]
+connector = "directory"
+mv = "description"
+cs = "description"
+
 [[provision]]
 connector = "profiles"
 mv_type = "person"
@@ -111,7 +124,9 @@ cs = "displayName"
 mv = "cn"
 "#
     );
-    if staff {
+    if let Some(Staff { slapd: target, rdn }) = staff {
+        let url = target.url();
+        let root = target.root_dn();
         c.push_str(&format!(
             r#"
 [[connector]]
@@ -131,7 +146,7 @@ object_classes = ["inetOrgPerson"]
 connector = "staff"
 mv_type = "person"
 object_type = "person"
-dn = "uid={{uid}},ou=Staff,{SUFFIX}"
+dn = "{rdn},ou=Staff,{SUFFIX}"
 object_classes = ["inetOrgPerson"]
 
 [[export_flow]]
@@ -148,6 +163,11 @@ mv = "cn"
 connector = "staff"
 cs = "sn"
 mv = "sn"
+
+[[export_flow]]
+connector = "staff"
+cs = "description"
+mv = "description"
 "#
         ));
     }
@@ -155,7 +175,9 @@ mv = "sn"
 }
 
 struct Estate {
-    _slapd: Slapd,
+    slapd: Slapd,
+    /// The `staff` target's own slapd, when it is not the source's.
+    target: Option<Slapd>,
     _dir: tempfile::TempDir,
     config: std::path::PathBuf,
     token: String,
@@ -163,12 +185,48 @@ struct Estate {
     _serve: Serve,
 }
 
-fn estate(staff: bool) -> Estate {
+#[derive(PartialEq)]
+enum Targets {
+    /// The profile store only.
+    Profiles,
+    /// And `ou=Staff` of the source's own slapd, entries named `uid={uid}`.
+    SameServer,
+    /// And `ou=Staff` of a second slapd, entries named by a multi-valued RDN.
+    OtherServer,
+}
+
+/// The RDN template of entries provisioned to a second slapd: multi-valued, both halves hostile.
+const OTHER_RDN: &str = "uid={uid}+cn={cn}";
+
+fn estate(targets: Targets) -> Estate {
     let slapd = Slapd::start(SlapdOptions {
         seed: Some(seed().into_bytes()),
         ..SlapdOptions::default()
     })
     .expect("slapd starts");
+    let target = (targets == Targets::OtherServer).then(|| {
+        let mut seed = idsync_testbed::base_ldif(SUFFIX);
+        seed.push_str(&format!(
+            "dn: ou=Staff,{SUFFIX}\nobjectClass: organizationalUnit\nou: Staff\n\n"
+        ));
+        Slapd::start(SlapdOptions {
+            seed: Some(seed.into_bytes()),
+            ..SlapdOptions::default()
+        })
+        .expect("the target slapd starts")
+    });
+    let staff = match (&targets, &target) {
+        (Targets::Profiles, _) => None,
+        (Targets::SameServer, _) => Some(Staff {
+            slapd: &slapd,
+            rdn: "uid={uid}",
+        }),
+        (Targets::OtherServer, Some(t)) => Some(Staff {
+            slapd: t,
+            rdn: OTHER_RDN,
+        }),
+        (Targets::OtherServer, None) => unreachable!(),
+    };
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     std::fs::write(dir.join("ldap.pw"), idsync_testbed::ROOT_PASSWORD).unwrap();
@@ -180,7 +238,8 @@ fn estate(staff: bool) -> Estate {
     let config = dir.join("idsync.toml");
     std::fs::write(&config, config_toml(&slapd, port, staff)).unwrap();
     Estate {
-        _slapd: slapd,
+        slapd,
+        target,
         config,
         _dir: tmp,
         token,
@@ -189,12 +248,8 @@ fn estate(staff: bool) -> Estate {
     }
 }
 
-fn cycle(config: &Path, kind: &str) -> Json {
-    let out = run_ok(idsync().args(["--json", "run", kind, "-c"]).arg(config));
-    serde_json::from_str(&out).expect("a JSON report")
-}
-
-fn user_names(e: &Estate) -> BTreeSet<String> {
+/// Every profile: its `userName` and `displayName`.
+fn profiles(e: &Estate) -> BTreeMap<String, String> {
     let mut r = e
         .api
         .agent
@@ -209,8 +264,17 @@ fn user_names(e: &Estate) -> BTreeSet<String> {
         .as_array()
         .expect("a list")
         .iter()
-        .map(|u| u["userName"].as_str().expect("a userName").to_owned())
+        .map(|u| {
+            (
+                u["userName"].as_str().expect("a userName").to_owned(),
+                u["displayName"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
         .collect()
+}
+
+fn user_names(e: &Estate) -> BTreeSet<String> {
+    profiles(e).into_keys().collect()
 }
 
 fn uids() -> BTreeSet<String> {
@@ -219,7 +283,7 @@ fn uids() -> BTreeSet<String> {
 
 #[test]
 fn a_profile_user_name_equals_the_source_uid_exactly() {
-    let e = estate(false);
+    let e = estate(Targets::Profiles);
     let first = cycle(&e.config, "full-cycle");
     assert_eq!(first["pending_exports_left"], 0, "{first}");
     assert_eq!(user_names(&e), uids(), "{first}");
@@ -229,28 +293,9 @@ fn a_profile_user_name_equals_the_source_uid_exactly() {
     assert_eq!(user_names(&e), uids(), "{delta}");
 }
 
-fn step_total(report: &Json, connector: &str, field: &str) -> u64 {
-    report["steps"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|s| s["connector"] == connector)
-        .map(|s| s["stats"][field].as_u64().unwrap_or(0))
-        .sum()
-}
-
-/// The objects of the `staff` connector space as `idsync dump` shows them.
-fn staff_space(config: &Path) -> Vec<Json> {
-    let out = run_ok(idsync().args(["dump", "-c"]).arg(config));
-    out.lines()
-        .map(|l| serde_json::from_str::<Json>(l).expect("a JSON line"))
-        .filter(|o| o["kind"] == "cs" && o["connector"] == "staff")
-        .collect()
-}
-
 #[test]
 fn provisioned_entries_with_hostile_uids_meet_their_own_entries() {
-    let e = estate(true);
+    let e = estate(Targets::SameServer);
     let first = cycle(&e.config, "full-cycle");
     assert_eq!(first["pending_exports_left"], 0, "{first}");
     assert_eq!(step_total(&first, "staff", "exported"), 9, "{first}");
@@ -259,28 +304,17 @@ fn provisioned_entries_with_hostile_uids_meet_their_own_entries() {
         assert_eq!(r["pending_exports_left"], 0, "{kind}: {r}");
         assert_eq!(step_total(&r, "staff", "exported"), 0, "{kind}: {r}");
         assert_eq!(step_total(&r, "staff", "added"), 0, "{kind}: {r}");
-        let space = staff_space(&e.config);
-        assert_eq!(space.len(), 9, "{kind}: {space:#?}");
-        for o in &space {
-            assert!(o["mv_id"].is_string(), "not joined: {o:#}");
-            assert_eq!(o["awaiting"], false, "not confirmed: {o:#}");
-            assert!(o["pending_export"].is_null(), "{o:#}");
-        }
+        assert_settled(&space(&e.config, "staff"), 9, kind);
     }
     // Every uid reached ou=Staff exactly as it is in the source.
-    let out = e
-        ._slapd
-        .search(
-            &format!("ou=Staff,{SUFFIX}"),
-            "(objectClass=inetOrgPerson)",
-            &["uid"],
-        )
-        .unwrap();
-    assert_eq!(
-        out.matches("\ndn").count() + usize::from(out.starts_with("dn")),
-        9,
-        "{out}"
+    let staff = entries(
+        &e.slapd,
+        &format!("ou=Staff,{SUFFIX}"),
+        "(objectClass=inetOrgPerson)",
+        &["uid"],
     );
+    let staff_uids: BTreeSet<String> = staff.iter().map(|s| s.one("uid")).collect();
+    assert_eq!(staff_uids, uids(), "{staff:#?}");
     assert_eq!(user_names(&e), uids());
     // `idsync show` finds an entry by any spelling of its DN (issue 22, item 10): type case,
     // `\2C` for `\,`, the order of a multi-valued RDN, spaces after separators.
@@ -316,4 +350,132 @@ fn provisioned_entries_with_hostile_uids_meet_their_own_entries() {
         );
         assert!(o["mv_id"].is_string(), "{spelling}: not joined: {o:#}");
     }
+}
+
+/// The values a person's entry holds, as sets of bytes: what must arrive unchanged.
+fn values(entry: &Entry) -> BTreeMap<&'static str, BTreeSet<Vec<u8>>> {
+    ["uid", "cn", "sn", "description"]
+        .into_iter()
+        .map(|a| {
+            let vs = entry.attrs.get(a).cloned().unwrap_or_default();
+            (a, vs.into_iter().collect())
+        })
+        .collect()
+}
+
+/// Everything the source holds has arrived, exactly and once: each profile's `userName` is the
+/// source `uid` and its `displayName` the `cn`; each target entry holds the source's values byte
+/// for byte and is named by them, escaped as RFC 4514 says (the target server finds it by the
+/// test's own escaping); every object of every connector space is joined and confirmed, one per
+/// entry or profile, and the metaverse holds one person per source entry.
+fn assert_arrived(e: &Estate, when: &str) {
+    let target = e.target.as_ref().expect("a target slapd");
+    let attrs = ["uid", "cn", "sn", "description"];
+    let source = entries(
+        &e.slapd,
+        &format!("ou=People,{SUFFIX}"),
+        "(objectClass=inetOrgPerson)",
+        &attrs,
+    );
+    let by_uid: BTreeMap<String, &Entry> = source.iter().map(|s| (s.one("uid"), s)).collect();
+    assert_eq!(
+        by_uid.len(),
+        source.len(),
+        "{when}: one uid per source entry"
+    );
+    let expected: BTreeMap<String, String> =
+        source.iter().map(|s| (s.one("uid"), s.one("cn"))).collect();
+    assert_eq!(profiles(e), expected, "{when}: profiles");
+
+    let staff = entries(
+        target,
+        &format!("ou=Staff,{SUFFIX}"),
+        "(objectClass=inetOrgPerson)",
+        &attrs,
+    );
+    assert_eq!(staff.len(), source.len(), "{when}: {staff:#?}");
+    for t in &staff {
+        let uid = t.one("uid");
+        let s = by_uid
+            .get(&uid)
+            .unwrap_or_else(|| panic!("{when}: {uid:?} is in no source entry"));
+        assert_eq!(values(t), values(s), "{when}: {:?}", t.dn);
+        let dn = format!(
+            "uid={}+cn={},ou=Staff,{SUFFIX}",
+            rdn_value(&uid),
+            rdn_value(&s.one("cn"))
+        );
+        assert!(exists(target, &dn), "{when}: {dn:?} not found ({:?})", t.dn);
+    }
+    let n = source.len();
+    assert_settled(&space(&e.config, "staff"), n, &format!("{when}: staff"));
+    assert_settled(
+        &space(&e.config, "profiles"),
+        n,
+        &format!("{when}: profiles"),
+    );
+    assert_settled(
+        &space(&e.config, "directory"),
+        n,
+        &format!("{when}: directory"),
+    );
+    let people = dump(&e.config)
+        .into_iter()
+        .filter(|o| o["kind"] == "mv")
+        .count();
+    assert_eq!(people, n, "{when}: metaverse");
+}
+
+/// A cycle that has nothing left to send, and sent nothing when nothing changed.
+fn quiet(e: &Estate, kind: &str) {
+    let r = cycle(&e.config, kind);
+    assert_eq!(r["pending_exports_left"], 0, "{kind}: {r}");
+    for c in ["staff", "profiles"] {
+        assert_eq!(step_total(&r, c, "exported"), 0, "{kind}: {c}: {r}");
+        assert_eq!(step_total(&r, c, "added"), 0, "{kind}: {c}: {r}");
+    }
+    assert_arrived(e, kind);
+}
+
+#[test]
+fn hostile_values_reach_the_profile_store_and_another_directory_and_back_exactly() {
+    let e = estate(Targets::OtherServer);
+    let first = cycle(&e.config, "full-cycle");
+    assert_eq!(first["pending_exports_left"], 0, "{first}");
+    assert_eq!(step_total(&first, "staff", "exported"), 9, "{first}");
+    assert_eq!(step_total(&first, "profiles", "exported"), 9, "{first}");
+    assert_arrived(&e, "first full cycle");
+    quiet(&e, "full-cycle");
+    quiet(&e, "delta-cycle");
+
+    // Changes at the source, each with hostile values: a changed value, a new person, a renamed
+    // one (the uid in its RDN changes, so its target entry and profile are renamed) and a
+    // deleted one (deprovisioned from both targets).
+    let added = "#new, one+two ";
+    e.slapd
+        .modify(&format!(
+            "dn:: {hash}\nchangetype: modify\nreplace: sn\nsn:: {sn}\n-\nreplace: description\ndescription:: {d1}\ndescription:: {d2}\n\n\
+             dn:: {new}\nchangetype: add\nobjectClass: inetOrgPerson\nuid:: {uid}\ncn:: {cn}\nsn:: {uid}\ndescription:: {d1}\n\n\
+             dn: uid=plain,ou=People,{SUFFIX}\nchangetype: modrdn\nnewrdn:: {renamed}\ndeleteoldrdn: 1\n\n\
+             dn: uid=eq\\=sign,ou=People,{SUFFIX}\nchangetype: delete\n",
+            hash = b64(format!(r"uid=\#hash,ou=People,{SUFFIX}")),
+            sn = b64(r#";semi, "new" sn "#),
+            d1 = b64(" \\back\\ <gt> "),
+            d2 = b64("Ångström 李 = (*)"),
+            new = b64(format!("uid={},ou=People,{SUFFIX}", rdn_value(added))),
+            uid = b64(added),
+            cn = b64("Ångström 李 + \"new\""),
+            renamed = b64(r"uid=re\,named\+"),
+        ))
+        .expect("the changes are applied");
+    let delta = cycle(&e.config, "delta-cycle");
+    assert_eq!(delta["pending_exports_left"], 0, "{delta}");
+    assert!(step_total(&delta, "staff", "exported") >= 4, "{delta}");
+    assert_arrived(&e, "delta cycle after the changes");
+    assert!(user_names(&e).contains(added));
+    assert!(user_names(&e).contains("re,named+"));
+    assert!(!user_names(&e).contains("eq=sign"));
+    assert!(!user_names(&e).contains("plain"));
+    quiet(&e, "delta-cycle");
+    quiet(&e, "full-cycle");
 }

@@ -4,6 +4,8 @@
 // Each test file uses its own part of these helpers.
 #![allow(dead_code)]
 
+pub mod ldap;
+
 use assert_cmd::Command;
 use serde_json::Value as Json;
 use std::net::TcpListener;
