@@ -1,10 +1,15 @@
 //! Issue 22 item 12: every configuration in `examples/` loads through the real configuration
 //! loader and its connectors' settings pass the checks `idsync run` makes before connecting, so
 //! the examples cannot rot. Secrets are references (`env:NAME`, `file:PATH`); the test gives
-//! each one a placeholder, as an operator would.
+//! each one a placeholder, as an operator would. The LDAP → LDAP example also runs, against two
+//! real slapds.
 
 use assert_cmd::Command;
+use idsync_testbed::{Slapd, SlapdOptions};
 use std::path::{Path, PathBuf};
+
+mod support;
+use support::ldap::*;
 
 fn examples() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
@@ -74,6 +79,7 @@ fn every_example_configuration_loads_and_its_connector_settings_pass() {
         "ldap-to-profile-store.toml",
         "ad-to-profile-store-photo-writeback.toml",
         "ldap-sql-hr-to-profile-store.toml",
+        "ldap-to-ldap.toml",
     ] {
         assert!(
             files.iter().any(|f| f.ends_with(estate)),
@@ -121,4 +127,175 @@ fn the_ad_example_reverses_the_photo_flow() {
         "[[export_flow]]\nconnector = \"directory\"\ncs = \"thumbnailPhoto\"\nmv = \"photo\"\n"
     ));
     assert!(!text.contains("cs = \"photo\"\nmv = \"photo\""));
+}
+
+fn example(name: &str) -> String {
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../examples")
+            .join(name),
+    )
+    .unwrap()
+}
+
+/// `text` with `from` replaced by `to`, which must be there (so the test follows the example).
+fn set(text: &str, from: &str, to: &str) -> String {
+    assert!(text.contains(from), "the example no longer has {from}");
+    text.replace(from, to)
+}
+
+fn person(uid: &str, cn: &str, sn: &str, extra: &str) -> String {
+    format!(
+        "dn: uid={uid},ou=People,dc=example,dc=test\nobjectClass: inetOrgPerson\nuid: {uid}\ncn: {cn}\nsn: {sn}\n{extra}\n"
+    )
+}
+
+/// The LDAP → LDAP example against two real slapds, changed only where it says CHANGE (server
+/// addresses, bind DNs, secrets): every source person gets an inetOrgPerson entry in the target
+/// (no objectClassViolation: `cn` and `sn` flow), the one the target already had is joined, not
+/// duplicated, managers are the target's DNs, and a person deleted from the source is deleted
+/// from the target by a delta cycle.
+#[test]
+fn the_ldap_to_ldap_example_provisions_a_real_directory() {
+    let mut seed = idsync_testbed::base_ldif("dc=example,dc=test");
+    seed.push_str(&person(
+        "ann",
+        "Ann Archer",
+        "Archer",
+        "givenName: Ann\nmail: ann@example.test\ntitle: Director\n",
+    ));
+    seed.push_str(&person("bob", "Bob Baker", "Baker", "givenName: Bob\ntelephoneNumber: +1 555 0101\nmanager: uid=ann,ou=People,dc=example,dc=test\n"));
+    seed.push_str(&person(
+        "carl",
+        "Carl Cook",
+        "Cook",
+        "manager: uid=ann,ou=People,dc=example,dc=test\n",
+    ));
+    seed.push_str(&person("dora", "Dora Dean", "Dean", "title: Clerk\n"));
+    seed.push_str("dn: cn=team,ou=Groups,dc=example,dc=test\nobjectClass: groupOfNames\ncn: team\nmember: uid=ann,ou=People,dc=example,dc=test\n\n");
+    let source = Slapd::start(SlapdOptions {
+        seed: Some(seed.into_bytes()),
+        ..SlapdOptions::default()
+    })
+    .expect("the source slapd starts");
+    // The target already has an entry for bob, out of date.
+    let mut seed = idsync_testbed::base_ldif("dc=target,dc=test");
+    seed.push_str("dn: uid=bob,ou=People,dc=target,dc=test\nobjectClass: inetOrgPerson\nuid: bob\ncn: Bob Old\nsn: Old\n\n");
+    let target = Slapd::start(SlapdOptions {
+        suffix: "dc=target,dc=test".to_owned(),
+        seed: Some(seed.into_bytes()),
+        ..SlapdOptions::default()
+    })
+    .expect("the target slapd starts");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let mut text = example("ldap-to-ldap.toml");
+    text = set(&text, "ldaps://source.example.test", &source.url());
+    text = set(&text, "ldaps://target.example.test", &target.url());
+    text = set(
+        &text,
+        "cn=idsync,ou=Services,dc=example,dc=test",
+        &source.root_dn(),
+    );
+    text = set(
+        &text,
+        "cn=idsync,ou=Services,dc=target,dc=test",
+        &target.root_dn(),
+    );
+    // `dump` reads the configuration too: the source's secret from a file as well.
+    text = set(&text, "env:IDSYNC_SOURCE_PASSWORD", "file:source.password");
+    std::fs::write(
+        tmp.path().join("source.password"),
+        idsync_testbed::ROOT_PASSWORD,
+    )
+    .unwrap();
+    std::fs::write(
+        tmp.path().join("target.password"),
+        format!("{}\n", idsync_testbed::ROOT_PASSWORD),
+    )
+    .unwrap();
+    let config = tmp.path().join("idsync.toml");
+    std::fs::write(&config, text).unwrap();
+    let run = |kind: &str| {
+        let out = support::run_ok(
+            support::idsync()
+                .args(["--json", "run", kind, "-c"])
+                .arg(&config),
+        );
+        let r: serde_json::Value = serde_json::from_str(&out).expect("a JSON report");
+        assert_eq!(r["pending_exports_left"], 0, "{kind}: {r}");
+        r
+    };
+    let people = |what: &str, n: usize| {
+        let found = entries(
+            &target,
+            "ou=People,dc=target,dc=test",
+            "(objectClass=inetOrgPerson)",
+            &["*"],
+        );
+        assert_eq!(found.len(), n, "{what}: {found:#?}");
+        assert_settled(&space(&config, "target"), n, what);
+        found
+    };
+
+    let first = run("full-cycle");
+    assert_eq!(
+        step_total(&first, "target", "exported"),
+        4,
+        "three added, bob updated: {first}"
+    );
+    let found = people("first full cycle", 4);
+    let by_uid = |uid: &str| {
+        found
+            .iter()
+            .find(|e| e.one("uid") == uid)
+            .unwrap_or_else(|| panic!("no {uid}: {found:#?}"))
+            .clone()
+    };
+    let ann = by_uid("ann");
+    assert_eq!(ann.dn, "uid=ann,ou=People,dc=target,dc=test");
+    assert_eq!(
+        (
+            ann.one("cn"),
+            ann.one("sn"),
+            ann.one("givenName"),
+            ann.one("mail"),
+            ann.one("title")
+        ),
+        (
+            "Ann Archer".into(),
+            "Archer".into(),
+            "Ann".into(),
+            "ann@example.test".into(),
+            "Director".into()
+        )
+    );
+    let bob = by_uid("bob");
+    assert_eq!(
+        (bob.one("cn"), bob.one("sn"), bob.one("telephoneNumber")),
+        ("Bob Baker".into(), "Baker".into(), "+1 555 0101".into()),
+        "joined and updated"
+    );
+    assert_eq!(bob.one("manager"), "uid=ann,ou=People,dc=target,dc=test");
+    assert_eq!(
+        by_uid("carl").one("manager"),
+        "uid=ann,ou=People,dc=target,dc=test"
+    );
+    assert_eq!(by_uid("dora").one("title"), "Clerk");
+    let quiet = run("full-cycle");
+    assert_eq!(step_total(&quiet, "target", "exported"), 0, "{quiet}");
+
+    // Deprovisioning: carl leaves the source; dora's title changes.
+    source
+        .modify("dn: uid=carl,ou=People,dc=example,dc=test\nchangetype: delete\n\ndn: uid=dora,ou=People,dc=example,dc=test\nchangetype: modify\nreplace: title\ntitle: Manager\n")
+        .unwrap();
+    let delta = run("delta-cycle");
+    assert_eq!(step_total(&delta, "target", "exported"), 2, "{delta}");
+    let found = people("delta cycle", 3);
+    assert!(found.iter().all(|e| e.one("uid") != "carl"), "{found:#?}");
+    let dora = found.iter().find(|e| e.one("uid") == "dora").unwrap();
+    assert_eq!(dora.one("title"), "Manager");
+    let quiet = run("full-cycle");
+    assert_eq!(step_total(&quiet, "target", "exported"), 0, "{quiet}");
+    people("full cycle after", 3);
 }
