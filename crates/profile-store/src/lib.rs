@@ -9,6 +9,7 @@
 pub mod auth;
 pub mod error;
 pub mod filter;
+pub mod fold;
 mod http;
 pub mod photo;
 pub mod resource;

@@ -365,11 +365,11 @@ fn compare(v: &Value, op: Op, cv: &CompValue) -> bool {
     use std::cmp::Ordering;
     let ord: Option<Ordering> = match (v, cv) {
         (Value::String(a), CompValue::Str(b)) => {
-            let (a, b) = (a.to_lowercase(), b.to_lowercase());
+            let (a, b) = (crate::fold::fold(a), crate::fold::fold(b));
             match op {
-                Op::Co => return a.contains(&b),
-                Op::Sw => return a.starts_with(&b),
-                Op::Ew => return a.ends_with(&b),
+                Op::Co => return a.contains(&*b),
+                Op::Sw => return a.starts_with(&*b),
+                Op::Ew => return a.ends_with(&*b),
                 _ => Some(a.cmp(&b)),
             }
         }

@@ -21,7 +21,11 @@ const PROFILE: &str = "urn:idsync:params:scim:schemas:extension:profile:2.0:User
 
 impl Fixture {
     fn new() -> Fixture {
-        let dir = tempfile::tempdir().unwrap();
+        Fixture::on(tempfile::tempdir().unwrap())
+    }
+
+    /// The service on `dir/profiles.db`, which may exist already.
+    fn on(dir: tempfile::TempDir) -> Fixture {
         let db = dir.path().join("profiles.db");
         let server = serve(ServeOptions {
             listen: "127.0.0.1:0".parse().unwrap(),
@@ -36,6 +40,12 @@ impl Fixture {
             engine,
             http: Client::new(),
         }
+    }
+
+    /// Stops the service and hands its directory back.
+    fn into_dir(self) -> tempfile::TempDir {
+        self.server.stop();
+        self._dir
     }
 
     fn token_in(db: &std::path::Path, kind: TokenKind) -> String {
@@ -980,4 +990,207 @@ fn photos_thumbnails_and_the_change_feed() {
         f.ok("GET", &format!("/changes?since={cursor}"), None)["changes"],
         json!([])
     );
+}
+
+/// Every byte outside the unreserved set percent-encoded (UTF-8 included).
+fn query_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The userNames a filter finds, over `GET /Users` and `POST /Users/.search`, which must agree.
+fn found(f: &Fixture, filter: &str) -> Vec<String> {
+    let names = |v: &Value| -> Vec<String> {
+        v["Resources"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{filter}: {v}"))
+            .iter()
+            .map(|r| r["userName"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let listed = names(&f.ok(
+        "GET",
+        &format!("/Users?filter={}", query_encode(filter)),
+        None,
+    ));
+    let searched = names(&f.ok(
+        "POST",
+        "/Users/.search",
+        Some(json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"], "filter": filter})),
+    ));
+    assert_eq!(listed, searched, "{filter}");
+    listed
+}
+
+#[test]
+fn case_insensitive_filters_fold_unicode_capitals() {
+    let f = Fixture::new();
+    let arger = f.user("Ärger", json!({"displayName": "Ärger", "title": "Ärger"}));
+    // Imported as the engine exports: by /Bulk, with a decomposed `Å` in one spelling.
+    let bulk = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"], "Operations": [
+        {"method": "POST", "path": "/Users", "bulkId": "a", "data": {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "Ångström 李", "displayName": "Ångström", "name": {"familyName": "A\u{30A}ngstro\u{308}m"}}},
+        {"method": "POST", "path": "/Users", "bulkId": "b", "data": {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "ben", "displayName": "Angstrom"}},
+        {"method": "POST", "path": "/Users", "bulkId": "c", "data": {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "cat", "displayName": "äb"}}
+    ]});
+    let v = f.ok("POST", "/Bulk", Some(bulk));
+    for op in v["Operations"].as_array().unwrap() {
+        assert_eq!(op["status"], "201", "{v}");
+    }
+    for (filter, expect) in [
+        // An exact value always matches itself.
+        (r#"displayName eq "Ärger""#, vec!["Ärger"]),
+        (r#"title eq "Ärger""#, vec!["Ärger"]),
+        (r#"userName eq "Ärger""#, vec!["Ärger"]),
+        (r#"displayName eq "ÄRGER""#, vec!["Ärger"]),
+        (r#"displayName eq "ärger""#, vec!["Ärger"]),
+        (r#"userName eq "ärger""#, vec!["Ärger"]),
+        (r#"displayName sw "är""#, vec!["Ärger"]),
+        (r#"displayName eq "Ångström""#, vec!["Ångström 李"]),
+        (r#"displayName co "Å""#, vec!["Ångström 李"]),
+        (r#"displayName co "å""#, vec!["Ångström 李"]),
+        (r#"userName eq "ÅNGSTRÖM 李""#, vec!["Ångström 李"]),
+        (r#"userName co "Ö""#, vec!["Ångström 李"]),
+        (r#"userName ew "m 李""#, vec!["Ångström 李"]),
+        // Canonically equivalent spellings: composed and decomposed `Å`, the Angstrom sign.
+        (r#"name.familyName eq "Ångström""#, vec!["Ångström 李"]),
+        (
+            "displayName eq \"\u{212B}ngstr\u{d6}m\"",
+            vec!["Ångström 李"],
+        ),
+        (r#"displayName co "A""#, vec!["ben"]),
+        (
+            r#"displayName ne "ärger""#,
+            vec!["Ångström 李", "ben", "cat"],
+        ),
+    ] {
+        assert_eq!(found(&f, filter), expect, "{filter}");
+    }
+    // Sorting folds the same way: `Ärger` is `ärger`, after `äb` (ASCII folding put it first).
+    assert_eq!(
+        f.ok("GET", "/Users?sortBy=displayName", None)["Resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["displayName"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["Angstrom", "äb", "Ärger", "Ångström"]
+    );
+    // userName is unique under the same folding.
+    let taken = f.send(
+        "POST",
+        "/Users",
+        Some(&f.engine),
+        Some(
+            json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "ÄRGER"}),
+        ),
+    );
+    expect_error(taken, 409, Some("uniqueness"));
+    // A person's token names its user by the same folding: it may edit its own profile.
+    let own = f.person("ÄRGER");
+    let edit = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [{"op": "replace", "path": format!("{PROFILE}:aboutMe"), "value": "hallo"}]});
+    let r = f.send(
+        "PATCH",
+        &format!("/Users/{}", arger["id"].as_str().unwrap()),
+        Some(&own),
+        Some(edit),
+    );
+    assert_eq!(r.status(), 200, "{}", r.text().unwrap());
+}
+
+/// A profile store database as version 1 wrote it: `name COLLATE NOCASE` held the userName's
+/// uniqueness, which folds ASCII only. (The other tables are as they are now.)
+fn version_1_store(dir: &std::path::Path, users: &[(&str, &str)]) {
+    let c = rusqlite::Connection::open(dir.join("profiles.db")).unwrap();
+    c.execute_batch(
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+         INSERT INTO meta(key, value) VALUES ('schema_version', '1');
+         CREATE TABLE resource (
+             seq INTEGER PRIMARY KEY AUTOINCREMENT,
+             kind TEXT NOT NULL,
+             id TEXT NOT NULL UNIQUE,
+             name TEXT COLLATE NOCASE,
+             external_id TEXT,
+             doc TEXT NOT NULL,
+             created TEXT NOT NULL,
+             last_modified TEXT NOT NULL,
+             version INTEGER NOT NULL,
+             photo_hash TEXT
+         );
+         CREATE UNIQUE INDEX resource_user_name ON resource(name) WHERE kind = 'User';
+         CREATE INDEX resource_kind ON resource(kind, seq);
+         CREATE INDEX resource_external_id ON resource(kind, external_id);",
+    )
+    .unwrap();
+    for (id, name) in users {
+        let doc = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": name, "displayName": name});
+        c.execute(
+            "INSERT INTO resource(kind, id, name, doc, created, last_modified, version) \
+             VALUES ('User', ?1, ?2, ?3, '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z', 1)",
+            rusqlite::params![id, name, doc.to_string()],
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn a_version_1_store_gets_folded_user_name_keys_when_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    version_1_store(dir.path(), &[("u1", "Ärger"), ("u2", "Ångström 李")]);
+    let f = Fixture::on(dir);
+    assert_eq!(found(&f, r#"userName eq "ärger""#), ["Ärger"]);
+    assert_eq!(found(&f, r#"userName eq "ÅNGSTRÖM 李""#), ["Ångström 李"]);
+    assert_eq!(found(&f, r#"userName eq "Ärger""#), ["Ärger"]);
+    // The uniqueness moved to the folded key: `ÄRGER` is taken, a new name is not.
+    let taken = f.send(
+        "POST",
+        "/Users",
+        Some(&f.engine),
+        Some(
+            json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "ÄRGER"}),
+        ),
+    );
+    expect_error(taken, 409, Some("uniqueness"));
+    f.user("Ödön", json!({}));
+    assert_eq!(found(&f, r#"userName eq "ÖDÖN""#), ["Ödön"]);
+    // Opened again (now version 2, keys made by this folding): nothing is made again, all found.
+    let dir = f.into_dir();
+    let f = Fixture::on(dir);
+    assert_eq!(found(&f, r#"userName sw "ö""#), ["Ödön"]);
+    assert_eq!(found(&f, r#"userName eq "ärger""#), ["Ärger"]);
+}
+
+#[test]
+fn a_version_1_store_with_two_names_one_under_unicode_folding_is_refused_naming_both() {
+    let dir = tempfile::tempdir().unwrap();
+    version_1_store(
+        dir.path(),
+        &[("u1", "Ärger"), ("u2", "ärger"), ("u3", "ann")],
+    );
+    let err = serve(ServeOptions {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        db: dir.path().join("profiles.db"),
+        config: Config::default(),
+    })
+    .err()
+    .expect("two users with one folded name are refused")
+    .to_string();
+    for part in ["u1", "`Ärger`", "u2", "`ärger`", "profiles.db"] {
+        assert!(err.contains(part), "{part}: {err}");
+    }
+    // Nothing was changed: the file is still version 1, as its owner left it.
+    let c = rusqlite::Connection::open(dir.path().join("profiles.db")).unwrap();
+    let v: String = c
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(v, "1");
 }

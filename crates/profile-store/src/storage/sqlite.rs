@@ -2,18 +2,23 @@
 //! writer connection and a few readers. Users and groups are rows holding their normalised JSON
 //! document plus indexed columns (userName, externalId); SCIM filters become SQL over those
 //! columns and `json_extract`/`json_each`, so a filtered search neither scans nor deserialises
-//! every profile in Rust.
+//! every profile in Rust. Case-insensitive comparisons fold with [`crate::fold::fold`], the
+//! SQL function `scim_fold` on every connection; `userName` is indexed by its folded key.
 
 use super::*;
 use crate::filter::{AttrPath, CompValue, Op};
+use crate::fold::{fold, FOLD_VERSION};
 use crate::schema::{AttrType, Attribute, Place, Schemas};
-use rusqlite::types::Value as SqlValue;
+use rusqlite::functions::FunctionFlags;
+use rusqlite::types::{Value as SqlValue, ValueRef};
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-const SCHEMA_VERSION: &str = "1";
+/// 2: `name_key`, the folded userName, holds the uniqueness (version 1 had `name COLLATE
+/// NOCASE`, which folds ASCII only). A version 1 database is upgraded when opened.
+const SCHEMA_VERSION: &str = "2";
 
 const DDL: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -21,7 +26,8 @@ CREATE TABLE IF NOT EXISTS resource (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     kind TEXT NOT NULL,
     id TEXT NOT NULL UNIQUE,
-    name TEXT COLLATE NOCASE,
+    name TEXT,
+    name_key TEXT,
     external_id TEXT,
     doc TEXT NOT NULL,
     created TEXT NOT NULL,
@@ -29,7 +35,6 @@ CREATE TABLE IF NOT EXISTS resource (
     version INTEGER NOT NULL,
     photo_hash TEXT
 );
-CREATE UNIQUE INDEX IF NOT EXISTS resource_user_name ON resource(name) WHERE kind = 'User';
 CREATE INDEX IF NOT EXISTS resource_kind ON resource(kind, seq);
 CREATE INDEX IF NOT EXISTS resource_external_id ON resource(kind, external_id);
 CREATE TABLE IF NOT EXISTS member (
@@ -100,7 +105,110 @@ fn open_conn(path: &Path) -> Result<Connection> {
         .map_err(db)?;
     c.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")
         .map_err(db)?;
+    c.create_scalar_function(
+        "scim_fold",
+        1,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| {
+            Ok(match ctx.get_raw(0) {
+                ValueRef::Text(t) => match std::str::from_utf8(t) {
+                    Ok(t) => SqlValue::Text(fold(t).into_owned()),
+                    Err(_) => SqlValue::Text(String::from_utf8_lossy(t).into_owned()),
+                },
+                ValueRef::Null => SqlValue::Null,
+                ValueRef::Integer(i) => SqlValue::Integer(i),
+                ValueRef::Real(r) => SqlValue::Real(r),
+                ValueRef::Blob(b) => SqlValue::Blob(b.to_vec()),
+            })
+        },
+    )
+    .map_err(db)?;
     Ok(c)
+}
+
+/// Brings a version 1 database to version 2 (the `name_key` column), and makes every folded
+/// userName key again when they were made by another [`FOLD_VERSION`] (or never), in one
+/// transaction. Two users whose names fold to one key cannot both keep it: the error names
+/// both, since which one to rename is the owner's choice.
+fn upgrade_and_key_names(c: &Connection, version: Option<&str>, path: &Path) -> Result<()> {
+    let made: Option<String> = c
+        .query_row("SELECT value FROM meta WHERE key = 'name_key'", [], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    let index = "CREATE UNIQUE INDEX IF NOT EXISTS resource_user_key ON resource(name_key) WHERE kind = 'User'";
+    if version == Some(SCHEMA_VERSION) && made.as_deref() == Some(FOLD_VERSION) {
+        c.execute_batch(index)?;
+        return Ok(());
+    }
+    let tx = c.unchecked_transaction()?;
+    let has_key: bool = tx.query_row(
+        "SELECT count(*) FROM pragma_table_info('resource') WHERE name = 'name_key'",
+        [],
+        |r| r.get::<_, i64>(0).map(|n| n > 0),
+    )?;
+    if !has_key {
+        tx.execute_batch("ALTER TABLE resource ADD COLUMN name_key TEXT")?;
+    }
+    tx.execute_batch(
+        "DROP INDEX IF EXISTS resource_user_name; DROP INDEX IF EXISTS resource_user_key;",
+    )?;
+    {
+        let mut read =
+            tx.prepare("SELECT seq, name, name_key FROM resource WHERE kind = 'User'")?;
+        let mut write = tx.prepare("UPDATE resource SET name_key = ?2 WHERE seq = ?1")?;
+        let rows = read.query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, Option<String>>(1)?,
+                r.get::<_, Option<String>>(2)?,
+            ))
+        })?;
+        for row in rows {
+            let (seq, name, old) = row?;
+            let new = name.as_deref().map(|n| fold(n).into_owned());
+            if new != old {
+                write.execute(params![seq, new])?;
+            }
+        }
+    }
+    let same: Option<String> = tx
+        .query_row(
+            "SELECT name_key FROM resource WHERE kind = 'User' AND name_key IS NOT NULL \
+             GROUP BY name_key HAVING count(*) > 1 LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if let Some(key) = same {
+        let mut st = tx.prepare(
+            "SELECT id, name FROM resource WHERE kind = 'User' AND name_key = ?1 ORDER BY seq LIMIT 2",
+        )?;
+        let two = st
+            .query_map([&key], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let [(a, an), (b, bn)] = <[_; 2]>::try_from(two)
+            .map_err(|_| Error::Corrupt(format!("{}: userName key `{key}`", path.display())))?;
+        return Err(Error::Corrupt(format!(
+            "{}: users {a} (`{an}`) and {b} (`{bn}`) have the same userName when compared \
+             case-insensitively (Unicode case folding); rename one with the build that wrote \
+             the file, then open it again",
+            path.display()
+        )));
+    }
+    tx.execute_batch(index)?;
+    tx.execute(
+        "INSERT OR REPLACE INTO meta(key, value) VALUES ('name_key', ?1)",
+        [FOLD_VERSION],
+    )?;
+    tx.execute(
+        "INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', ?1)",
+        [SCHEMA_VERSION],
+    )?;
+    tx.commit()?;
+    Ok(())
 }
 
 use crate::error::Error;
@@ -138,13 +246,9 @@ impl SqliteStorage {
             )
             .optional()?;
         match v.as_deref() {
-            None => {
-                writer.execute(
-                    "INSERT INTO meta(key, value) VALUES ('schema_version', ?1)",
-                    [SCHEMA_VERSION],
-                )?;
+            None | Some("1") | Some(SCHEMA_VERSION) => {
+                upgrade_and_key_names(&writer, v.as_deref(), path)?;
             }
-            Some(SCHEMA_VERSION) => {}
             Some(other) => {
                 return Err(Error::Corrupt(format!(
                 "{} has profile store schema version {other}, this build knows {SCHEMA_VERSION}",
@@ -267,6 +371,14 @@ impl Tx<'_> {
         doc.get(key).and_then(|v| v.as_str()).map(str::to_string)
     }
 
+    /// The folded userName that holds its uniqueness (groups have none).
+    fn name_key(kind: Kind, name: Option<&str>) -> Option<String> {
+        match kind {
+            Kind::User => name.map(|n| fold(n).into_owned()),
+            Kind::Group => None,
+        }
+    }
+
     fn set_members(&self, kind: Kind, id: &str, doc: &Doc) -> Result<()> {
         if kind != Kind::Group {
             return Ok(());
@@ -307,8 +419,8 @@ impl ReadTx for Tx<'_> {
     fn id_by_user_name(&self, user_name: &str) -> Result<Option<String>> {
         Ok(self
             .conn
-            .prepare_cached("SELECT id FROM resource WHERE kind = 'User' AND name = ?1")?
-            .query_row([user_name], |r| r.get(0))
+            .prepare_cached("SELECT id FROM resource WHERE kind = 'User' AND name_key = ?1")?
+            .query_row([fold(user_name)], |r| r.get(0))
             .optional()?)
     }
 
@@ -442,9 +554,9 @@ impl WriteTx for Tx<'_> {
         let r = self
             .conn
             .prepare_cached(
-                "INSERT INTO resource(kind, id, name, external_id, doc, created, last_modified, version) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, 1)",
+                "INSERT INTO resource(kind, id, name, name_key, external_id, doc, created, last_modified, version) VALUES (?1, ?2, ?3, ?7, ?4, ?5, ?6, ?6, 1)",
             )?
-            .execute(params![kind.name(), id, name, ext, text, now]);
+            .execute(params![kind.name(), id, name, ext, text, now, Self::name_key(kind, name.as_deref())]);
         match r {
             Err(e) if Self::unique_violation(&e) => {
                 return Err(ScimError::new(
@@ -477,9 +589,9 @@ impl WriteTx for Tx<'_> {
         let r = self
             .conn
             .prepare_cached(
-                "UPDATE resource SET name = ?3, external_id = ?4, doc = ?5, last_modified = ?6, version = version + 1 WHERE id = ?1 AND kind = ?2",
+                "UPDATE resource SET name = ?3, name_key = ?7, external_id = ?4, doc = ?5, last_modified = ?6, version = version + 1 WHERE id = ?1 AND kind = ?2",
             )?
-            .execute(params![id, kind.name(), name, ext, text, now]);
+            .execute(params![id, kind.name(), name, ext, text, now, Self::name_key(kind, name.as_deref())]);
         match r {
             Err(e) if Self::unique_violation(&e) => {
                 return Err(ScimError::new(
@@ -690,7 +802,7 @@ enum Source {
         expr: String,
         ty: AttrType,
         case_exact: bool,
-        nocase_column: bool,
+        folded_column: bool,
     },
     /// Some value of a JSON array (`elem` reads it from `je.value`).
     Many {
@@ -730,7 +842,7 @@ impl SqlBuilder<'_> {
                 expr: format!("json_extract({base}, '$.{}')", quote_key(&sub.name)),
                 ty: sub.ty,
                 case_exact: sub.case_exact,
-                nocase_column: false,
+                folded_column: false,
             });
         }
         let n = p.name.to_ascii_lowercase();
@@ -738,18 +850,18 @@ impl SqlBuilder<'_> {
             || p.urn
                 .as_deref()
                 .is_some_and(|u| u.eq_ignore_ascii_case(self.schemas.core(self.kind).id));
-        let scalar = |expr: &str, ty, case_exact, nocase_column| Source::Scalar {
+        let scalar = |expr: &str, ty, case_exact, folded_column| Source::Scalar {
             expr: expr.to_string(),
             ty,
             case_exact,
-            nocase_column,
+            folded_column,
         };
         if core_urn && p.sub.is_none() {
             match n.as_str() {
                 "id" => return Ok(scalar("id", AttrType::String, true, false)),
                 "externalid" => return Ok(scalar("external_id", AttrType::String, true, false)),
                 "username" if self.kind == Kind::User => {
-                    return Ok(scalar("name", AttrType::String, false, true))
+                    return Ok(scalar("name_key", AttrType::String, false, true))
                 }
                 _ => {}
             }
@@ -847,7 +959,7 @@ impl SqlBuilder<'_> {
         expr: &str,
         ty: AttrType,
         case_exact: bool,
-        nocase_column: bool,
+        folded_column: bool,
         op: Op,
         v: &CompValue,
         p: &AttrPath,
@@ -869,11 +981,14 @@ impl SqlBuilder<'_> {
         };
         let cond = match (ty, v) {
             (AttrType::String | AttrType::Reference | AttrType::DateTime, CompValue::Str(s)) => {
-                let fold = !case_exact && !nocase_column;
-                let (e, val) = if fold || (!case_exact && matches!(op, Op::Co | Op::Sw | Op::Ew)) {
-                    (format!("lower({expr})"), s.to_lowercase())
-                } else {
+                // Both sides folded the one way (a folded column already is), so an exact
+                // value always matches itself.
+                let (e, val) = if case_exact {
                     (expr.to_string(), s.clone())
+                } else if folded_column {
+                    (expr.to_string(), fold(s).into_owned())
+                } else {
+                    (format!("scim_fold({expr})"), fold(s).into_owned())
                 };
                 match op {
                     Op::Co | Op::Sw | Op::Ew if val.is_empty() => format!("({e} IS NOT NULL)"),
@@ -967,8 +1082,8 @@ impl SqlBuilder<'_> {
                     expr,
                     ty,
                     case_exact,
-                    nocase_column,
-                } => self.compare(&expr, ty, case_exact, nocase_column, *op, v, p)?,
+                    folded_column,
+                } => self.compare(&expr, ty, case_exact, folded_column, *op, v, p)?,
                 Source::Many {
                     array,
                     elem,
@@ -1030,7 +1145,7 @@ impl SqlBuilder<'_> {
         match f {
             Filter::Compare(p, Op::Eq, CompValue::Str(_)) => matches!(
                 self.source(p, None),
-                Ok(Source::Scalar { expr, .. }) if matches!(expr.as_str(), "id" | "name" | "external_id")
+                Ok(Source::Scalar { expr, .. }) if matches!(expr.as_str(), "id" | "name_key" | "external_id")
             ),
             Filter::Or(a, b) => self.narrowed(a) && self.narrowed(b),
             Filter::And(a, b) => self.narrowed(a) || self.narrowed(b),
@@ -1046,15 +1161,17 @@ impl SqlBuilder<'_> {
                 expr,
                 ty,
                 case_exact,
-                ..
+                folded_column,
             }) => Ok(match ty {
-                AttrType::String | AttrType::Reference if !case_exact => format!("lower({expr})"),
+                AttrType::String | AttrType::Reference if !case_exact && !folded_column => {
+                    format!("scim_fold({expr})")
+                }
                 AttrType::DateTime => format!("julianday({expr})"),
                 _ => expr,
             }),
             Ok(Source::Many { array, elem, .. }) => Ok(match elem {
                 None => format!("json_extract({array}, '$[0]')"),
-                Some(e) => format!("lower(json_extract({array}, '$[0].{e}'))"),
+                Some(e) => format!("scim_fold(json_extract({array}, '$[0].{e}'))"),
             }),
             Err(e) => Err(ScimError::bad(
                 "invalidValue",
@@ -1128,6 +1245,40 @@ mod tests {
                 & 0o777;
             assert_eq!(mode, 0o600, "profile-store.db{suffix} is {mode:o}");
         }
+    }
+
+    #[test]
+    fn keys_made_by_another_folding_are_made_again_when_opened() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("p.db");
+        let schemas = Arc::new(Schemas::new(&default_properties()).expect("schemas"));
+        let st = SqliteStorage::open(&path, schemas.clone()).expect("open");
+        let mut tx = st.write().expect("write");
+        let mut doc = Doc::new();
+        doc.insert("userName".into(), "Ärger".into());
+        tx.insert(Kind::User, "id1", doc, "2026-01-01T00:00:00Z")
+            .expect("insert");
+        tx.commit().expect("commit");
+        drop(st);
+        // What an older folding (ASCII only) made, under another marker.
+        let c = Connection::open(&path).expect("raw");
+        c.execute_batch(
+            "UPDATE resource SET name_key = 'Ärger'; UPDATE meta SET value = 'ascii' WHERE key = 'name_key';",
+        )
+        .expect("stale keys");
+        drop(c);
+        let st = SqliteStorage::open(&path, schemas).expect("open again");
+        let tx = st.read().expect("read");
+        assert_eq!(
+            tx.id_by_user_name("ÄRGER").expect("lookup").as_deref(),
+            Some("id1")
+        );
+        let marker: String = lock(&st.writer)
+            .query_row("SELECT value FROM meta WHERE key = 'name_key'", [], |r| {
+                r.get(0)
+            })
+            .expect("marker");
+        assert_eq!(marker, FOLD_VERSION);
     }
 
     #[test]
