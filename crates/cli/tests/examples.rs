@@ -299,3 +299,90 @@ fn the_ldap_to_ldap_example_provisions_a_real_directory() {
     assert_eq!(step_total(&quiet, "target", "exported"), 0, "{quiet}");
     people("full cycle after", 3);
 }
+
+/// Issue 22 item 12: the demo's configuration has the flows an LDAP `inetOrgPerson` target
+/// needs. The demo is made by `idsync demo`, the README's LDAP target is appended to its
+/// `idsync.toml` as the README says (only the server's address changed, to a throwaway slapd),
+/// and one full cycle creates every person in slapd: no objectClassViolation, nothing left
+/// pending, every entry found by an LDAP search with its `cn` and `sn`.
+#[test]
+fn the_readmes_ldap_target_added_to_the_demo_receives_every_person() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
+            .unwrap();
+    let at = readme
+        .find("The demo's people can also be provisioned into an LDAP directory")
+        .expect("the README shows how to add an LDAP target to the demo");
+    let block = readme[at..]
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("a TOML block");
+
+    let mut seed = idsync_testbed::base_ldif("dc=target,dc=test");
+    seed.push('\n');
+    let target = Slapd::start(SlapdOptions {
+        suffix: "dc=target,dc=test".to_owned(),
+        seed: Some(seed.into_bytes()),
+        ..SlapdOptions::default()
+    })
+    .expect("the target slapd starts");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("idsync-demo");
+    let port = support::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    support::run_ok(
+        support::idsync()
+            .args(["--json", "demo", "--listen", &listen, "--dir"])
+            .arg(&dir),
+    );
+    let _serve = support::serve(&dir.join("profile-store.db"), port);
+    let config = dir.join("idsync.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push('\n');
+    text.push_str(&set(block, "ldap://127.0.0.1:389", &target.url()));
+    std::fs::write(&config, text).unwrap();
+    std::fs::write(
+        dir.join("ldap-target.password"),
+        format!("{}\n", idsync_testbed::ROOT_PASSWORD),
+    )
+    .unwrap();
+
+    let out = support::run_ok(
+        support::idsync()
+            .args(["--json", "run", "full-cycle", "-c"])
+            .arg(&config),
+    );
+    assert!(!out.contains("objectClassViolation"), "{out}");
+    let r: serde_json::Value = serde_json::from_str(&out).expect("a JSON report");
+    assert_eq!(r["pending_exports_left"], 0, "{r}");
+    assert_eq!(step_total(&r, "ldap-target", "export_errors"), 0, "{r}");
+    let people = idsync_sample::Options::demo().people;
+    assert_eq!(step_total(&r, "ldap-target", "exported"), people as u64);
+
+    let found = entries(
+        &target,
+        "ou=People,dc=target,dc=test",
+        "(objectClass=inetOrgPerson)",
+        &["uid", "cn", "sn", "manager"],
+    );
+    assert_eq!(found.len(), people, "{found:#?}");
+    let uids: std::collections::BTreeSet<String> = found.iter().map(|e| e.one("uid")).collect();
+    let expected: std::collections::BTreeSet<String> =
+        (0..people).map(idsync_sample::uid).collect();
+    assert_eq!(uids, expected);
+    for e in &found {
+        assert_eq!(
+            e.dn,
+            format!("uid={},ou=People,dc=target,dc=test", e.one("uid"))
+        );
+        assert!(!e.one("cn").is_empty() && !e.one("sn").is_empty(), "{e:?}");
+        if let Some(m) = e.attrs.get("manager") {
+            let m = String::from_utf8(m[0].clone()).unwrap();
+            assert!(m.ends_with(",ou=People,dc=target,dc=test"), "{e:?}");
+        }
+    }
+    assert!(found.iter().any(|e| e.attrs.contains_key("manager")));
+    assert_settled(&space(&config, "ldap-target"), people, "ldap-target");
+}
