@@ -64,7 +64,7 @@ fn write_seed(path: &Path, people: usize) -> Result<()> {
 
 pub fn run(people: usize) -> Result<Value> {
     let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
-    std::fs::write(dir.path().join("ad.pw"), ADMIN_PASSWORD)?;
+    crate::serve::write_private(&dir.path().join("ad.pw"), ADMIN_PASSWORD)?;
     let seed = dir.path().join("seed.ldif");
     let t = Instant::now();
     write_seed(&seed, people)?;

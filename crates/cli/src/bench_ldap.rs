@@ -119,7 +119,7 @@ pub(crate) fn timed(cmd: &mut Command) -> Result<f64> {
 
 pub fn run(suite: &str, people: usize, changes: usize) -> Result<Value> {
     let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
-    std::fs::write(dir.path().join("ldap.pw"), ROOT_PASSWORD)?;
+    crate::serve::write_private(&dir.path().join("ldap.pw"), ROOT_PASSWORD)?;
     let seed = dir.path().join("seed.ldif");
     let t = Instant::now();
     write_seed(&seed, people)?;
@@ -323,6 +323,6 @@ pub fn demo_server(dir: &Path, ldif: &Path) -> Result<Slapd> {
         ..Default::default()
     })
     .context("cannot start a throwaway slapd (install Debian's `slapd` package)")?;
-    std::fs::write(dir.join("ldap.pw"), ROOT_PASSWORD)?;
+    crate::serve::write_private(&dir.join("ldap.pw"), ROOT_PASSWORD)?;
     Ok(slapd)
 }

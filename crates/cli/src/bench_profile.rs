@@ -19,7 +19,7 @@ pub fn run(dir: &Path, g: &idsync_sample::Generated, people: usize) -> Result<Va
         "bench",
     )?;
     drop(storage);
-    std::fs::write(dir.join("engine.token"), format!("{token}\n"))?;
+    crate::serve::write_private(&dir.join("engine.token"), &format!("{token}\n"))?;
     let server = idsync_profile_store::serve(ServeOptions {
         listen: ([127, 0, 0, 1], 0).into(),
         db,

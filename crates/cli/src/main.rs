@@ -13,6 +13,7 @@ mod bench_profile;
 mod bench_sql;
 mod demo;
 mod dump;
+mod log;
 mod output;
 mod serve;
 
@@ -47,6 +48,10 @@ struct Cli {
     /// Print machine-readable JSON instead of tables.
     #[arg(long, global = true)]
     json: bool,
+    /// Log more on stderr: -v info, -vv debug, -vvv trace (idsync's own crates; warnings are
+    /// always shown). `RUST_LOG`, when set, replaces this.
+    #[arg(long, short, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
@@ -156,6 +161,7 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
+    log::init(cli.verbose);
     if !matches!(cli.command, Command::Serve { .. }) {
         quiet_on_closed_stdout();
     }

@@ -39,8 +39,19 @@ pub fn resolve_secret(reference: &str, base_dir: &Path) -> Result<Secret, String
     }
     if let Some(path) = reference.strip_prefix("file:") {
         let p = base_dir.join(path);
-        let text = std::fs::read_to_string(&p)
-            .map_err(|e| format!("cannot read secret file {}: {e}", p.display()))?;
+        let cannot = |e: std::io::Error| format!("cannot read secret file {}: {e}", p.display());
+        let mut file = std::fs::File::open(&p).map_err(cannot)?;
+        // The mode of the file opened, not of the path looked at again.
+        if let Some(mode) = file.metadata().ok().and_then(|m| readable_by_others(&m)) {
+            tracing::warn!(
+                "secret file {} is readable by group or others (mode {mode:04o}): make it \
+                 readable by its owner only (chmod 600 {})",
+                p.display(),
+                p.display()
+            );
+        }
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut file, &mut text).map_err(cannot)?;
         // One value: a single line, its newline stripped. A file of more lines is not a secret
         // file (`file:/etc/shadow` would send every line); its content is never quoted.
         let value = text
@@ -59,6 +70,20 @@ pub fn resolve_secret(reference: &str, base_dir: &Path) -> Result<Secret, String
         "a secret must be a reference, `env:NAME` or `file:PATH`, never the secret itself"
             .to_owned(),
     )
+}
+
+/// The file's permission bits when its group or others may read it (a secret file must be
+/// its owner's alone).
+#[cfg(unix)]
+pub fn readable_by_others(meta: &std::fs::Metadata) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = meta.permissions().mode() & 0o7777;
+    (mode & 0o044 != 0).then_some(mode)
+}
+
+#[cfg(not(unix))]
+pub fn readable_by_others(_: &std::fs::Metadata) -> Option<u32> {
+    None
 }
 
 #[cfg(test)]
@@ -110,6 +135,20 @@ mod tests {
             for part in ["root:hash1", "daemon:hash2", "s3cret", "second"] {
                 assert!(!e.contains(part), "the message quotes the file: {e}");
             }
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_secret_file_readable_by_group_or_others_is_told_apart() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("bind.pw");
+        std::fs::write(&p, "s3cret\n").unwrap();
+        for (mode, loose) in [(0o600, false), (0o400, false), (0o640, true), (0o604, true)] {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+            let meta = std::fs::metadata(&p).unwrap();
+            assert_eq!(readable_by_others(&meta).is_some(), loose, "{mode:o}");
         }
     }
 }

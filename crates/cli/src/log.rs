@@ -1,0 +1,56 @@
+//! Where the engine's and the connectors' `tracing` events go: one line each on stderr, so a
+//! warning (a secret file others can read, a password sent unencrypted, certificate checks
+//! turned off) reaches the person running the command. Stdout stays the command's own output
+//! (tables, `--json`).
+//!
+//! The level is `warn` unless raised: each `-v` raises idsync's own crates one step (info,
+//! debug, trace) and leaves other libraries at `warn`; `RUST_LOG`, when set, is taken as it is
+//! (`tracing-subscriber`'s directive syntax) and replaces both. idsync's own events never carry
+//! a secret (a `Secret` prints `***`); what other libraries log at debug or trace under a
+//! `RUST_LOG` of the user's choice is theirs.
+
+use tracing_subscriber::EnvFilter;
+
+/// The filter for `verbose` times `-v`, or `RUST_LOG` when it is set and not empty.
+fn filter(verbose: u8) -> (EnvFilter, Option<String>) {
+    if let Ok(directives) = std::env::var("RUST_LOG") {
+        if !directives.trim().is_empty() {
+            match EnvFilter::try_new(&directives) {
+                Ok(f) => return (f, None),
+                Err(e) => {
+                    return (
+                        EnvFilter::new("warn"),
+                        Some(format!(
+                            "RUST_LOG `{directives}` is not a filter ({e}); logging warnings only"
+                        )),
+                    )
+                }
+            }
+        }
+    }
+    let ours = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    (EnvFilter::new(format!("warn,idsync={ours}")), None)
+}
+
+/// Installs the subscriber for this process (once, first thing in `main`).
+pub fn init(verbose: u8) {
+    use std::io::IsTerminal;
+    let (filter, note) = filter(verbose);
+    let installed = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .without_time()
+        .with_target(verbose > 0)
+        .try_init();
+    if let Some(note) = note {
+        tracing::warn!("{note}");
+    }
+    // Installing fails only when something installed a subscriber first; it then keeps its own.
+    drop(installed);
+}
