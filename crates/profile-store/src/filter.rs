@@ -82,6 +82,36 @@ impl fmt::Display for FilterError {
 
 impl std::error::Error for FilterError {}
 
+/// At most `max` characters of `s`, cut with `…` (error details quote input, never all of it).
+pub fn clip(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        None => s.to_string(),
+        Some((i, _)) => format!("{}…", &s[..i]),
+    }
+}
+
+/// The part of `input` around character `position`: up to `EXCERPT / 2` characters on each
+/// side, with `…` where it was cut, so an error detail quotes the place, not a 1 MB filter.
+pub fn excerpt(input: &str, position: usize) -> String {
+    const HALF: usize = EXCERPT / 2;
+    let start = position.saturating_sub(HALF);
+    let mut out = String::new();
+    if start > 0 {
+        out.push('…');
+    }
+    for (taken, c) in input.chars().skip(start).enumerate() {
+        if taken == EXCERPT {
+            out.push('…');
+            break;
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The length of an [`excerpt`], in characters.
+pub const EXCERPT: usize = 60;
+
 const MAX_DEPTH: usize = 32;
 const MAX_LEN: usize = 8192;
 
@@ -198,7 +228,10 @@ pub fn parse_attr_path(word: &str, position: usize) -> Result<AttrPath, FilterEr
     };
     if let Some(u) = &urn {
         if !u.to_ascii_lowercase().starts_with("urn:") {
-            return Err(err(format!("`{word}` is not an attribute path")));
+            return Err(err(format!(
+                "`{}` is not an attribute path",
+                clip(word, 40)
+            )));
         }
     }
     let (name, sub) = match rest.split_once('.') {
@@ -206,7 +239,10 @@ pub fn parse_attr_path(word: &str, position: usize) -> Result<AttrPath, FilterEr
         None => (rest, None),
     };
     if !is_name(name) || sub.is_some_and(|s| !is_name(s)) {
-        return Err(err(format!("`{word}` is not an attribute path")));
+        return Err(err(format!(
+            "`{}` is not an attribute path",
+            clip(word, 40)
+        )));
     }
     Ok(AttrPath {
         urn,
@@ -294,7 +330,7 @@ impl Parser {
                 }
                 let op = match self.peek() {
                     Some(Tok::Word(o)) => o.to_ascii_lowercase(),
-                    _ => return self.err(format!("expected an operator after `{w}`")),
+                    _ => return self.err(format!("expected an operator after `{}`", clip(&w, 40))),
                 };
                 let op = match op.as_str() {
                     "pr" => {
@@ -310,7 +346,7 @@ impl Parser {
                     "ge" => Op::Ge,
                     "lt" => Op::Lt,
                     "le" => Op::Le,
-                    other => return self.err(format!("unknown operator `{other}`")),
+                    other => return self.err(format!("unknown operator `{}`", clip(other, 20))),
                 };
                 self.pos += 1;
                 let value = match self.peek().cloned() {
@@ -322,8 +358,10 @@ impl Parser {
                         n => match serde_json::from_str::<serde_json::Value>(n) {
                             Ok(serde_json::Value::Number(n)) => CompValue::Num(n),
                             _ => {
-                                return self
-                                    .err(format!("`{n}` is not a value (strings are quoted)"))
+                                return self.err(format!(
+                                    "`{}` is not a value (strings are quoted)",
+                                    clip(n, 40)
+                                ))
                             }
                         },
                     },
@@ -438,6 +476,23 @@ mod tests {
         assert!(parse_filter(r#"userName eq x"#).is_err());
         assert!(parse_filter(&"(".repeat(1000)).is_err());
         assert!(parse_filter(&"not (".repeat(100)).is_err());
+    }
+
+    #[test]
+    fn excerpts_are_bounded_around_the_position() {
+        let long = format!("{}HERE{}", "a".repeat(500), "b".repeat(500));
+        let e = excerpt(&long, 500);
+        assert!(
+            e.starts_with('…') && e.ends_with('…') && e.contains("HERE"),
+            "{e}"
+        );
+        assert_eq!(e.chars().count(), EXCERPT + 2);
+        assert_eq!(excerpt("userName eq", 11), "userName eq");
+        assert_eq!(excerpt("ä ö ü", 2), "ä ö ü");
+        assert_eq!(clip("Ångström", 3), "Ång…");
+        assert_eq!(clip("ann", 3), "ann");
+        let e = parse_filter(&format!("{}% eq \"x\"", "n".repeat(5000))).unwrap_err();
+        assert!(e.message.len() < 100, "{}", e.message);
     }
 
     #[test]

@@ -498,7 +498,10 @@ fn query_map(raw: Option<String>) -> Result<HashMap<String, String>, ScimError> 
             percent_decode(&s).ok_or_else(|| {
                 ScimError::bad(
                     "invalidValue",
-                    format!("query parameter `{pair}` is not valid percent-encoding"),
+                    format!(
+                        "query parameter `{}` is not valid percent-encoding",
+                        crate::filter::clip(pair, 60)
+                    ),
                 )
             })
         };
@@ -542,6 +545,22 @@ struct SearchParams {
     excluded: Option<String>,
 }
 
+/// `sortOrder`: `ascending` (the default) or `descending` (RFC 7644 3.4.2.3), nothing else.
+fn descending(order: Option<&str>) -> Result<bool, ScimError> {
+    match order {
+        None => Ok(false),
+        Some(o) if o.eq_ignore_ascii_case("ascending") => Ok(false),
+        Some(o) if o.eq_ignore_ascii_case("descending") => Ok(true),
+        Some(o) => Err(ScimError::bad(
+            "invalidValue",
+            format!(
+                "`sortOrder` is `ascending` or `descending`, not `{}`",
+                crate::filter::clip(o, 40)
+            ),
+        )),
+    }
+}
+
 fn search_params_from_query(q: &HashMap<String, String>) -> Result<SearchParams, ScimError> {
     let num = |name: &str, default: i64| -> Result<i64, ScimError> {
         match param(q, name) {
@@ -557,7 +576,7 @@ fn search_params_from_query(q: &HashMap<String, String>) -> Result<SearchParams,
     Ok(SearchParams {
         filter: param(q, "filter").map(str::to_string),
         sort_by: param(q, "sortBy").map(str::to_string),
-        descending: param(q, "sortOrder").is_some_and(|o| o.eq_ignore_ascii_case("descending")),
+        descending: descending(param(q, "sortOrder"))?,
         start: num("startIndex", 1)?.max(1) as usize,
         count: num("count", MAX_COUNT as i64)?.clamp(0, MAX_COUNT as i64) as usize,
         attributes: param(q, "attributes").map(str::to_string),
@@ -589,10 +608,11 @@ fn search_params_from_body(v: &Value) -> Result<SearchParams, ScimError> {
     Ok(SearchParams {
         filter: v.get("filter").and_then(Value::as_str).map(str::to_string),
         sort_by: v.get("sortBy").and_then(Value::as_str).map(str::to_string),
-        descending: v
-            .get("sortOrder")
-            .and_then(Value::as_str)
-            .is_some_and(|o| o.eq_ignore_ascii_case("descending")),
+        descending: match v.get("sortOrder") {
+            None | Some(Value::Null) => false,
+            Some(Value::String(o)) => descending(Some(o))?,
+            Some(other) => descending(Some(&other.to_string()))?,
+        },
         start: num("startIndex", 1)?.max(1) as usize,
         count: num("count", MAX_COUNT as i64)?.clamp(0, MAX_COUNT as i64) as usize,
         attributes: list("attributes"),
@@ -602,10 +622,15 @@ fn search_params_from_body(v: &Value) -> Result<SearchParams, ScimError> {
 
 fn store_query(p: &SearchParams, offset: usize, count: usize) -> Result<StoreQuery, ScimError> {
     let filter = match &p.filter {
-        Some(f) if !f.trim().is_empty() => Some(
-            parse_filter(f)
-                .map_err(|e| ScimError::bad("invalidFilter", format!("filter `{f}` {e}")))?,
-        ),
+        Some(f) if !f.trim().is_empty() => Some(parse_filter(f).map_err(|e| {
+            ScimError::bad(
+                "invalidFilter",
+                format!(
+                    "filter {e} (near `{}`)",
+                    crate::filter::excerpt(f, e.position)
+                ),
+            )
+        })?),
         _ => None,
     };
     Ok(StoreQuery {

@@ -15,6 +15,7 @@ pub mod photo;
 pub mod resource;
 pub mod schema;
 pub mod storage;
+mod wire;
 
 pub use auth::{create_token, list_tokens, revoke_token};
 pub use error::{Error, Result, ScimError};
@@ -165,7 +166,7 @@ pub fn serve(opts: ServeOptions) -> Result<Server> {
     let thread = std::thread::spawn(move || {
         runtime.block_on(async move {
             let listener = match tokio::net::TcpListener::from_std(listener) {
-                Ok(l) => l,
+                Ok(l) => wire::Listener(l),
                 Err(e) => {
                     tracing::error!("profile store listener: {e}");
                     return;

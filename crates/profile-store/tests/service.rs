@@ -1194,3 +1194,183 @@ fn a_version_1_store_with_two_names_one_under_unicode_folding_is_refused_naming_
         .unwrap();
     assert_eq!(v, "1");
 }
+
+/// One request written as it is on a new connection (reqwest refuses a URI past 64 KiB), and
+/// the answer: status, lower-cased headers, body.
+fn raw_http(f: &Fixture, head: &str) -> (u16, Vec<(String, String)>, String) {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(f.server.addr).unwrap();
+    c.write_all(head.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    c.read_to_end(&mut answer).unwrap();
+    let answer = String::from_utf8(answer).unwrap();
+    let (top, body) = answer.split_once("\r\n\r\n").expect("a whole head");
+    let mut lines = top.split("\r\n");
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .map(|l| {
+            let (k, v) = l.split_once(':').unwrap();
+            (k.trim().to_ascii_lowercase(), v.trim().to_string())
+        })
+        .collect();
+    (status, headers, body.to_string())
+}
+
+fn expect_raw_error(answer: (u16, Vec<(String, String)>, String), status: u16) -> Value {
+    let (got, headers, body) = answer;
+    assert_eq!(got, status, "{headers:?} {body}");
+    let header = |n: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == n)
+            .map(|(_, v)| v.as_str())
+    };
+    assert_eq!(header("content-type"), Some(SCIM));
+    assert_eq!(
+        header("content-length"),
+        Some(body.len().to_string().as_str())
+    );
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        v["schemas"][0],
+        "urn:ietf:params:scim:api:messages:2.0:Error"
+    );
+    assert_eq!(v["status"], status.to_string());
+    v
+}
+
+#[test]
+fn a_uri_too_long_or_too_many_headers_is_answered_with_a_scim_error() {
+    let f = Fixture::new();
+    let host = f.server.addr;
+    // Past the HTTP server's URI limit (64 KiB).
+    let long = format!(
+        "GET /scim/v2/Users?filter={} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {}\r\n\r\n",
+        "a".repeat(70_000),
+        f.engine
+    );
+    let v = expect_raw_error(raw_http(&f, &long), 414);
+    assert!(v["detail"].as_str().unwrap().contains("URI"), "{v}");
+    // Past its header limit (100 fields).
+    let fillers: String = (0..120).map(|i| format!("X-Filler-{i}: 1\r\n")).collect();
+    let many = format!("GET /scim/v2/Users HTTP/1.1\r\nHost: {host}\r\n{fillers}\r\n");
+    let v = expect_raw_error(raw_http(&f, &many), 431);
+    assert!(v["detail"].as_str().unwrap().contains("header"), "{v}");
+    // The service still answers, and an ordinary answer is untouched.
+    let fine = format!("GET /scim/v2/Users?count=1 HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n", f.engine);
+    let (status, _, body) = raw_http(&f, &fine);
+    assert_eq!(status, 200, "{body}");
+    f.ok("GET", "/Users?count=1", None);
+}
+
+#[test]
+fn a_bad_filters_detail_is_a_bounded_excerpt_around_the_position() {
+    let f = Fixture::new();
+    let head = "title pr and ".repeat(40);
+    let filter = format!("{head}userName zz \"x\"{}", " and title pr".repeat(40));
+    let v = expect_error(
+        f.send(
+            "GET",
+            &format!("/Users?filter={}", query_encode(&filter)),
+            Some(&f.engine),
+            None,
+        ),
+        400,
+        Some("invalidFilter"),
+    );
+    let detail = v["detail"].as_str().unwrap();
+    let at = head.chars().count() + "userName ".len() + 1;
+    assert!(detail.contains(&format!("character {at}")), "{detail}");
+    assert!(detail.contains("zz"), "{detail}");
+    assert!(detail.len() < 200, "{} bytes: {detail}", detail.len());
+    // A 1 MB filter (by POST, under the body limit) answers a short error, not itself.
+    let huge = format!("userName eq \"{}\"", "x".repeat(1 << 20));
+    let r = f.send(
+        "POST",
+        "/Users/.search",
+        Some(&f.engine),
+        Some(json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"], "filter": huge})),
+    );
+    let v = expect_error(r, 400, Some("invalidFilter"));
+    let detail = v["detail"].as_str().unwrap();
+    assert!(detail.len() < 200, "{} bytes", detail.len());
+}
+
+#[test]
+fn sort_order_is_ascending_or_descending_only() {
+    let f = Fixture::new();
+    f.user("ann", json!({}));
+    f.user("ben", json!({}));
+    let v = expect_error(
+        f.send(
+            "GET",
+            "/Users?sortBy=userName&sortOrder=sideways",
+            Some(&f.engine),
+            None,
+        ),
+        400,
+        Some("invalidValue"),
+    );
+    assert!(v["detail"].as_str().unwrap().contains("sideways"), "{v}");
+    let r = f.send(
+        "POST",
+        "/Users/.search",
+        Some(&f.engine),
+        Some(json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"], "sortBy": "userName", "sortOrder": "sideways"})),
+    );
+    expect_error(r, 400, Some("invalidValue"));
+    for (order, first) in [
+        ("descending", "ben"),
+        ("ascending", "ann"),
+        ("Descending", "ben"),
+    ] {
+        let v = f.ok(
+            "GET",
+            &format!("/Users?sortBy=userName&sortOrder={order}"),
+            None,
+        );
+        assert_eq!(v["Resources"][0]["userName"], first, "{order}");
+    }
+}
+
+#[test]
+fn a_date_time_compared_with_a_value_that_is_no_date_is_invalid() {
+    let f = Fixture::new();
+    f.user("ann", json!({}));
+    for filter in [
+        r#"meta.lastModified gt "notadate""#,
+        r#"meta.created eq "2026-13-45T99:00:00Z""#,
+        r#"meta.lastModified le "yesterday""#,
+    ] {
+        let v = expect_error(
+            f.send(
+                "GET",
+                &format!("/Users?filter={}", query_encode(filter)),
+                Some(&f.engine),
+                None,
+            ),
+            400,
+            Some("invalidValue"),
+        );
+        assert!(
+            v["detail"].as_str().unwrap().contains("meta."),
+            "{filter}: {v}"
+        );
+    }
+    // Dates still compare as instants, in any offset.
+    assert_eq!(
+        found(&f, r#"meta.created gt "2000-01-01T00:00:00+02:00""#),
+        ["ann"]
+    );
+    assert_eq!(
+        found(&f, r#"meta.created lt "2000-01-01T00:00:00Z""#),
+        Vec::<String>::new()
+    );
+}

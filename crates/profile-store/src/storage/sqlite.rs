@@ -787,6 +787,16 @@ fn search_sql(
     Ok((count_sql, page_sql, b.params))
 }
 
+/// A filter's dateTime value (xsd:dateTime: RFC 3339, or without an offset, taken as UTC) as
+/// the UTC instant SQLite's `julianday` reads; `None` when it is no date.
+fn instant(s: &str) -> Option<String> {
+    use time::format_description::well_known::{Iso8601, Rfc3339};
+    let t = time::OffsetDateTime::parse(s, &Rfc3339)
+        .or_else(|_| time::PrimitiveDateTime::parse(s, &Iso8601::DEFAULT).map(|t| t.assume_utc()))
+        .ok()?;
+    t.to_offset(time::UtcOffset::UTC).format(&Rfc3339).ok()
+}
+
 /// Turns a filter into a SQL condition with positional parameters.
 struct SqlBuilder<'s> {
     schemas: &'s Schemas,
@@ -1005,7 +1015,15 @@ impl SqlBuilder<'_> {
                         format!("(substr({e}, -length({q})) = {q})")
                     }
                     _ if ty == AttrType::DateTime => {
-                        let q = self.push(SqlValue::Text(s.clone()));
+                        let q = self.push(SqlValue::Text(instant(s).ok_or_else(|| {
+                            ScimError::bad(
+                                "invalidValue",
+                                format!(
+                                    "`{p}` is a dateTime: `{}` is not one (e.g. `2026-01-31T12:00:00Z`)",
+                                    crate::filter::clip(s, 40)
+                                ),
+                            )
+                        })?));
                         format!("(julianday({expr}) {} julianday({q}))", ordering(op))
                     }
                     _ => {
@@ -1154,8 +1172,12 @@ impl SqlBuilder<'_> {
     }
 
     fn sort_expr(&mut self, s: &str) -> Result<String, ScimError> {
-        let p = crate::filter::parse_attr_path(s, 0)
-            .map_err(|e| ScimError::bad("invalidValue", format!("sortBy `{s}`: {e}")))?;
+        let p = crate::filter::parse_attr_path(s, 0).map_err(|e| {
+            ScimError::bad(
+                "invalidValue",
+                format!("sortBy `{}`: {e}", crate::filter::clip(s, 40)),
+            )
+        })?;
         match self.source(&p, None) {
             Ok(Source::Scalar {
                 expr,
