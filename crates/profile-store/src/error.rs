@@ -25,6 +25,9 @@ pub enum Error {
     },
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// An older database this build cannot bring up to date without its owner's choice.
+    #[error("cannot upgrade the profile store database {0}")]
+    Upgrade(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -191,7 +191,7 @@ fn upgrade_and_key_names(c: &Connection, version: Option<&str>, path: &Path) -> 
             .collect::<rusqlite::Result<Vec<_>>>()?;
         let [(a, an), (b, bn)] = <[_; 2]>::try_from(two)
             .map_err(|_| Error::Corrupt(format!("{}: userName key `{key}`", path.display())))?;
-        return Err(Error::Corrupt(format!(
+        return Err(Error::Upgrade(format!(
             "{}: users {a} (`{an}`) and {b} (`{bn}`) have the same userName when compared \
              case-insensitively (Unicode case folding); rename one with the build that wrote \
              the file, then open it again",
