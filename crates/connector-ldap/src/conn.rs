@@ -17,12 +17,87 @@ use std::time::Duration;
 /// from its reference).
 #[derive(Debug, Clone)]
 pub struct ConnSettings {
+    /// The connector's name, for warnings.
+    pub connector: String,
     pub url: String,
     pub starttls: bool,
     pub ca_file: Option<PathBuf>,
     pub tls_verify: bool,
     pub bind: Bind,
     pub timeout: Duration,
+    /// A simple bind may send its password unencrypted to a host that is not loopback.
+    pub allow_cleartext_bind: bool,
+    /// Whether that was said already (once per connector, not per connection).
+    pub cleartext_warned: Arc<std::sync::Once>,
+}
+
+impl ConnSettings {
+    /// Whether a bind would send a password unencrypted to another machine: a simple bind on
+    /// plain `ldap://` without StartTLS to a host other than loopback (127.0.0.0/8, ::1,
+    /// `localhost`). A name that resolves to loopback is not taken as loopback: only what the
+    /// URL says is, so what is checked is what is sent to.
+    pub fn cleartext_bind(&self) -> bool {
+        matches!(self.bind, Bind::Simple { .. })
+            && !self.starttls
+            && self
+                .url
+                .get(..7)
+                .is_some_and(|s| s.eq_ignore_ascii_case("ldap://"))
+            && !is_loopback_url(&self.url)
+    }
+
+    /// Called before each connection is opened: refuses a cleartext bind that is not allowed
+    /// (the connector's constructor already did; this guards every way to a socket), and warns
+    /// once when one is allowed.
+    pub(crate) fn check_cleartext(&self) -> Result<(), String> {
+        if !self.cleartext_bind() {
+            return Ok(());
+        }
+        if !self.allow_cleartext_bind {
+            return Err(cleartext_refused(&self.url));
+        }
+        self.cleartext_warned.call_once(|| {
+            tracing::warn!(
+                "connector `{}`: the bind password is sent unencrypted to {} (plain ldap:// \
+                 without StartTLS; allowed by allow_cleartext_bind = true)",
+                self.connector,
+                self.url
+            )
+        });
+        Ok(())
+    }
+}
+
+/// Why a cleartext bind is refused, and what to change (the caller names the connector).
+pub(crate) fn cleartext_refused(url: &str) -> String {
+    format!(
+        "a simple bind to {url} would send bind_password unencrypted (plain ldap:// without \
+         StartTLS, to a host that is not loopback): use ldaps:// or starttls = true, or set \
+         allow_cleartext_bind = true to send it anyway"
+    )
+}
+
+/// Whether the URL's host is this machine's loopback: an address in 127.0.0.0/8, ::1 (also
+/// as an IPv4-mapped address), or the name `localhost`; no host at all means localhost.
+fn is_loopback_url(url: &str) -> bool {
+    let Ok(u) = url::Url::parse(url) else {
+        return false;
+    };
+    match u.host() {
+        None => true,
+        // `ldap:` is not a scheme the URL standard knows, so an IPv4 address comes as a name.
+        Some(url::Host::Domain(d)) => match d.parse::<std::net::Ipv4Addr>() {
+            Ok(a) => a.is_loopback(),
+            Err(_) => d
+                .strip_suffix('.')
+                .unwrap_or(d)
+                .eq_ignore_ascii_case("localhost"),
+        },
+        Some(url::Host::Ipv4(a)) => a.is_loopback(),
+        Some(url::Host::Ipv6(a)) => {
+            a.is_loopback() || a.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -85,6 +160,7 @@ pub(crate) fn tls_config(ca_file: &std::path::Path) -> Result<Arc<rustls::Client
 impl Conn {
     /// Connects and binds. Errors say what failed (connect, TLS, bind) without the password.
     pub fn open(s: &ConnSettings) -> Result<Conn, String> {
+        s.check_cleartext()?;
         guarded("connect", || Self::open_inner(s)).map_err(|m| at_server(&s.url, m))
     }
 
@@ -232,5 +308,74 @@ pub fn rc_name(rc: u32) -> &'static str {
         71 => "affectsMultipleDSAs",
         80 => "other",
         _ => "unknown result",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(url: &str, starttls: bool, bind: Bind) -> ConnSettings {
+        ConnSettings {
+            connector: "dir".to_owned(),
+            url: url.to_owned(),
+            starttls,
+            ca_file: None,
+            tls_verify: true,
+            bind,
+            timeout: Duration::from_secs(1),
+            allow_cleartext_bind: false,
+            cleartext_warned: Arc::new(std::sync::Once::new()),
+        }
+    }
+
+    fn simple() -> Bind {
+        std::env::set_var("IDSYNC_CONN_TEST_PW", "pw");
+        let password =
+            idsync_connectors::resolve_secret("env:IDSYNC_CONN_TEST_PW", std::path::Path::new("."))
+                .unwrap();
+        Bind::Simple {
+            dn: "cn=admin,dc=example,dc=test".to_owned(),
+            password,
+        }
+    }
+
+    #[test]
+    fn only_a_password_in_cleartext_to_another_machine_is_a_cleartext_bind() {
+        for url in [
+            "ldap://192.0.2.10",
+            "ldap://192.0.2.10:389/",
+            "LDAP://ldap.example.test",
+            "ldap://[2001:db8::1]:389",
+            "ldap://localhost.example.test",
+            "ldap://128.0.0.1",
+        ] {
+            let s = settings(url, false, simple());
+            assert!(s.cleartext_bind(), "{url}");
+            let e = s.check_cleartext().unwrap_err();
+            assert!(e.contains("allow_cleartext_bind") && e.contains(url), "{e}");
+        }
+        for url in [
+            "ldap://127.0.0.1:389",
+            "ldap://127.8.9.10",
+            "ldap://localhost:1389",
+            "ldap://LOCALHOST.",
+            "ldap://[::1]:389",
+            "ldap://[::ffff:127.0.0.1]",
+            "ldap:///",
+        ] {
+            assert!(!settings(url, false, simple()).cleartext_bind(), "{url}");
+        }
+        // Encrypted, or no password sent.
+        let remote = "ldap://192.0.2.10";
+        assert!(!settings("ldaps://192.0.2.10", false, simple()).cleartext_bind());
+        assert!(!settings(remote, true, simple()).cleartext_bind());
+        assert!(!settings(remote, false, Bind::Anonymous).cleartext_bind());
+        assert!(!settings(remote, false, Bind::SaslExternal).cleartext_bind());
+        // Allowed: let through (and warned about once).
+        let mut s = settings(remote, false, simple());
+        s.allow_cleartext_bind = true;
+        assert!(s.check_cleartext().is_ok());
+        assert!(s.cleartext_warned.is_completed());
     }
 }

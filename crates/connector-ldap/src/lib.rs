@@ -396,6 +396,10 @@ struct LdapSettings {
     bind_dn: Option<String>,
     /// `env:NAME` or `file:PATH`.
     bind_password: Option<String>,
+    /// Send the bind password over plain `ldap://` without StartTLS to a host that is not
+    /// loopback. Refused unless set; logged as a warning when set.
+    #[serde(default)]
+    allow_cleartext_bind: bool,
     /// SASL EXTERNAL (a client certificate or ldapi peer credentials) instead of a simple bind.
     #[serde(default)]
     sasl_external: bool,
@@ -520,13 +524,24 @@ impl LdapConnector {
             (None, _, false) => Bind::Anonymous,
         };
         let conn_settings = ConnSettings {
+            connector: id.to_string(),
             url: s.url.clone(),
             starttls: s.starttls,
             ca_file: s.ca_file.as_ref().map(|f| base_dir.join(f)),
             tls_verify: s.tls_verify,
             bind,
             timeout: Duration::from_secs(s.timeout_seconds.max(1)),
+            allow_cleartext_bind: s.allow_cleartext_bind,
+            cleartext_warned: std::sync::Arc::new(std::sync::Once::new()),
         };
+        // Refused here, when the configuration is checked, long before anything is sent.
+        if conn_settings.cleartext_bind() && !conn_settings.allow_cleartext_bind {
+            return Err(Error::Setting {
+                connector: id.to_string(),
+                key: "url".to_owned(),
+                message: conn::cleartext_refused(&conn_settings.url),
+            });
+        }
         if let Some(ca) = &conn_settings.ca_file {
             if !ca.exists() {
                 return Err(cfg(format!("ca_file {} does not exist", ca.display())));

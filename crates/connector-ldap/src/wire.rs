@@ -361,6 +361,7 @@ struct Message {
 impl Wire {
     /// Connects (TLS as configured) and binds.
     pub fn open(s: &ConnSettings) -> Result<Wire, String> {
+        s.check_cleartext()?;
         Self::open_inner(s).map_err(|m| crate::conn::at_server(&s.url, m))
     }
 

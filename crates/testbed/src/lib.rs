@@ -15,7 +15,7 @@ pub mod samba;
 pub use samba::SambaDc;
 
 use std::io::Write;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -61,7 +61,12 @@ fn run(cmd: &mut Command) -> Result<String> {
 
 /// A port nobody listens on at this moment, on 127.0.0.1.
 pub fn free_port() -> Result<u16> {
-    let l = TcpListener::bind("127.0.0.1:0").map_err(io("cannot bind a loopback port"))?;
+    free_port_on(IpAddr::V4(Ipv4Addr::LOCALHOST))
+}
+
+/// A port nobody listens on at this moment, on `host`.
+pub fn free_port_on(host: IpAddr) -> Result<u16> {
+    let l = TcpListener::bind((host, 0)).map_err(io(format!("cannot bind a port on {host}")))?;
     let port = l
         .local_addr()
         .map_err(io("cannot read the bound port"))?
@@ -69,8 +74,8 @@ pub fn free_port() -> Result<u16> {
     Ok(port)
 }
 
-fn wait_for_port(port: u16, timeout: Duration) -> bool {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+fn wait_for_port(host: IpAddr, port: u16, timeout: Duration) -> bool {
+    let addr = SocketAddr::from((host, port));
     let until = Instant::now() + timeout;
     while Instant::now() < until {
         if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
@@ -97,6 +102,34 @@ fn signal(pid: u32, sig: &str) {
         .status();
 }
 
+/// One of this machine's own IPv4 addresses that is not loopback (`ip -4 addr`, scope global;
+/// else `hostname -I`), for a server that must look remote to a client on the same machine.
+/// A machine without one is an error: the caller's test fails.
+pub fn non_loopback_ipv4() -> Result<Ipv4Addr> {
+    let from_ip = run(Command::new("ip").args(["-4", "-o", "addr", "show", "scope", "global"]))
+        .ok()
+        .and_then(|out| {
+            out.split_whitespace()
+                .skip_while(|w| *w != "inet")
+                .nth(1)
+                .and_then(|a| a.split('/').next())
+                .and_then(|a| a.parse::<Ipv4Addr>().ok())
+        });
+    let found = from_ip.or_else(|| {
+        run(Command::new("hostname").arg("-I"))
+            .ok()?
+            .split_whitespace()
+            .filter_map(|a| a.parse::<Ipv4Addr>().ok())
+            .find(|a| !a.is_loopback() && !a.is_unspecified())
+    });
+    found.ok_or_else(|| {
+        Error::Start(
+            "this machine has no IPv4 address other than loopback (`ip -4 addr`, `hostname -I`)"
+                .to_owned(),
+        )
+    })
+}
+
 /// How a throwaway slapd is set up.
 #[derive(Debug, Clone)]
 pub struct SlapdOptions {
@@ -115,6 +148,9 @@ pub struct SlapdOptions {
     /// Sync every write to disk (slapd's default). Off, writes are much faster (`dbnosync`):
     /// right for tests, wrong for export benchmarks.
     pub durable: bool,
+    /// The address it listens on: loopback by default; another of this machine's addresses
+    /// (see [`non_loopback_ipv4`]) for tests of what a client does with a remote server.
+    pub host: IpAddr,
     /// LDIF loaded with `slapadd -q` before the server starts (it must contain the suffix entry
     /// and the containers; see [`base_ldif`]).
     pub seed: Option<Vec<u8>>,
@@ -131,6 +167,7 @@ impl Default for SlapdOptions {
             tls: false,
             tls_without_san: false,
             durable: false,
+            host: IpAddr::V4(Ipv4Addr::LOCALHOST),
             seed: None,
             seed_file: None,
         }
@@ -178,9 +215,9 @@ impl Slapd {
             .tempdir()
             .map_err(io("cannot create the slapd directory"))?;
         let mut s = Slapd {
-            port: free_port()?,
+            port: free_port_on(options.host)?,
             tls_port: if options.tls {
-                Some(free_port()?)
+                Some(free_port_on(options.host)?)
             } else {
                 None
             },
@@ -200,9 +237,9 @@ impl Slapd {
                 Err(_) => {
                     tries += 1;
                     s.stop();
-                    s.port = free_port()?;
+                    s.port = free_port_on(s.options.host)?;
                     if s.tls_port.is_some() {
-                        s.tls_port = Some(free_port()?);
+                        s.tls_port = Some(free_port_on(s.options.host)?);
                     }
                 }
             }
@@ -213,14 +250,23 @@ impl Slapd {
         self.dir.path()
     }
 
-    /// `ldap://127.0.0.1:PORT`.
+    /// `ldap://127.0.0.1:PORT` (the address it listens on: [`SlapdOptions::host`]).
     pub fn url(&self) -> String {
-        format!("ldap://127.0.0.1:{}", self.port)
+        format!("ldap://{}:{}", self.host_in_url(), self.port)
     }
 
     /// `ldaps://127.0.0.1:PORT` when started with `tls`.
     pub fn ldaps_url(&self) -> Option<String> {
-        self.tls_port.map(|p| format!("ldaps://127.0.0.1:{p}"))
+        self.tls_port
+            .map(|p| format!("ldaps://{}:{p}", self.host_in_url()))
+    }
+
+    /// The listening address as a URL's host (an IPv6 address in brackets).
+    fn host_in_url(&self) -> String {
+        match self.options.host {
+            IpAddr::V4(a) => a.to_string(),
+            IpAddr::V6(a) => format!("[{a}]"),
+        }
     }
 
     /// The CA certificate (PEM) that signed the server's certificate, when started with `tls`.
@@ -389,9 +435,10 @@ impl Slapd {
 
     fn launch(&mut self) -> Result<()> {
         let d = self.dir.path();
-        let mut urls = format!("ldap://127.0.0.1:{}/", self.port);
+        let host = self.host_in_url();
+        let mut urls = format!("ldap://{host}:{}/", self.port);
         if let Some(p) = self.tls_port {
-            urls.push_str(&format!(" ldaps://127.0.0.1:{p}/"));
+            urls.push_str(&format!(" ldaps://{host}:{p}/"));
         }
         let pidfile = d.join("run/slapd.pid");
         let _ = std::fs::remove_file(&pidfile);
@@ -420,10 +467,11 @@ impl Slapd {
         }
         let ports = [Some(self.port), self.tls_port];
         for p in ports.into_iter().flatten() {
-            if !wait_for_port(p, Duration::from_secs(10)) {
+            if !wait_for_port(self.options.host, p, Duration::from_secs(10)) {
                 self.stop();
                 return Err(Error::Start(format!(
-                    "slapd did not listen on 127.0.0.1:{p} within 10 s"
+                    "slapd did not listen on {}:{p} within 10 s",
+                    self.options.host
                 )));
             }
         }

@@ -17,6 +17,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+/// Where the DC listens (`--option=interfaces = 127.0.0.1`).
+const LOOPBACK: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
 /// The domain every throwaway DC serves.
 pub const REALM: &str = "EXAMPLE.TEST";
 pub const BASE_DN: &str = "DC=example,DC=test";
@@ -203,7 +206,7 @@ impl SambaDc {
                 self.pid = Some(pid);
             }
             if self.pid.is_some()
-                && wait_for_port(389, Duration::from_millis(200))
+                && wait_for_port(LOOPBACK, 389, Duration::from_millis(200))
                 && self.answers()
             {
                 return Ok(());
@@ -303,7 +306,7 @@ impl SambaDc {
         }
         // Samba's children (ldap, kdc, …) leave with their parent; wait for the port.
         let until = Instant::now() + Duration::from_secs(10);
-        while wait_for_port(389, Duration::from_millis(50)) && Instant::now() < until {
+        while wait_for_port(LOOPBACK, 389, Duration::from_millis(50)) && Instant::now() < until {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
