@@ -3,7 +3,8 @@
 //! turned off) reaches the person running the command. Stdout stays the command's own output
 //! (tables, `--json`).
 //!
-//! The level is `warn` unless raised: each `-v` raises idsync's own crates one step (info,
+//! The level is `warn` unless raised (connector programs' standard-error lines, target
+//! `idsync::connector`, are shown at `info`): each `-v` raises idsync's own crates one step (info,
 //! debug, trace) and leaves other libraries at `warn`; `RUST_LOG`, when set, is taken as it is
 //! (`tracing-subscriber`'s directive syntax) and replaces both. idsync's own events never carry
 //! a secret (a `Secret` prints `***`); what other libraries log at debug or trace under a
@@ -34,7 +35,12 @@ fn filter(verbose: u8) -> (EnvFilter, Option<String>) {
         2 => "debug",
         _ => "trace",
     };
-    (EnvFilter::new(format!("warn,idsync={ours}")), None)
+    // What connector programs write on their standard error (`idsync::connector`, at info) is
+    // shown by default: it is the program's own log, and often the only word on why it failed.
+    (
+        EnvFilter::new(format!("warn,idsync={ours},idsync::connector=info")),
+        None,
+    )
 }
 
 /// Installs the subscriber for this process (once, first thing in `main`).

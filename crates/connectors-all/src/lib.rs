@@ -7,7 +7,15 @@ use idsync_model::ConnectorId;
 use std::path::Path;
 
 /// Every connector type this build knows, for messages and `--help`.
-pub const TYPES: &[&str] = &["ldif", "csv", "ldap", "sql", "profile-store", "scim"];
+pub const TYPES: &[&str] = &[
+    "ldif",
+    "csv",
+    "ldap",
+    "sql",
+    "profile-store",
+    "scim",
+    "process",
+];
 
 /// Opens a connector of a configured type. `base_dir` resolves relative paths (the
 /// configuration file's directory).
@@ -26,6 +34,12 @@ pub fn open(
             base_dir,
         )?)),
         "sql" => Ok(Box::new(idsync_connector_sql::SqlConnector::new(
+            name.clone(),
+            settings,
+            base_dir,
+        )?)),
+        // Any program speaking the connector protocol (docs/connector-protocol.md).
+        "process" => Ok(Box::new(idsync_connector_process::ProcessConnector::new(
             name.clone(),
             settings,
             base_dir,
