@@ -1,0 +1,457 @@
+//! Issue 21: connectors in any language (`type = "process"`), through the real binary.
+//!
+//! - The Python example (`examples/connectors/hr-python/`) against its HR service: a full
+//!   cycle and a delta cycle into the profile store (`idsync serve`), with idsync's `mail`
+//!   exported back to HR and confirmed, the HR service read in pages, never once per person.
+//! - Each way a connector program misbehaves (`crates/connector-process/tests/programs/
+//!   failing.py`) fails its step with the right message and the program's last standard-error
+//!   lines; `idsync dump` is the same before and after, and no process of it is left.
+
+mod support;
+
+use serde_json::Value as Json;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+use support::{free_port, idsync, run_ok, serve, token, Api};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn programs() -> PathBuf {
+    repo().join("crates/connector-process/tests/programs")
+}
+
+struct Hr {
+    child: Child,
+    port: u16,
+    token: String,
+}
+
+impl Drop for Hr {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Hr {
+    fn start(dir: &Path, employees: &Json) -> Hr {
+        let token = "hr-token-for-tests".to_owned();
+        std::fs::write(dir.join("hr.token"), format!("{token}\n")).unwrap();
+        std::fs::write(
+            dir.join("hr.json"),
+            serde_json::json!({ "employees": employees }).to_string(),
+        )
+        .unwrap();
+        let port = free_port();
+        let child = std::process::Command::new("python3")
+            .arg(repo().join("examples/connectors/hr-python/hr_service.py"))
+            .args(["--port", &port.to_string(), "--data"])
+            .arg(dir.join("hr.json"))
+            .arg("--token-file")
+            .arg(dir.join("hr.token"))
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("python3 runs the HR service");
+        let hr = Hr { child, port, token };
+        let t = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "the HR service did not listen"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        hr
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<Json>) -> Json {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let url = format!("http://127.0.0.1:{}{path}", self.port);
+        let auth = format!("Bearer {}", self.token);
+        let mut r = match (method, body) {
+            ("GET", _) => agent.get(&url).header("Authorization", &auth).call(),
+            ("DELETE", _) => agent.delete(&url).header("Authorization", &auth).call(),
+            ("POST", Some(b)) => agent.post(&url).header("Authorization", &auth).send_json(b),
+            ("PATCH", Some(b)) => agent
+                .patch(&url)
+                .header("Authorization", &auth)
+                .send_json(b),
+            other => panic!("{other:?}"),
+        }
+        .unwrap();
+        assert!(r.status().is_success(), "{method} {path}: {}", r.status());
+        r.body_mut().read_json().unwrap()
+    }
+}
+
+fn cycle(config: &Path, kind: &str) -> Json {
+    let out = run_ok(idsync().args(["--json", "run", kind, "-c"]).arg(config));
+    serde_json::from_str(&out).expect("a JSON report")
+}
+
+fn hr_config(hr_port: u16, profiles_port: u16) -> String {
+    let connector = repo().join("examples/connectors/hr-python/hr_connector.py");
+    format!(
+        r#"[store]
+path = "idsync.db"
+
+[[connector]]
+name = "hr"
+type = "process"
+role = "directory"
+command = ["python3", "{connector}"]
+api_token = "file:hr.token"
+timeout = 30
+
+[connector.settings]
+base_url = "http://127.0.0.1:{hr_port}"
+page_size = 3
+
+[[connector.object_type]]
+name = "person"
+object_classes = ["person"]
+
+[[connector]]
+name = "profiles"
+type = "profile-store"
+role = "target"
+url = "http://127.0.0.1:{profiles_port}"
+token = "file:engine.token"
+
+[[connector.object_type]]
+name = "person"
+object_classes = ["User"]
+
+[[import_flow]]
+connector = "hr"
+mv = "uid"
+cs = "account"
+
+[[import_flow]]
+connector = "hr"
+mv = "displayName"
+cs = "displayName"
+
+[[import_flow]]
+connector = "hr"
+mv = "title"
+cs = "title"
+
+[[provision]]
+connector = "profiles"
+mv_type = "person"
+object_type = "person"
+dn = "{{uid}}"
+
+[[export_flow]]
+connector = "profiles"
+cs = "displayName"
+mv = "displayName"
+
+[[export_flow]]
+connector = "profiles"
+cs = "title"
+mv = "title"
+
+[[export_flow]]
+connector = "profiles"
+cs = "mail"
+expr = "mv.uid + '@example.test'"
+
+# idsync gives every employee a mail address, written back to HR.
+[[export_flow]]
+connector = "hr"
+cs = "mail"
+expr = "mv.uid + '@example.test'"
+"#,
+        connector = connector.display()
+    )
+}
+
+fn step<'a>(report: &'a Json, connector: &str, kind: &str) -> Vec<&'a Json> {
+    report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| {
+            s["connector"] == connector && s["step"].as_str().is_some_and(|k| k.contains(kind))
+        })
+        .collect()
+}
+
+#[test]
+fn the_python_hr_connector_runs_full_and_delta_cycles_into_the_profile_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let employees: serde_json::Map<String, Json> = (1..=7)
+        .map(|i| {
+            (
+                format!("E{}", 1000 + i),
+                serde_json::json!({
+                    "account": format!("user{i}"),
+                    "displayName": format!("User {i}"),
+                    "title": "Clerk",
+                    "hired": "2020-01-01T00:00:00Z",
+                }),
+            )
+        })
+        .collect();
+    let hr = Hr::start(dir, &Json::Object(employees));
+    let db = dir.join("profiles.db");
+    let engine_token = token(&db, &["--engine"]);
+    std::fs::write(dir.join("engine.token"), format!("{engine_token}\n")).unwrap();
+    let port = free_port();
+    let _server = serve(&db, port);
+    let api = Api::new(port);
+    let config = dir.join("idsync.toml");
+    std::fs::write(&config, hr_config(hr.port, port)).unwrap();
+
+    // 1. A full cycle: seven people from HR become profiles, and HR gets their mail.
+    let first = cycle(&config, "full-cycle");
+    assert_eq!(first["pending_exports_left"], 0, "{first:#}");
+    let stats = hr.call("GET", "/stats", None);
+    let pages = stats["GET /employees"].as_u64().unwrap();
+    assert!(
+        pages > 0 && pages.is_multiple_of(3),
+        "full imports read 3 pages of 3 each: {stats}"
+    );
+    assert_eq!(
+        stats["GET /employees/ID"],
+        Json::Null,
+        "never one request per person: {stats}"
+    );
+    assert_eq!(stats["PATCH /employees/ID"], 7, "{stats}");
+    for i in 1..=7 {
+        let u = api.user(&engine_token, &format!("user{i}"));
+        assert_eq!(u["displayName"], format!("User {i}"), "{u}");
+        assert_eq!(u["title"], "Clerk", "{u}");
+        let e = hr.call("GET", &format!("/employees/E{}", 1000 + i), None);
+        assert_eq!(e["mail"], format!("user{i}@example.test"), "{e}");
+    }
+
+    // 2. HR changes: a new hire, a new title, a leaver. The delta cycle reads them from HR's
+    //    change feed and the profile store follows.
+    hr.call(
+        "POST",
+        "/employees",
+        Some(serde_json::json!({"account": "user8", "displayName": "User 8", "title": "Intern"})),
+    );
+    hr.call(
+        "PATCH",
+        "/employees/E1002",
+        Some(serde_json::json!({"title": "Head Clerk"})),
+    );
+    hr.call("DELETE", "/employees/E1003", None);
+    let delta = cycle(&config, "delta-cycle");
+    assert_eq!(delta["pending_exports_left"], 0, "{delta:#}");
+    let imports = step(&delta, "hr", "import");
+    assert!(
+        imports.iter().any(|s| s["step"] == "delta-import"),
+        "{delta:#}"
+    );
+    assert_eq!(
+        api.user(&engine_token, "user2")["title"],
+        "Head Clerk",
+        "the modify reached the profile"
+    );
+    assert_eq!(api.user(&engine_token, "user8")["displayName"], "User 8");
+    assert!(
+        api.user(&engine_token, "user3").is_null(),
+        "the leaver's profile is gone"
+    );
+    let e8 = hr.call("GET", "/employees/E1008", None);
+    assert_eq!(e8["mail"], "user8@example.test", "{e8}");
+    let stats = hr.call("GET", "/stats", None);
+    assert!(stats["GET /changes"].as_u64().unwrap() >= 1, "{stats}");
+    assert_eq!(
+        stats["GET /employees"].as_u64().unwrap(),
+        pages,
+        "no full read: {stats}"
+    );
+}
+
+/// A store holding a few people from a well-behaved program, and pending exports to it.
+fn failing_setup(dir: &Path) -> PathBuf {
+    let config = dir.join("idsync.toml");
+    std::fs::write(&config, failing_config(dir, "python3\", \"scripted.py", "")).unwrap();
+    run_ok(
+        idsync()
+            .args(["run", "full-import", "--connector", "hr", "-c"])
+            .arg(&config),
+    );
+    run_ok(
+        idsync()
+            .args(["run", "full-sync", "--connector", "hr", "-c"])
+            .arg(&config),
+    );
+    config
+}
+
+fn failing_config(dir: &Path, command: &str, extra: &str) -> String {
+    format!(
+        r#"[store]
+path = "idsync.db"
+
+[[connector]]
+name = "hr"
+type = "process"
+role = "directory"
+command = ["{command}"]
+working_directory = "{programs}"
+environment = {{ PIDFILE = "{pids}" }}
+timeout = 5
+{extra}
+
+[connector.settings]
+objects = [
+  {{ anchor = "e1", id = "alice", object_type = "person", attributes = {{ cn = "Alice" }} }},
+  {{ anchor = "e2", id = "bob", object_type = "person", attributes = {{ cn = "Bob" }} }},
+  {{ anchor = "e3", id = "carol", object_type = "person", attributes = {{ cn = "Carol" }} }},
+]
+
+[[connector.object_type]]
+name = "person"
+object_classes = ["person"]
+
+[[import_flow]]
+connector = "hr"
+mv = "uid"
+cs = "cn"
+
+[[export_flow]]
+connector = "hr"
+cs = "mail"
+expr = "mv.uid + '@example.test'"
+"#,
+        programs = programs().display(),
+        pids = dir.join("pids").display(),
+    )
+}
+
+fn dump(config: &Path) -> String {
+    run_ok(idsync().args(["dump", "-c"]).arg(config))
+}
+
+fn gone(pid: &str) -> bool {
+    for _ in 0..200 {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => return true,
+            Ok(s)
+                if s.rsplit(')')
+                    .next()
+                    .is_some_and(|r| r.trim_start().starts_with('Z')) =>
+            {
+                return true
+            }
+            Ok(_) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+    false
+}
+
+#[test]
+fn a_misbehaving_program_fails_its_step_and_leaves_the_store_and_no_process() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let config = failing_setup(dir);
+    let before = dump(&config);
+    assert_eq!(
+        before.lines().count(),
+        8,
+        "three people and the probe, and their objects: {before}"
+    );
+    assert!(
+        before.contains("@example.test"),
+        "exports are pending: {before}"
+    );
+
+    for (mode, step, extra, expected) in [
+        (
+            "exit-half",
+            "full-import",
+            "",
+            vec![
+                "ended its output",
+                "(after line 6)",
+                "exit status: 3",
+                "HR service: connection reset while reading page 2",
+            ],
+        ),
+        (
+            "hang",
+            "full-import",
+            "timeout = 3",
+            vec![
+                "sent nothing for 3 s",
+                "waiting for the HR service to answer",
+            ],
+        ),
+        (
+            "not-protocol",
+            "full-import",
+            "",
+            vec![
+                "standard output line 1 is not a protocol message",
+                "{\"not\":\"protocol\"}",
+            ],
+        ),
+        (
+            "bad-json-line-3",
+            "full-import",
+            "",
+            vec![
+                "standard output line 3 is not valid JSON",
+                "got full_import",
+            ],
+        ),
+        (
+            "wrong-export",
+            "export",
+            "",
+            vec![
+                "a result for `someone-else`, which is not an object of the export batch",
+                "got export",
+            ],
+        ),
+        (
+            "stderr-flood",
+            "full-import",
+            "",
+            vec![
+                "wrote more than 16777216 bytes on standard error",
+                "xxxxxxxx",
+            ],
+        ),
+    ] {
+        let _ = std::fs::remove_file(dir.join("pids"));
+        let mut text = failing_config(dir, &format!("python3\", \"failing.py\", \"{mode}"), "");
+        if !extra.is_empty() {
+            text = text.replace("timeout = 5", extra);
+        }
+        std::fs::write(&config, text).unwrap();
+        let out = idsync()
+            .args(["run", step, "--connector", "hr", "-c"])
+            .arg(&config)
+            .env("RUST_LOG", "error")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{mode}: the step succeeded");
+        for e in &expected {
+            assert!(stderr.contains(e), "{mode}: no `{e}` in {stderr}");
+        }
+        let pids = std::fs::read_to_string(dir.join("pids")).unwrap();
+        for pid in pids.split_whitespace() {
+            assert!(gone(pid), "{mode}: process {pid} is left");
+        }
+        // Restore the good program's configuration to compare the stores.
+        std::fs::write(&config, failing_config(dir, "python3\", \"scripted.py", "")).unwrap();
+        assert_eq!(dump(&config), before, "{mode}: the store changed");
+    }
+}
