@@ -243,6 +243,7 @@ pub fn plan(engine: &mut Engine<SqliteStore>, only: Option<&str>, as_json: bool)
         .collect();
     let mut out = Vec::new();
     let (mut adds, mut updates, mut renames, mut deletes) = (0u64, 0u64, 0u64, 0u64);
+    let mut failed = 0u64;
     let mut per_target = serde_json::Map::new();
     for c in names {
         let before = (adds, updates, renames, deletes);
@@ -287,10 +288,25 @@ pub fn plan(engine: &mut Engine<SqliteStore>, only: Option<&str>, as_json: bool)
                 out.push(entry);
             }
         }
-        if (adds, updates, renames, deletes) != before {
+        // A failed export with nothing left pending (an exported change the target did not
+        // keep, waiting for the next sync to stage it again) is still to do: it is listed too.
+        let failed_before = failed;
+        let mut after: Option<CsId> = None;
+        loop {
+            let page = engine
+                .store
+                .cs_scan(&c, CsFilter::Failed, after.as_ref(), 500)?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id.clone());
+            for o in page.into_iter().filter(|o| o.pending_export.is_none()) {
+                failed += 1;
+                out.push(json!({"connector": c.as_str(), "op": "failed", "dn": o.dn.as_str(), "last_error": o.export_error}));
+            }
+        }
+        if (adds, updates, renames, deletes) != before || failed != failed_before {
             per_target.insert(
                 c.to_string(),
-                json!({"add": adds - before.0, "update": updates - before.1, "rename": renames - before.2, "delete": deletes - before.3}),
+                json!({"add": adds - before.0, "update": updates - before.1, "rename": renames - before.2, "delete": deletes - before.3, "failed": failed - failed_before}),
             );
         }
     }
@@ -298,7 +314,7 @@ pub fn plan(engine: &mut Engine<SqliteStore>, only: Option<&str>, as_json: bool)
         println!(
             "{}",
             serde_json::to_string_pretty(
-                &json!({"summary": {"add": adds, "update": updates, "rename": renames, "delete": deletes}, "targets": per_target, "exports": out})
+                &json!({"summary": {"add": adds, "update": updates, "rename": renames, "delete": deletes, "failed": failed}, "targets": per_target, "exports": out})
             )?
         );
         return Ok(());
@@ -364,12 +380,28 @@ pub fn plan(engine: &mut Engine<SqliteStore>, only: Option<&str>, as_json: bool)
     println!();
     for (target, k) in &per_target {
         println!(
-            "{target}: {} to add, {} to update ({} renamed), {} to delete.",
-            k["add"], k["update"], k["rename"], k["delete"]
+            "{target}: {} to add, {} to update ({} renamed), {} to delete{}.",
+            k["add"],
+            k["update"],
+            k["rename"],
+            k["delete"],
+            failed_text(k["failed"].as_u64().unwrap_or(0))
         );
     }
-    println!("Plan: {adds} to add, {updates} to update ({renames} renamed), {deletes} to delete. Nothing was sent.");
+    println!(
+        "Plan: {adds} to add, {updates} to update ({renames} renamed), {deletes} to delete{}. Nothing was sent.",
+        failed_text(failed)
+    );
     Ok(())
+}
+
+/// The plan's count of failed exports with nothing pending, when there are any.
+fn failed_text(n: u64) -> String {
+    if n == 0 {
+        String::new()
+    } else {
+        format!(", {n} failed with nothing pending (see last error)")
+    }
 }
 
 /// How `history` prints times: RFC 3339, in UTC or in the local time zone.
@@ -624,18 +656,16 @@ pub fn not_joined(engine: &mut Engine<SqliteStore>, connector: &str, as_json: bo
         let Some(last) = page.last() else { break };
         after = Some(last.id.clone());
         for o in page.iter().filter(|o| o.mv_id.is_none() && !o.provisioned) {
+            let why = idsync_engine::not_joined_reason(&engine.rules, &mut engine.store, o)?;
             if as_json {
-                print!("{}{}", if count > 0 { "," } else { "" }, cs_json(o));
+                let mut j = cs_json(o);
+                j["reason"] = json!(why);
+                print!("{}{}", if count > 0 { "," } else { "" }, j);
             } else {
                 println!(
-                    "{}\t{}{}",
+                    "{}\t{}\t{why}",
                     o.anchor.as_ref().map_or("", |a| a.as_str()),
                     o.dn,
-                    if o.pending_import.is_some() {
-                        "\t(not synced yet)"
-                    } else {
-                        ""
-                    }
                 );
             }
             count += 1;

@@ -13,7 +13,7 @@ use idsync_model::{
     Reference, Value,
 };
 use idsync_store::{CsFilter, ExportRecord, ObjectError, Store};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// Gives binary values their bytes back from the store.
 fn load_blobs<S: Store>(store: &mut S, values: &mut [Value]) -> std::result::Result<(), String> {
@@ -107,6 +107,40 @@ fn conflict(unique: &Unique, o: &CsObject) -> Option<String> {
 /// them are met, and by the adds that fail during the step.
 #[derive(Default)]
 struct Held(HashMap<String, Option<String>>);
+
+/// What a step's applied exports changed in their target that may resolve another object's
+/// failed export: identifiers now taken (an add, a rename's new identifier), whose references
+/// the target can now resolve, and identifiers given up (a delete, a rename's old identifier),
+/// which an add refused as a duplicate can now take. Normalized, like [`Held`].
+#[derive(Default)]
+struct Changed {
+    arrived: HashSet<String>,
+    released: HashSet<String>,
+}
+
+impl Changed {
+    /// Whether a change this step made may resolve the failure of `o`'s export: it names an
+    /// object that arrived, or takes an identifier another object gave up.
+    fn may_resolve(&self, o: &CsObject) -> bool {
+        let arrived = |v: &Value| matches!(v, Value::Reference(Reference::Dn(d)) if self.arrived.contains(&d.normalized()));
+        match &o.pending_export {
+            Some(PendingExport::Add { attributes, .. }) => {
+                self.released.contains(&o.dn.normalized())
+                    || attributes.iter().any(|(_, vs)| vs.iter().any(arrived))
+            }
+            Some(PendingExport::Update { new_dn, changes }) => {
+                new_dn
+                    .as_ref()
+                    .is_some_and(|d| self.released.contains(&d.normalized()))
+                    || changes.iter().any(|d| match &d.change {
+                        AttributeChange::Replace(vs) => vs.iter().any(arrived),
+                        AttributeChange::Update { add, .. } => add.iter().any(arrived),
+                    })
+            }
+            Some(PendingExport::Delete) | None => false,
+        }
+    }
+}
 
 /// A batch to send: the objects, what is sent for each, and the changes held back from each
 /// (the references to objects that are held back, with the reason), which stay pending.
@@ -452,6 +486,7 @@ impl<S: Store> Engine<S> {
         let now = idsync_store::now();
         let mut after: Option<CsId> = None;
         let mut held = Held::default();
+        let mut changed = Changed::default();
         // One batch is in the connector's hands while the engine records the one before it:
         // batch k+1 is started (`export_start`) once batch k's results are taken, and the store
         // records batch k while the system works on k+1.
@@ -484,13 +519,54 @@ impl<S: Store> Engine<S> {
                     retry,
                     now,
                 };
-                self.record_batch(id, report, outcome, &mut held, batch, results, written)?;
+                let step = (&mut held, &mut changed);
+                self.record_batch(id, report, outcome, step, batch, results, written)?;
             }
             match next {
                 Some(batch) => started = Some(batch),
-                None => return Ok(()),
+                None => return self.retry_resolved(id, &changed, now, report),
             }
         }
+    }
+
+    /// Ends the backoff of the failed exports that this step's applied exports may have
+    /// resolved (see [`Changed`]): the next export (the cycle's next pass, or the next cycle)
+    /// tries them at once, as it would an export whose own values changed. A failure that did
+    /// not depend on another object keeps its backoff.
+    fn retry_resolved(
+        &mut self,
+        id: &ConnectorId,
+        changed: &Changed,
+        now: i64,
+        report: &mut StepReport,
+    ) -> Result<()> {
+        if changed.arrived.is_empty() && changed.released.is_empty() {
+            return Ok(());
+        }
+        let mut retried = 0u64;
+        let mut after: Option<CsId> = None;
+        loop {
+            let page = self
+                .store
+                .cs_scan(id, CsFilter::Failed, after.as_ref(), 1000)?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id.clone());
+            for o in page {
+                if o.retry_count == 0 || !changed.may_resolve(&o) {
+                    continue;
+                }
+                if self.store.retry_at(&o.id)?.is_some_and(|t| t > now) {
+                    self.store.retry_set(&o.id, None)?;
+                    retried += 1;
+                }
+            }
+        }
+        if retried > 0 {
+            report.notes.push(format!(
+                "{retried} failed export(s) name an object this export added, or take an identifier it freed: tried again by the next export, without waiting for their backoff"
+            ));
+        }
+        Ok(())
     }
 
     /// Whether the object `dn` names in a target is held back from it (see [`Held`]), and why.
@@ -662,7 +738,7 @@ impl<S: Store> Engine<S> {
         id: &ConnectorId,
         report: &mut StepReport,
         outcome: Outcome,
-        held: &mut Held,
+        (held, changed): (&mut Held, &mut Changed),
         (objects, items, mut withheld): Batch,
         results: Vec<ExportResult>,
         written: Vec<idsync_connectors::WrittenValue>,
@@ -678,6 +754,21 @@ impl<S: Store> Engine<S> {
             match result {
                 ExportResult::Applied { anchor } => {
                     report.stats.exported += 1;
+                    match &item.op {
+                        ExportOp::Add { .. } => {
+                            changed.arrived.insert(item.dn.normalized());
+                        }
+                        ExportOp::Update {
+                            new_dn: Some(d), ..
+                        } => {
+                            changed.arrived.insert(d.normalized());
+                            changed.released.insert(item.dn.normalized());
+                        }
+                        ExportOp::Update { .. } => {}
+                        ExportOp::Delete => {
+                            changed.released.insert(item.dn.normalized());
+                        }
+                    }
                     if o.retry_count > 0 {
                         self.store.retry_set(&o.id, None)?;
                     }

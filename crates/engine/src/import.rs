@@ -38,6 +38,12 @@ struct Session<'a, S: Store> {
     /// The objects written, freed on a helper thread (their values come from the connector's
     /// reading thread).
     written: crate::dropper::Dropper<CsObject>,
+    /// The anchors of the objects this delta's changes staged (and counted). A connector that
+    /// learns only mid-delta that it must read everything (a syncrepl refresh answered with a
+    /// present list) reads them again in the same step: each object is counted once.
+    changed: HashSet<idsync_model::Anchor>,
+    /// Set while a change is staged (rather than an entry of a whole read).
+    in_change: bool,
 }
 
 /// Whether an object in this state, whose digest matched, is unchanged: not awaiting an
@@ -134,9 +140,35 @@ impl<S: Store> Session<'_, S> {
             .map_err(|e| e.to_string())
     }
 
+    /// Stages one whole object as read (see [`Self::stage_read`]); an object this step's
+    /// changes already staged and counted, read again by a whole read in the same step, is
+    /// staged again and not counted twice.
+    fn stage_entry(
+        &mut self,
+        entry: CsEntry,
+        entry_digest: Option<[u8; 32]>,
+        wire: Option<[u8; 32]>,
+    ) -> std::result::Result<(), String> {
+        if self.in_change {
+            self.changed.insert(entry.anchor.clone());
+        } else if self.changed.contains(&entry.anchor) {
+            let before = self.report.stats.clone();
+            let r = self.stage_read(entry, entry_digest, wire);
+            let s = &mut self.report.stats;
+            s.read = before.read;
+            s.added = before.added;
+            s.updated = before.updated;
+            s.renamed = before.renamed;
+            s.unchanged = before.unchanged;
+            s.filtered = before.filtered;
+            return r;
+        }
+        self.stage_read(entry, entry_digest, wire)
+    }
+
     /// Stages one whole object as read, with its [`idsync_model::entry_digest`] when the
     /// connector computed it, and its wire digest when it has one.
-    fn stage_entry(
+    fn stage_read(
         &mut self,
         entry: CsEntry,
         entry_digest: Option<[u8; 32]>,
@@ -358,7 +390,12 @@ impl<S: Store> Session<'_, S> {
     fn stage_change(&mut self, change: ImportChange) -> std::result::Result<(), String> {
         let e = |e: idsync_store::Error| e.to_string();
         match change {
-            ImportChange::Upsert(entry) => self.stage_entry(entry, None, None),
+            ImportChange::Upsert(entry) => {
+                self.in_change = true;
+                let r = self.stage_entry(entry, None, None);
+                self.in_change = false;
+                r
+            }
             ImportChange::Modify {
                 anchor,
                 dn,
@@ -372,6 +409,7 @@ impl<S: Store> Session<'_, S> {
                     );
                     return Ok(());
                 };
+                self.changed.extend(o.anchor.clone());
                 let mut after = o.hologram.clone();
                 apply_delta(&mut after, &changes);
                 let actual = diff_attributes(&o.hologram, &after);
@@ -393,6 +431,7 @@ impl<S: Store> Session<'_, S> {
                     return Ok(());
                 };
                 self.report.stats.deleted += 1;
+                self.changed.extend(o.anchor.clone());
                 o.pending_import = Some(PendingImport::Delete);
                 self.deleted.insert(o.dn.clone());
                 self.store.cs_put(&o).map_err(e)
@@ -406,6 +445,7 @@ impl<S: Store> Session<'_, S> {
                     );
                     return Ok(());
                 };
+                self.changed.extend(o.anchor.clone());
                 if o.dn == new_dn {
                     // A connector that cannot tell a rename from a change (AD's DirSync)
                     // names the DN it read: the same DN is no rename.
@@ -551,6 +591,8 @@ impl<S: Store> Engine<S> {
             }),
             probed: None,
             written: crate::dropper::Dropper::new(),
+            changed: HashSet::new(),
+            in_change: false,
         };
         let delivered_all = if full {
             connector.full_import(&mut session)?;

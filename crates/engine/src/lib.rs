@@ -19,6 +19,7 @@ mod written;
 
 pub use cycle::{CycleKind, CycleReport};
 pub use stats::Stats;
+pub use sync::not_joined_reason;
 
 use idsync_connectors::{crash_point, Connector};
 use idsync_model::{ConnectorId, RunId};

@@ -47,6 +47,79 @@ impl SyncCtx<'_> {
     }
 }
 
+/// The pending-reference key of a person that objects of a connector wait for, because
+/// another object of that connector is joined to it.
+fn join_wait_key(m: &MvId) -> idsync_model::Dn {
+    idsync_model::Dn::new(format!("join:{m}"))
+}
+
+/// An object of `connector` left the person `m`: the objects of that connector that found
+/// the person taken are evaluated again before the step ends.
+fn released<S: Store>(
+    store: &mut S,
+    connector: &ConnectorId,
+    m: &MvId,
+    cx: &mut SyncCtx<'_>,
+) -> Result<()> {
+    for waiting in store.pending_ref_take(connector, &join_wait_key(m))? {
+        cx.requeue.insert(waiting);
+    }
+    Ok(())
+}
+
+/// Why an object of a source is joined to no person, in words: its join keys and what each
+/// found (nobody, or a person another object of its connector is joined to). What the
+/// not-joined listing prints.
+pub fn not_joined_reason<S: Store>(rules: &Rules, store: &mut S, o: &CsObject) -> Result<String> {
+    if o.pending_import.is_some() {
+        return Ok("not synced yet".to_owned());
+    }
+    let mut reasons = Vec::new();
+    for (rule, keys) in rules.cs_join_keys(&o.connector, &o.object_type, &o.hologram) {
+        let keys = match keys {
+            Err(m) => {
+                reasons.push(format!("join rule {}: {m}", rule.describe()));
+                continue;
+            }
+            Ok(keys) if keys.is_empty() => {
+                reasons.push(format!("no value for join rule {}", rule.describe()));
+                continue;
+            }
+            Ok(keys) => keys,
+        };
+        for k in keys {
+            let found = store.mv_find(&rule.id, &k)?;
+            if found.is_empty() {
+                reasons.push(format!("key `{k}` ({}) matches no person", rule.describe()));
+            }
+            for m in found {
+                let others: Vec<String> = store
+                    .cs_links(&m)?
+                    .into_iter()
+                    .filter(|c| c.connector == o.connector && c.id != o.id)
+                    .map(|c| c.dn.to_string())
+                    .collect();
+                if others.is_empty() {
+                    reasons.push(format!(
+                        "key `{k}` ({}) matches mv:{m}, which no other object of this connector is joined to",
+                        rule.describe()
+                    ));
+                } else {
+                    reasons.push(format!(
+                        "key `{k}` ({}) matches mv:{m}, already joined to {} of this connector",
+                        rule.describe(),
+                        others.join(", ")
+                    ));
+                }
+            }
+        }
+    }
+    if reasons.is_empty() {
+        reasons.push("no join rule applies to its object type".to_owned());
+    }
+    Ok(reasons.join("; "))
+}
+
 /// The pending-reference key of a metaverse object awaited in a target.
 fn mv_ref_key(m: &MvId) -> idsync_model::Dn {
     idsync_model::Dn::new(format!("mv:{m}"))
@@ -176,6 +249,7 @@ pub(crate) fn sync_object<S: Store>(
                     let keys = rules.mv_join_keys(&attrs);
                     store.mv_put(&old, &keys)?;
                     evaluate_exports(rules, store, &old, cx)?;
+                    released(store, &o.connector, &old.id, cx)?;
                     mv = None;
                 }
             }
@@ -195,12 +269,16 @@ pub(crate) fn sync_object<S: Store>(
             if obj.object_type != mv_type {
                 continue;
             }
-            // One object per connector per metaverse object: a second one is a conflict.
+            // One object per connector per metaverse object: a second one is a conflict. It
+            // waits for the person: when the object joined to it leaves (its key changed, as
+            // when two rows swap keys in one delta), this one is evaluated again.
             let taken = store
                 .cs_links(&m)?
                 .iter()
                 .any(|c| c.connector == o.connector && c.id != o.id);
-            if !taken {
+            if taken {
+                store.pending_ref_add(&o.connector, &join_wait_key(&m), &o.id)?;
+            } else {
                 usable.push(obj);
             }
         }
@@ -287,6 +365,25 @@ pub(crate) fn sync_object<S: Store>(
             .zip(&contributions)
             .all(|(a, b)| a.attribute == b.attribute && a.rule == b.rule && a.values == b.values);
     let mv_changed = !same || newly_linked;
+    // The system changed a value an export flow of this connector owns (a target edited by
+    // hand), renamed the object, or did not keep an export: the metaverse's values are
+    // evaluated against it again, so the correcting export is staged as a full sync would.
+    let drifted = match &o.pending_import {
+        Some(PendingImport::Reevaluate) => true,
+        Some(PendingImport::Update {
+            changes,
+            renamed_from,
+        }) => {
+            renamed_from.is_some()
+                || changes.iter().any(|d| {
+                    crules
+                        .export_flows
+                        .iter()
+                        .any(|f| f.cs.eq_ignore_ascii_case(d.name.as_str()))
+                })
+        }
+        _ => false,
+    };
     if !same {
         mv.contributions.retain(|c| c.cs_id != o.id);
         mv.contributions.extend(contributions);
@@ -310,7 +407,7 @@ pub(crate) fn sync_object<S: Store>(
             cx.requeue.insert(waiting);
         }
     }
-    if mv_changed || cx.full || cx.force_exports {
+    if mv_changed || drifted || cx.full || cx.force_exports {
         evaluate_exports(rules, store, &mv, cx)?;
     }
     Ok(())
@@ -364,6 +461,7 @@ fn sync_delete<S: Store>(
 ) -> Result<()> {
     store.cs_delete(&o.id)?;
     let Some(m) = &o.mv_id else { return Ok(()) };
+    released(store, &o.connector, m, cx)?;
     let Some(mut mv) = store.mv_get(m)? else {
         return Ok(());
     };

@@ -43,6 +43,10 @@ pub enum CsFilter {
     /// Objects with a pending export that is not an add (an update or a delete): what the
     /// accidental-delete protection counts, without reading every new object.
     PendingChange,
+    /// Objects whose last export failed or was not confirmed (they keep the error), pending or
+    /// not: what `idsync plan` lists besides the pending exports, and what an export checks
+    /// when a change in the target may have resolved a failure.
+    Failed,
     /// Objects a full import did not see: neither written by it (`seen_run`) nor marked seen.
     NotSeenIn(RunId),
 }

@@ -49,6 +49,7 @@ CREATE INDEX IF NOT EXISTS cs_mv ON cs_object(mv_id) WHERE mv_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS cs_scan ON cs_object(connector, id);
 CREATE INDEX IF NOT EXISTS cs_pending_import ON cs_object(connector, id) WHERE pending_import IS NOT NULL;
 CREATE INDEX IF NOT EXISTS cs_pending_export ON cs_object(connector, id) WHERE pending_export IS NOT NULL;
+CREATE INDEX IF NOT EXISTS cs_export_error ON cs_object(connector, id) WHERE export_error IS NOT NULL;
 CREATE TABLE IF NOT EXISTS mv_object(id TEXT PRIMARY KEY, object_type TEXT NOT NULL, doc TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS mv_join_key(rule TEXT NOT NULL, key TEXT NOT NULL, mv_id TEXT NOT NULL,
     PRIMARY KEY(rule, key, mv_id)) WITHOUT ROWID;
@@ -938,6 +939,7 @@ impl ConnectorSpaces for SqliteStore {
             CsFilter::All => "1",
             CsFilter::PendingImport => "pending_import IS NOT NULL",
             CsFilter::PendingExport => "pending_export IS NOT NULL",
+            CsFilter::Failed => "export_error IS NOT NULL",
             // The stored form of a pending export starts with its kind (serde writes the tag
             // first), so an add is told by its first bytes without parsing it.
             CsFilter::PendingChange => {
@@ -1525,6 +1527,10 @@ mod tests {
         for (i, p) in pending.into_iter().enumerate() {
             let mut o = cs(&format!("c{i}"), &format!("a{i}"), b"photo");
             o.pending_export = p;
+            // A failed export keeps its error, pending or not (c3: not confirmed).
+            if i == 1 || i == 3 {
+                o.export_error = Some("refused".to_owned());
+            }
             s.cs_put(&o).unwrap();
         }
         let ids = |s: &mut SqliteStore, f| -> Vec<String> {
@@ -1536,6 +1542,7 @@ mod tests {
         };
         assert_eq!(ids(&mut s, CsFilter::PendingChange), ["c1", "c2"]);
         assert_eq!(ids(&mut s, CsFilter::PendingExport), ["c0", "c1", "c2"]);
+        assert_eq!(ids(&mut s, CsFilter::Failed), ["c1", "c3"]);
     }
 
     #[test]

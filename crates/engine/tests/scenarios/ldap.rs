@@ -300,6 +300,57 @@ fn syncrepl_delta_add_modify_delete_rename_move_across_restarts() {
 }
 
 #[test]
+fn a_syncrepl_present_list_refresh_counts_each_object_once() {
+    let seed = ["ann", "bob", "cat", "dan", "eve"]
+        .iter()
+        .map(|u| ldap_person(u, &["title: Engineer".to_owned()]))
+        .collect::<String>();
+    let mut slapd = start(seed, true, false);
+    let config = format!(
+        "{}{}",
+        ldap_connector("directory", "directory", &slapd, SUFFIX, ""),
+        person_type()
+    );
+    let mut env = env_with(&config, &[]);
+    env.step(Step::FullImport, "directory");
+    // One person changes, one is added and one leaves, and slapd restarts, losing its session
+    // log (kept in memory): the refresh delivers the changed entries, then answers with a
+    // present list, and the connector reads everything in the same step.
+    slapd
+        .modify(&format!(
+            "dn: uid=ann,ou=People,{SUFFIX}\nchangetype: modify\nreplace: title\ntitle: Director\n-\n\n\
+             dn: uid=fay,ou=People,{SUFFIX}\nchangetype: add\nobjectClass: inetOrgPerson\nuid: fay\ncn: fay\nsn: fay\n\n\
+             dn: uid=eve,ou=People,{SUFFIX}\nchangetype: delete\n\n"
+        ))
+        .unwrap();
+    slapd.restart().unwrap();
+    let r = env.step(Step::DeltaImport, "directory");
+    assert!(
+        r.notes.iter().any(|n| n.contains("present list")),
+        "{:?}",
+        r.notes
+    );
+    let s = &r.stats;
+    // Five people are there (ann, bob, cat, dan, fay), besides the entries out of scope: each
+    // is read once, and each read is counted once, as added, updated or unchanged.
+    assert_eq!(
+        (
+            s.read - s.filtered_total(),
+            s.added,
+            s.updated,
+            s.unchanged,
+            s.deleted
+        ),
+        (5, 1, 1, 3, 1),
+        "{s:?}"
+    );
+    assert_eq!(
+        s.read,
+        s.added + s.updated + s.renamed + s.unchanged + s.filtered_total()
+    );
+}
+
+#[test]
 fn without_syncprov_the_delta_falls_back_to_modify_timestamp_and_says_so() {
     let seed = ldap_person("ann", &["title: Engineer".to_owned()]);
     let slapd = start(seed, false, false);
