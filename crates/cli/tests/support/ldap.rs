@@ -13,12 +13,6 @@ pub fn b64(s: impl AsRef<[u8]>) -> String {
     base64::engine::general_purpose::STANDARD.encode(s)
 }
 
-/// Runs a cycle (`full-cycle`, `delta-cycle`) and returns its JSON report.
-pub fn cycle(config: &Path, kind: &str) -> Json {
-    let out = run_ok(idsync().args(["--json", "run", kind, "-c"]).arg(config));
-    serde_json::from_str(&out).expect("a JSON report")
-}
-
 /// The sum of one statistic over a report's steps on `connector`.
 pub fn step_total(report: &Json, connector: &str, field: &str) -> u64 {
     report["steps"]
