@@ -45,7 +45,8 @@ struct Cli {
         default_value = "idsync.toml"
     )]
     config: PathBuf,
-    /// Print machine-readable JSON instead of tables.
+    /// Print machine-readable JSON instead of tables; a failure is then a JSON object too
+    /// (`{"error": {...}}` on stdout).
     #[arg(long, global = true)]
     json: bool,
     /// Log more on stderr: -v info, -vv debug, -vvv trace (idsync's own crates; warnings are
@@ -160,12 +161,30 @@ enum Command {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    // Known before parsing, so bad usage under `--json` is answered in JSON too.
+    let json = std::env::args_os().any(|a| a == "--json");
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if json && e.use_stderr() => {
+            let text = e.render().to_string();
+            let message = text.trim().strip_prefix("error: ").unwrap_or(text.trim());
+            output::json_error(message, &[], None, 2);
+        }
+        Err(e) => e.exit(),
+    };
     log::init(cli.verbose);
     if !matches!(cli.command, Command::Serve { .. }) {
         quiet_on_closed_stdout();
     }
+    let json = cli.json;
     if let Err(e) = run(cli) {
+        if json {
+            let causes: Vec<String> = e.chain().skip(1).map(|c| c.to_string()).collect();
+            let at = e
+                .chain()
+                .find_map(|c| c.downcast_ref::<idsync_rules::ConfigError>());
+            output::json_error(&e.to_string(), &causes, at, 1);
+        }
         eprintln!("error: {e}");
         for cause in e.chain().skip(1) {
             eprintln!("  caused by: {cause}");
@@ -226,7 +245,13 @@ fn open_with(config: &Path, rules: Rules, base: PathBuf) -> Result<Engine<Sqlite
     let store = SqliteStore::open(&base.join(&rules.store_path))?;
     let mut engine = Engine::new(rules, store, base).with_opener(idsync_connectors_all::open);
     if let Some((line, message)) = engine.check_connectors().into_iter().next() {
-        bail!("{}:{line}: {message}", config.display());
+        return Err(idsync_rules::ConfigError {
+            file: config.display().to_string(),
+            line,
+            column: 1,
+            message,
+        }
+        .into());
     }
     Ok(engine)
 }

@@ -125,16 +125,27 @@ pub fn steps(reports: &[StepReport]) {
         t.add_row(keep.iter().map(|&i| r[i].clone()).collect::<Vec<_>>());
     }
     println!("{t}");
+    // A cycle imports a target twice (before its exports, and again to confirm them), and the
+    // confirming import reads the same objects out of scope as the first: each note is said
+    // once. Every step's own counts stay in the table and in `--json`.
+    let mut said = std::collections::HashSet::new();
     for r in reports {
-        for note in &r.notes {
-            println!("  {} {}: {note}", r.step.name(), r.connector);
-        }
-        for (reason, count) in &r.stats.filtered {
-            println!(
+        let notes = r
+            .notes
+            .iter()
+            .map(|note| format!("  {} {}: {note}", r.step.name(), r.connector));
+        let not_taken = r.stats.filtered.iter().map(|(reason, count)| {
+            format!(
                 "  {} {}: {count} not taken: {reason}",
                 r.step.name(),
                 r.connector
-            );
+            )
+        });
+        for line in notes.chain(not_taken) {
+            if !said.contains(&line) {
+                println!("{line}");
+                said.insert(line);
+            }
         }
     }
 }
@@ -677,4 +688,30 @@ pub fn not_joined(engine: &mut Engine<SqliteStore>, connector: &str, as_json: bo
         println!("{count} objects of `{connector}` joined to no person");
     }
     Ok(())
+}
+
+/// Ends the process after a failure under `--json`: one JSON object on stdout, where the
+/// command's result would have been, instead of the plain-text `error:` lines on stderr:
+/// `{"error": {"message", "causes", "exit_code"}}`, with `file`, `line` and `column` when the
+/// failure is in the configuration. `exit_code` is the process's (1 failed, 2 bad usage).
+pub fn json_error(
+    message: &str,
+    causes: &[String],
+    at: Option<&idsync_rules::ConfigError>,
+    exit_code: i32,
+) -> ! {
+    let mut error = json!({
+        "message": message,
+        "causes": causes,
+        "exit_code": exit_code,
+    });
+    if let Some(at) = at {
+        error["file"] = json!(at.file);
+        error["line"] = json!(at.line);
+        error["column"] = json!(at.column);
+    }
+    let text = serde_json::to_string_pretty(&json!({ "error": error }))
+        .unwrap_or_else(|_| r#"{"error":{"message":"(unprintable)"}}"#.to_owned());
+    println!("{text}");
+    std::process::exit(exit_code);
 }

@@ -513,8 +513,12 @@ impl LdapConnector {
             (_, _, true) => Bind::SaslExternal,
             (Some(dn), Some(pw), false) => Bind::Simple {
                 dn: dn.clone(),
-                password: resolve_secret(pw, base_dir)
-                    .map_err(|m| cfg(format!("bind_password: {m}")))?,
+                // At the key's line: an unset variable, an unreadable file.
+                password: resolve_secret(pw, base_dir).map_err(|m| Error::Setting {
+                    connector: id.to_string(),
+                    key: "bind_password".to_owned(),
+                    message: format!("bind_password: {m}"),
+                })?,
             },
             (Some(_), None, false) => {
                 return Err(cfg(

@@ -120,8 +120,11 @@ impl ProfileStoreConnector {
             connector: id.to_string(),
             message,
         };
-        let token =
-            resolve_secret(&s.token, base_dir).map_err(|m| config(format!("token: {m}")))?;
+        let token = resolve_secret(&s.token, base_dir).map_err(|m| Error::Setting {
+            connector: id.to_string(),
+            key: "token".to_owned(),
+            message: format!("token: {m}"),
+        })?;
         let ca = match &s.ca_file {
             Some(f) => Some(
                 std::fs::read(base_dir.join(f))

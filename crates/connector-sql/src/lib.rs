@@ -135,8 +135,11 @@ impl SqlConnector {
     /// Checks the settings and resolves the connection string; connects on first use.
     pub fn new(id: ConnectorId, raw: &toml::Table, base_dir: &Path) -> Result<Self> {
         let s: SqlSettings = idsync_connectors::settings(&id, raw)?;
-        let url =
-            resolve_secret(&s.url, base_dir).map_err(|m| config_err(&id, format!("url: {m}")))?;
+        let url = resolve_secret(&s.url, base_dir).map_err(|m| Error::Setting {
+            connector: id.to_string(),
+            key: "url".to_owned(),
+            message: format!("url: {m}"),
+        })?;
         let dialect = Dialect::from_url(url.expose()).ok_or_else(|| {
             config_err(
                 &id,

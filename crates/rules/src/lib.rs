@@ -260,6 +260,7 @@ impl Rules {
         for c in &config.connectors {
             let span = c.span();
             let c = c.get_ref();
+            let lines = key_lines.next().unwrap_or_default();
             if connectors.iter().any(|o| o.name.as_str() == c.name) {
                 return cx.err(span, format!("connector `{}` is declared twice", c.name));
             }
@@ -314,13 +315,20 @@ impl Rules {
                     .as_str()
                     .is_some_and(|v| v.starts_with("env:") || v.starts_with("file:"));
                 if secret && !is_ref {
-                    return cx.err(
-                        span,
-                        format!(
+                    // At the key's own line (the value is never quoted).
+                    let (line, column) = match lines.get(key.as_str()) {
+                        Some(line) => (*line, 1),
+                        None => config::line_col(source, span.start),
+                    };
+                    return Err(ConfigError {
+                        file: file.to_owned(),
+                        line,
+                        column,
+                        message: format!(
                             "connector `{}`: `{key}` must name where the secret is (env:NAME or file:PATH), never the secret itself",
                             c.name
                         ),
-                    );
+                    });
                 }
             }
             let line = config::line_col(source, span.start).0;
@@ -334,7 +342,7 @@ impl Rules {
                 export_batch_size: c.export_batch_size.max(1),
                 settings: c.settings.clone(),
                 line,
-                key_lines: key_lines.next().unwrap_or_default(),
+                key_lines: lines,
                 import_flows: Vec::new(),
                 export_flows: Vec::new(),
                 unique: Vec::new(),

@@ -153,7 +153,14 @@ fn an_inline_secret_is_refused_without_echoing_it() {
         1,
     );
     let e = Rules::load(&src, "c.toml").unwrap_err();
-    assert_eq!(e.line, 2, "{e}");
+    // Issue 24 item 6: at the key's own line, not at its `[[connector]]`.
+    let key_line = src
+        .lines()
+        .position(|l| l.starts_with("bind_password"))
+        .unwrap()
+        + 1;
+    assert_ne!(key_line, 2);
+    assert_eq!(e.line, key_line, "{e}");
     assert!(e.message.contains("env:NAME or file:PATH"), "{e}");
     assert!(!e.to_string().contains("hunter2"), "{e}");
     let ok = BASE.replacen(
