@@ -141,6 +141,12 @@ enum Command {
         #[command(subcommand)]
         action: serve::TokenCommand,
     },
+    /// Connector tools: `connector check --connector NAME` drives a process connector's program
+    /// through the protocol and lists every violation.
+    Connector {
+        #[command(subcommand)]
+        action: ConnectorCommand,
+    },
     /// The metaverse and every connector space as JSON lines (one object a line), for comparing
     /// two stores.
     Dump {
@@ -256,6 +262,52 @@ fn open_with(config: &Path, rules: Rules, base: PathBuf) -> Result<Engine<Sqlite
     Ok(engine)
 }
 
+#[derive(Subcommand)]
+enum ConnectorCommand {
+    /// Conformance check of a `type = "process"` connector: handshake, two full imports that
+    /// agree, a delta from the last watermark, an export of values the object already has and
+    /// its confirming import (where the program offers them). Nothing is stored.
+    Check {
+        #[arg(long)]
+        connector: String,
+    },
+}
+
+fn connector_check(config: &Path, name: &str, json: bool) -> Result<()> {
+    let (rules, base) = load_rules(config)?;
+    let Some(c) = rules.connector(name) else {
+        bail!("{}: no connector `{name}`", config.display());
+    };
+    if c.kind != "process" {
+        bail!(
+            "{}:{}: connector `{name}` is of type `{}`; `idsync connector check` drives process connectors",
+            config.display(),
+            c.line,
+            c.kind
+        );
+    }
+    let report = idsync_connectors_all::check_process(&c.name, &c.settings, &base)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        for check in &report.checks {
+            match &check.violation {
+                None => println!(
+                    "ok    {}: {}",
+                    check.name,
+                    check.note.as_deref().unwrap_or("")
+                ),
+                Some(v) => println!("FAIL  {}: {v}", check.name),
+            }
+        }
+    }
+    let n = report.violations();
+    if n > 0 {
+        bail!("connector `{name}`: {n} violation(s) of the connector protocol");
+    }
+    Ok(())
+}
+
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Demo {
@@ -345,6 +397,9 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Serve { listen, store } => serve::serve(listen, &store)?,
         Command::Token { action } => serve::token(action, cli.json)?,
+        Command::Connector {
+            action: ConnectorCommand::Check { connector },
+        } => connector_check(&cli.config, &connector, cli.json)?,
         Command::Dump { binary } => {
             let mut engine = open_engine(&cli.config)?;
             dump::dump(&mut engine, binary)?;

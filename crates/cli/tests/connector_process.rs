@@ -455,3 +455,79 @@ fn a_misbehaving_program_fails_its_step_and_leaves_the_store_and_no_process() {
         assert_eq!(dump(&config), before, "{mode}: the store changed");
     }
 }
+
+fn connector_check(config: &Path) -> (bool, String) {
+    let out = idsync()
+        .args(["connector", "check", "--connector", "hr", "-c"])
+        .arg(config)
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// Issue 21 item 4: `idsync connector check` passes the example connectors (the Python HR
+/// connector against its service, and the scripted test program), and lists the violations
+/// of programs that break the protocol.
+#[test]
+fn connector_check_passes_the_examples_and_names_violations() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let employees = serde_json::json!({
+        "E1001": {"account": "user1", "displayName": "User 1"},
+        "E1002": {"account": "user2", "displayName": "User 2"},
+        "E1003": {"account": "user3", "displayName": "User 3"},
+        "E1004": {"account": "user4", "displayName": "User 4"},
+    });
+    let hr = Hr::start(dir, &employees);
+    let config = dir.join("idsync.toml");
+    std::fs::write(&config, hr_config(hr.port, free_port())).unwrap();
+    let (ok, out) = connector_check(&config);
+    assert!(ok, "{out}");
+    for check in [
+        "ok    handshake",
+        "ok    full import: 4 objects",
+        "ok    two full imports agree",
+        "ok    delta import",
+        "ok    export",
+        "ok    confirming import",
+    ] {
+        assert!(out.contains(check), "no `{check}` in {out}");
+    }
+
+    std::fs::write(&config, failing_config(dir, "python3\", \"scripted.py", "")).unwrap();
+    let (ok, out) = connector_check(&config);
+    assert!(ok, "{out}");
+    assert!(out.contains("ok    confirming import"), "{out}");
+
+    std::fs::write(&config, failing_config(dir, "python3\", \"unstable.py", "")).unwrap();
+    let (ok, out) = connector_check(&config);
+    assert!(!ok, "{out}");
+    for v in [
+        "FAIL  watermark: the full import's `end` has no watermark",
+        "FAIL  two full imports agree: nothing changed, yet `p1` is in the first and not in the second",
+        "FAIL  delta import: a change names `nobody`, which the full import did not read",
+        "3 violation(s)",
+    ] {
+        assert!(out.contains(v), "no `{v}` in {out}");
+    }
+
+    std::fs::write(
+        &config,
+        failing_config(dir, "python3\", \"failing.py\", \"not-protocol", ""),
+    )
+    .unwrap();
+    let (ok, out) = connector_check(&config);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("FAIL  handshake: connector `hr`: program `python3 failing.py not-protocol`: standard output line 1 is not a protocol message"),
+        "{out}"
+    );
+}

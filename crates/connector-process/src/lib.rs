@@ -12,8 +12,11 @@
 //! standard error are in every such message. On any failure the program's process group is
 //! killed and reaped; the step's error rolls the store back, so nothing is stored half-way.
 
+mod check;
 mod session;
 mod wire;
+
+pub use check::{check, Check, CheckReport};
 
 pub use wire::PROTOCOL;
 

@@ -62,3 +62,16 @@ pub fn open(
         }),
     }
 }
+
+pub use idsync_connector_process::{Check, CheckReport};
+
+/// Drives a process connector's program through the protocol and lists every violation
+/// (`idsync connector check`).
+pub fn check_process(
+    name: &ConnectorId,
+    settings: &toml::Table,
+    base_dir: &Path,
+) -> Result<CheckReport> {
+    let mut c = idsync_connector_process::ProcessConnector::new(name.clone(), settings, base_dir)?;
+    Ok(idsync_connector_process::check(&mut c))
+}
