@@ -384,6 +384,7 @@ pub(crate) fn sync_object<S: Store>(
         }
         _ => false,
     };
+    let keys_before = (!same).then(|| rules.mv_join_keys(&mv.effective(rank_fn(rules)).0));
     if !same {
         mv.contributions.retain(|c| c.cs_id != o.id);
         mv.contributions.extend(contributions);
@@ -393,6 +394,9 @@ pub(crate) fn sync_object<S: Store>(
         let (attrs, _) = mv.effective(rank_fn(rules));
         let keys = rules.mv_join_keys(&attrs);
         store.mv_put(&mv, &keys)?;
+        if keys_before.is_some_and(|k| k != keys) {
+            recheck_joins(store, &mv, &o)?;
+        }
     }
     // A full sync of an unchanged estate rewrites nothing: the row changes only when its
     // pending import is cleared or its link is new.
@@ -409,6 +413,19 @@ pub(crate) fn sync_object<S: Store>(
     }
     if mv_changed || drifted || cx.full || cx.force_exports {
         evaluate_exports(rules, store, &mv, cx)?;
+    }
+    Ok(())
+}
+
+/// The person's join keys changed (a renamed uid): the objects that augment it check their
+/// join again at their connector's next sync, delta or full, as a full sync would (one whose
+/// key no longer finds the person takes its values back).
+fn recheck_joins<S: Store>(store: &mut S, mv: &MvObject, by: &CsObject) -> Result<()> {
+    for mut c in store.cs_by_mv(&mv.id)? {
+        if c.id != by.id && !c.provisioned && c.pending_import.is_none() {
+            c.pending_import = Some(PendingImport::Reevaluate);
+            store.cs_put(&c)?;
+        }
     }
     Ok(())
 }

@@ -5,6 +5,10 @@
 #[path = "scenarios/harness.rs"]
 mod harness;
 
+/// Issue 17's property test: random source changes, delta cycles against a full cycle.
+#[path = "scenarios/converge.rs"]
+mod converge;
+
 /// Test databases (PostgreSQL, MariaDB, SQLite), shared with the SQL connector's tests.
 #[path = "../../connector-sql/tests/db/mod.rs"]
 mod db;
