@@ -640,7 +640,44 @@ pub fn show(
             return Ok(());
         }
     }
-    anyhow::bail!("no metaverse object, anchor or DN `{id}`")
+    // Not in any connector space: an import may have read it and not taken it.
+    let mut not_taken = Vec::new();
+    for c in engine
+        .rules
+        .connectors
+        .iter()
+        .map(|c| c.name.clone())
+        .filter(|c| connector.is_none_or(|o| o == c.as_str()))
+        .collect::<Vec<_>>()
+    {
+        if let Some(f) = engine.store.filtered_find(&c, id)? {
+            not_taken.push(f);
+        }
+    }
+    if not_taken.is_empty() {
+        anyhow::bail!("no metaverse object, anchor or DN `{id}`")
+    }
+    if as_json {
+        let list: Vec<_> = not_taken
+            .iter()
+            .map(|f| json!({"connector": f.connector.as_str(), "dn": f.dn.as_str(), "anchor": f.anchor.as_ref().map(|a| a.as_str()),
+                            "not_taken": {"reason": f.reason, "run": f.run.0, "at": f.at}}))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(());
+    }
+    let zone = Zone::new(false);
+    for f in not_taken {
+        println!("{} {}", f.connector, f.dn);
+        println!(
+            "  not taken by connector {} in run {} ({}): {}",
+            f.connector,
+            f.run,
+            zone.format(f.at),
+            f.reason
+        );
+    }
+    Ok(())
 }
 
 /// Every object of a connector joined to no person, paged through the store (an estate of any

@@ -577,8 +577,11 @@ fn a_damaged_store_is_refused_at_start_with_a_clear_error() {
         ("truncated", good[..good.len() / 2].to_vec()),
         ("overwritten", {
             let mut b = good.clone();
+            // Four pages' worth (16 KB pages), so whole pages are overwritten whatever lies
+            // in the middle of the file: half of an empty table's root page alone is unused
+            // space, which no check can tell from damage.
             let mid = b.len() / 2;
-            for (i, x) in b[mid..mid + 8192].iter_mut().enumerate() {
+            for (i, x) in b[mid..mid + 65536].iter_mut().enumerate() {
                 *x = (i * 31 % 251) as u8;
             }
             b
@@ -1009,4 +1012,160 @@ fn plain_ldif_without_entry_uuid_imports_with_an_attribute_anchor() {
     let filtered = &r["stats"]["filtered"];
     assert!(filtered.get("missing anchor").is_none(), "{r}");
     assert_eq!(filtered["object class device not in scope"], 1, "{r}");
+}
+
+fn show(config: &Path, id: &str, json: bool) -> std::process::Output {
+    let mut c = idsync();
+    c.arg("-c").arg(config).args(["show", id]);
+    if json {
+        c.arg("--json");
+    }
+    c.output().unwrap()
+}
+
+fn stdout_of(out: std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Issue 22 item 10: `show` on an object an import read and did not take says why (by any
+/// spelling of its DN), delta imports keep that up to date, and once the configuration brings
+/// it into scope a full import takes it and `show` shows it as any other object.
+#[test]
+fn show_says_why_an_object_was_not_taken_until_it_is() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ann = "dn: uid=ann,ou=People,dc=example,dc=test\nobjectClass: inetOrgPerson\nentryUUID: 00000000-0000-4000-8000-000000000001\nuid: ann\ncn: Ann\nsn: Lee\n\n";
+    let admins = "dn: cn=Admins,ou=Groups,dc=example,dc=test\nobjectClass: groupOfNames\nentryUUID: 00000000-0000-4000-8000-000000000002\ncn: Admins\nmember: uid=ann,ou=People,dc=example,dc=test\n\n";
+    let bob = "dn: uid=bob,ou=People,dc=example,dc=test\nobjectClass: inetOrgPerson\nuid: bob\ncn: Bob\nsn: Ray\n\n";
+    let printer = "dn: cn=printer,ou=Devices,dc=example,dc=test\nobjectClass: device\nentryUUID: 00000000-0000-4000-8000-000000000003\ncn: printer\n\n";
+    let content = tmp.path().join("people.ldif");
+    std::fs::write(&content, format!("{ann}{admins}{bob}")).unwrap();
+    std::fs::create_dir(tmp.path().join("changes")).unwrap();
+    let config = tmp.path().join("idsync.toml");
+    let write = |types: &str| {
+        std::fs::write(
+            &config,
+            format!("[[connector]]\nname = \"d\"\ntype = \"ldif\"\nrole = \"directory\"\npath = \"people.ldif\"\ndelta_path = \"changes\"\n{types}"),
+        )
+        .unwrap();
+    };
+    let person =
+        "[[connector.object_type]]\nname = \"person\"\nobject_classes = [\"inetOrgPerson\"]\n";
+    let step = |what: &str| {
+        json(
+            idsync()
+                .arg("-c")
+                .arg(&config)
+                .args(["run", what, "--connector", "d", "--json"]),
+        )
+    };
+    write(person);
+    let r = step("full-import");
+    assert_eq!(r["stats"]["added"], 1, "{r}");
+    // The group out of scope, found by another spelling of its DN.
+    let out = stdout_of(show(
+        &config,
+        "CN=admins, ou=groups,DC=Example,dc=test",
+        false,
+    ));
+    assert!(
+        out.contains("not taken by connector d in run 1 (")
+            && out.contains("): object class groupOfNames not in scope")
+            && out.contains("cn=Admins,ou=Groups,dc=example,dc=test"),
+        "{out}"
+    );
+    let shown: Value = serde_json::from_str(&stdout_of(show(
+        &config,
+        "00000000-0000-4000-8000-000000000002",
+        true,
+    )))
+    .unwrap();
+    assert_eq!(
+        shown[0]["not_taken"]["reason"], "object class groupOfNames not in scope",
+        "{shown}"
+    );
+    assert_eq!(shown[0]["not_taken"]["run"], 1, "{shown}");
+    // The entry without its anchor.
+    let out = stdout_of(show(&config, "uid=bob,ou=People,dc=example,dc=test", false));
+    assert!(
+        out.contains("not taken by connector d in run 1 (") && out.contains("): missing anchor"),
+        "{out}"
+    );
+    // A taken object is shown as before.
+    let out = stdout_of(show(&config, "uid=ann,ou=People,dc=example,dc=test", false));
+    assert!(
+        out.contains("uid: ann") && !out.contains("not taken"),
+        "{out}"
+    );
+
+    // A delta import: a device added, the entry without anchor deleted, the group changed.
+    std::fs::write(
+        tmp.path().join("changes/0001.ldif"),
+        "dn: cn=printer,ou=Devices,dc=example,dc=test\nchangetype: add\nobjectClass: device\nentryUUID: 00000000-0000-4000-8000-000000000003\ncn: printer\n\n\
+         dn: uid=bob,ou=People,dc=example,dc=test\nchangetype: delete\n\n\
+         dn: cn=Admins,ou=Groups,dc=example,dc=test\nchangetype: modify\nadd: description\ndescription: the admins\n-\n\n"
+    )
+    .unwrap();
+    let r = step("delta-import");
+    assert_eq!(r["stats"]["object_errors"], 0, "{r}");
+    assert_eq!(
+        r["stats"]["filtered"]["object class device not in scope"], 1,
+        "{r}"
+    );
+    let out = stdout_of(show(
+        &config,
+        "cn=printer,ou=Devices,dc=example,dc=test",
+        false,
+    ));
+    assert!(
+        out.contains("not taken by connector d in run 2 (")
+            && out.contains("): object class device not in scope"),
+        "{out}"
+    );
+    let out = stdout_of(show(
+        &config,
+        "cn=admins,ou=groups,dc=example,dc=test",
+        false,
+    ));
+    assert!(out.contains("in run 2 ("), "{out}");
+    let gone = show(&config, "uid=bob,ou=People,dc=example,dc=test", false);
+    assert_eq!(gone.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&gone.stderr).contains("no metaverse object, anchor or DN"),
+        "{gone:?}"
+    );
+
+    // Groups come into scope: the next full import takes the group, and `show` shows it.
+    std::fs::write(&content, format!("{ann}{admins}{printer}")).unwrap();
+    write(&format!(
+        "{person}[[connector.object_type]]\nname = \"group\"\nobject_classes = [\"groupOfNames\"]\n"
+    ));
+    let r = step("full-import");
+    assert_eq!(r["stats"]["added"], 1, "{r}");
+    let out = stdout_of(show(
+        &config,
+        "cn=admins,ou=groups,dc=example,dc=test",
+        false,
+    ));
+    assert!(
+        out.contains("d cn=Admins,ou=Groups,dc=example,dc=test (anchor 00000000-0000-4000-8000-000000000002)")
+            && out.contains("cn: Admins")
+            && !out.contains("not taken"),
+        "{out}"
+    );
+    // What is still left out says so, as of this import.
+    let out = stdout_of(show(
+        &config,
+        "cn=printer,ou=devices,dc=example,dc=test",
+        false,
+    ));
+    assert!(
+        out.contains("not taken by connector d in run 3 (")
+            && out.contains("): object class device not in scope"),
+        "{out}"
+    );
 }

@@ -98,8 +98,8 @@ impl RawEntry {
 pub(crate) enum Note {
     /// A value kept as text, a missing anchor: the place and the message.
     Error(String, String),
-    /// An entry deliberately not delivered, counted under the reason.
-    Filtered(&'static str),
+    /// An entry deliberately not delivered (its DN), counted under the reason.
+    Filtered(String, &'static str),
 }
 
 /// Where the conversion's notes go: straight to the sink, or collected on the reader's thread.
@@ -126,7 +126,7 @@ impl Notes for ToSink<'_> {
 pub(crate) fn deliver(n: Note, sink: &mut dyn ImportSink) {
     match n {
         Note::Error(place, message) => sink.object_error(place, message),
-        Note::Filtered(reason) => sink.filtered(reason),
+        Note::Filtered(dn, reason) => sink.filtered(&Dn::new(dn), reason),
     }
 }
 
@@ -343,6 +343,7 @@ impl Shape {
                 .any(|c| c.eq_ignore_ascii_case("computer"))
             {
                 notes.note(Note::Filtered(
+                    e.dn.clone(),
                     "computer account (the active-directory profile reads users, contacts and groups)",
                 ));
                 return None;

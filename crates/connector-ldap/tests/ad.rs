@@ -30,8 +30,8 @@ impl ImportSink for Collect {
     fn object_error(&mut self, place: String, message: String) {
         self.errors.push((place, message));
     }
-    fn filtered(&mut self, reason: &str) {
-        self.filtered.push(reason.to_owned());
+    fn filtered(&mut self, dn: &idsync_model::Dn, reason: &str) {
+        self.filtered.push(format!("{dn}: {reason}"));
     }
 }
 
@@ -145,8 +145,11 @@ fn active_directory_full_import() {
     let carl = by_cn(e, "Carl Contact");
     assert!(carl.object_classes.iter().any(|c| c == "contact"));
     assert!(e.iter().all(|x| !x.dn.as_str().starts_with("CN=PC1")));
+    // Each by its DN, so `idsync show` can say why it was not taken (issue 22 item 10).
     assert!(
-        sink.filtered.iter().any(|r| r.contains("computer")),
+        sink.filtered
+            .iter()
+            .any(|r| r.to_ascii_lowercase().starts_with("cn=pc1,") && r.contains(": computer")),
         "{:?}",
         sink.filtered
     );

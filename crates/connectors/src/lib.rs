@@ -131,8 +131,9 @@ pub trait ImportSink {
     /// An object that could not be read (bad value), named by its place; the import goes on.
     fn object_error(&mut self, place: String, message: String);
     /// An object read and deliberately not delivered (a computer account under the Active
-    /// Directory profile), counted under the reason so nothing is skipped silently.
-    fn filtered(&mut self, _reason: &str) {}
+    /// Directory profile), counted under the reason so nothing is skipped silently, and kept by
+    /// its identifier so `idsync show` can say why it was not taken.
+    fn filtered(&mut self, _dn: &Dn, _reason: &str) {}
     /// The length of content idsync already holds under this hash, if it does. A connector whose
     /// system reports content hashes (the profile store's photo hash) asks before downloading:
     /// a known photo becomes a [`idsync_model::Blob`] without its bytes.

@@ -14,7 +14,7 @@ use idsync_model::{
     PendingImport, RunId, Value,
 };
 use idsync_rules::ConnectorRules;
-use idsync_store::{CsFilter, CsState, ObjectError, Store};
+use idsync_store::{CsFilter, CsState, FilteredObject, ObjectError, Store};
 use std::collections::HashSet;
 
 const PAGE: usize = 1000;
@@ -44,6 +44,14 @@ struct Session<'a, S: Store> {
     changed: HashSet<idsync_model::Anchor>,
     /// Set while a change is staged (rather than an entry of a whole read).
     in_change: bool,
+    /// A full import: the records of objects not taken are replaced whole at its end, so an
+    /// object it takes needs no look-up of its record.
+    full: bool,
+    /// When the import began (the time its records of objects not taken carry).
+    time: i64,
+    /// A store error met where the sink cannot return one ([`ImportSink::filtered`]): the
+    /// import stops with it.
+    failed: Option<idsync_store::Error>,
 }
 
 /// Whether an object in this state, whose digest matched, is unchanged: not awaiting an
@@ -93,6 +101,59 @@ fn merge_pending(
 }
 
 impl<S: Store> Session<'_, S> {
+    /// Counts an object read and not taken under its reason, and records it (by its DN, with
+    /// its anchor when it has one) so `idsync show` can say why.
+    fn not_taken(
+        &mut self,
+        dn: &Dn,
+        anchor: Option<&idsync_model::Anchor>,
+        reason: String,
+    ) -> idsync_store::Result<()> {
+        let record = FilteredObject {
+            connector: self.rules.name.clone(),
+            dn: dn.clone(),
+            anchor: anchor.filter(|a| !a.as_str().is_empty()).cloned(),
+            reason,
+            run: self.run,
+            at: self.time,
+        };
+        self.store.filtered_put(&record)?;
+        self.report.stats.filter(record.reason);
+        Ok(())
+    }
+
+    /// A change (modify, rename) to an object not in the connector space that an import did
+    /// not take before: counted under the reason it was not taken, its record moved to `dn`.
+    /// The change alone cannot bring it in (its values are not kept): the next full import
+    /// reads it whole.
+    fn change_not_taken(
+        &mut self,
+        anchor: Option<&idsync_model::Anchor>,
+        dn: &Dn,
+        new_dn: &Dn,
+    ) -> std::result::Result<bool, String> {
+        let e = |e: idsync_store::Error| e.to_string();
+        let mut found = self
+            .store
+            .filtered_find(&self.rules.name, dn.as_str())
+            .map_err(e)?;
+        if let (None, Some(a)) = (&found, anchor) {
+            found = self
+                .store
+                .filtered_find(&self.rules.name, a.as_str())
+                .map_err(e)?;
+        }
+        let Some(f) = found else {
+            return Ok(false);
+        };
+        self.store
+            .filtered_remove(&self.rules.name, None, &f.dn)
+            .map_err(e)?;
+        self.not_taken(new_dn, f.anchor.as_ref(), f.reason)
+            .map_err(e)?;
+        Ok(true)
+    }
+
     fn object_error(&mut self, object: impl Into<String>, message: impl Into<String>) {
         self.report.errors.push(ObjectError {
             object: object.into(),
@@ -174,15 +235,25 @@ impl<S: Store> Session<'_, S> {
         entry_digest: Option<[u8; 32]>,
         wire: Option<[u8; 32]>,
     ) -> std::result::Result<(), String> {
+        if let Some(e) = &self.failed {
+            return Err(e.to_string());
+        }
         self.count_read();
+        let store_err = |e: idsync_store::Error| e.to_string();
         let otype = match self.rules.classify(&entry) {
             Ok(t) => t.name.clone(),
             Err(reason) => {
-                self.report.stats.filter(reason.to_string());
-                return Ok(());
+                return self
+                    .not_taken(&entry.dn, Some(&entry.anchor), reason.to_string())
+                    .map_err(store_err);
             }
         };
-        let store_err = |e: idsync_store::Error| e.to_string();
+        if !self.full {
+            // Taken now: it may have been left out before.
+            self.store
+                .filtered_remove(&self.rules.name, Some(&entry.anchor), &entry.dn)
+                .map_err(store_err)?;
+        }
         let first_sight = self
             .fresh
             .as_mut()
@@ -403,10 +474,12 @@ impl<S: Store> Session<'_, S> {
             } => {
                 self.report.stats.read += 1;
                 let Some(mut o) = self.find(anchor.as_ref(), &dn)? else {
-                    self.object_error(
-                        dn.to_string(),
-                        "modify of an object not in the connector space",
-                    );
+                    if !self.change_not_taken(anchor.as_ref(), &dn, &dn)? {
+                        self.object_error(
+                            dn.to_string(),
+                            "modify of an object not in the connector space",
+                        );
+                    }
                     return Ok(());
                 };
                 self.changed.extend(o.anchor.clone());
@@ -425,6 +498,10 @@ impl<S: Store> Session<'_, S> {
             }
             ImportChange::Delete { anchor, dn } => {
                 self.report.stats.read += 1;
+                // Gone from its system: not taken no more.
+                self.store
+                    .filtered_remove(&self.rules.name, anchor.as_ref(), &dn)
+                    .map_err(e)?;
                 let Some(mut o) = self.find(anchor.as_ref(), &dn)? else {
                     // Deleting what was never imported (or was filtered) changes nothing.
                     self.report.stats.unchanged += 1;
@@ -439,10 +516,12 @@ impl<S: Store> Session<'_, S> {
             ImportChange::Rename { anchor, dn, new_dn } => {
                 self.report.stats.read += 1;
                 let Some(mut o) = self.find(anchor.as_ref(), &dn)? else {
-                    self.object_error(
-                        dn.to_string(),
-                        "rename of an object not in the connector space",
-                    );
+                    if !self.change_not_taken(anchor.as_ref(), &dn, &new_dn)? {
+                        self.object_error(
+                            dn.to_string(),
+                            "rename of an object not in the connector space",
+                        );
+                    }
                     return Ok(());
                 };
                 self.changed.extend(o.anchor.clone());
@@ -517,9 +596,11 @@ impl<S: Store> ImportSink for Session<'_, S> {
     fn object_error(&mut self, place: String, message: String) {
         Session::object_error(self, place, message);
     }
-    fn filtered(&mut self, reason: &str) {
+    fn filtered(&mut self, dn: &Dn, reason: &str) {
         self.report.stats.read += 1;
-        self.report.stats.filter(reason);
+        if let Err(e) = self.not_taken(dn, None, reason.to_owned()) {
+            self.failed.get_or_insert(e);
+        }
     }
     fn known_blob(&mut self, hash: &idsync_model::ContentHash) -> Option<u64> {
         self.store.blob_len(hash).ok().flatten()
@@ -593,6 +674,9 @@ impl<S: Store> Engine<S> {
             written: crate::dropper::Dropper::new(),
             changed: HashSet::new(),
             in_change: false,
+            full,
+            time: idsync_store::now(),
+            failed: None,
         };
         let delivered_all = if full {
             connector.full_import(&mut session)?;
@@ -608,6 +692,9 @@ impl<S: Store> Engine<S> {
                 .state_set(id, state::WATERMARK, outcome.watermark.as_deref())?;
             outcome.full
         };
+        if let Some(e) = session.failed.take() {
+            return Err(e.into());
+        }
         // Every connector, also one whose system reports reference removals: a directory
         // without referential integrity (slapd without refint, an LDIF change file) leaves its
         // people's `manager` naming a deleted person. Removing a value already removed changes
@@ -622,6 +709,9 @@ impl<S: Store> Engine<S> {
             if session.fresh.is_none() {
                 session.obsolete_unseen(id, &mut guard)?;
             }
+            // The records of objects not taken are this read's: the others were taken, or
+            // are gone.
+            session.store.filtered_sweep(id, run)?;
             // A read that finds most of the space gone (an empty file, a wrong base DN) is more
             // likely a fault than a mass departure: the step stops and stores nothing.
             guard.check(

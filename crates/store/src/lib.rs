@@ -85,6 +85,24 @@ pub struct CsLink {
     pub provisioned: bool,
 }
 
+/// An object an import read and did not take (Microsoft Identity Manager's *filtered
+/// disconnector*): kept so `idsync show` can say why, with no attribute values. One per object
+/// (keyed by connector and [`Dn::normalized`]); a full import replaces a connector's records,
+/// a delta import updates them, both in the import's transaction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FilteredObject {
+    pub connector: ConnectorId,
+    pub dn: Dn,
+    /// Its anchor, when it had one.
+    pub anchor: Option<Anchor>,
+    /// Why it was not taken (`object class groupOfNames not in scope`, `missing anchor`).
+    pub reason: String,
+    /// The import that read it last.
+    pub run: RunId,
+    /// Seconds since the epoch.
+    pub at: i64,
+}
+
 /// Transactions: a step begins one and commits or rolls it back.
 pub trait Transactions {
     fn begin(&mut self) -> Result<()>;
@@ -204,6 +222,25 @@ pub trait ConnectorSpaces {
         -> Result<()>;
     /// Takes the objects waiting for `target_dn` to arrive.
     fn pending_ref_take(&mut self, connector: &ConnectorId, target_dn: &Dn) -> Result<Vec<CsId>>;
+    /// Records an object not taken, replacing the record of the same DN (by its normalised key).
+    fn filtered_put(&mut self, f: &FilteredObject) -> Result<()>;
+    /// Forgets the record of an object not taken, found by its DN or, when given, its anchor
+    /// (the object was taken, or deleted in its system).
+    fn filtered_remove(
+        &mut self,
+        connector: &ConnectorId,
+        anchor: Option<&Anchor>,
+        dn: &Dn,
+    ) -> Result<()>;
+    /// The record of an object not taken, by its DN (any RFC 4514 spelling) or its anchor.
+    fn filtered_find(
+        &mut self,
+        connector: &ConnectorId,
+        id: &str,
+    ) -> Result<Option<FilteredObject>>;
+    /// Forgets the connector's records not written by `run`: an import that read the whole
+    /// content did not find those objects again (or took them).
+    fn filtered_sweep(&mut self, connector: &ConnectorId, run: RunId) -> Result<u64>;
 }
 
 /// The metaverse.

@@ -2,7 +2,8 @@
 
 use crate::{
     now, Blobs, ConnectorSpaces, ConnectorState, CsCounts, CsFilter, CsLink, CsState, Error,
-    ExportRecord, ExportRetries, Metaverse, ObjectError, Result, RunRecord, Runs, Transactions,
+    ExportRecord, ExportRetries, FilteredObject, Metaverse, ObjectError, Result, RunRecord, Runs,
+    Transactions,
 };
 use idsync_model::{
     content_digest, Anchor, AttributeChange, AttributeDelta, AttributeName, Attributes,
@@ -68,6 +69,10 @@ CREATE TABLE IF NOT EXISTS export_audit(id INTEGER PRIMARY KEY AUTOINCREMENT, ru
     rules TEXT NOT NULL, at INTEGER NOT NULL, result TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS export_audit_run ON export_audit(run_id, id);
 CREATE TABLE IF NOT EXISTS export_retry(cs_id TEXT PRIMARY KEY, next_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS cs_filtered(connector TEXT NOT NULL, dn_norm TEXT NOT NULL, dn TEXT NOT NULL,
+    anchor TEXT, reason TEXT NOT NULL, run_id INTEGER NOT NULL, at INTEGER NOT NULL,
+    PRIMARY KEY(connector, dn_norm)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS cs_filtered_anchor ON cs_filtered(connector, anchor) WHERE anchor IS NOT NULL;
 "#;
 
 pub struct SqliteStore {
@@ -506,6 +511,29 @@ fn rekey_dns(conn: &Connection) -> Result<()> {
                 tx.execute(
                     "INSERT OR IGNORE INTO pending_ref(connector, target, cs_id) VALUES (?1, ?2, ?3)",
                     params![connector, new, cs],
+                )?;
+            }
+        }
+        // Records of objects not taken keep their DN: the key is made again from it.
+        let mut read = tx.prepare("SELECT connector, dn_norm, dn FROM cs_filtered")?;
+        let rows = read.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })?;
+        let filtered = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+        for (connector, old, dn) in filtered {
+            let new = Dn::new(dn).normalized();
+            if new != old {
+                tx.execute(
+                    "DELETE FROM cs_filtered WHERE connector = ?1 AND dn_norm = ?2",
+                    params![connector, new],
+                )?;
+                tx.execute(
+                    "UPDATE cs_filtered SET dn_norm = ?3 WHERE connector = ?1 AND dn_norm = ?2",
+                    params![connector, old, new],
                 )?;
             }
         }
@@ -1094,6 +1122,87 @@ impl ConnectorSpaces for SqliteStore {
         }
         Ok(ids.into_iter().map(CsId::new).collect())
     }
+
+    fn filtered_put(&mut self, f: &FilteredObject) -> Result<()> {
+        let mut st = self.conn.prepare_cached(
+            "INSERT OR REPLACE INTO cs_filtered(connector, dn_norm, dn, anchor, reason, run_id, at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?;
+        st.execute(params![
+            f.connector.as_str(),
+            f.dn.normalized(),
+            f.dn.as_str(),
+            f.anchor.as_ref().map(Anchor::as_str),
+            f.reason,
+            f.run.0,
+            f.at
+        ])?;
+        Ok(())
+    }
+
+    fn filtered_remove(
+        &mut self,
+        connector: &ConnectorId,
+        anchor: Option<&Anchor>,
+        dn: &Dn,
+    ) -> Result<()> {
+        self.conn
+            .prepare_cached("DELETE FROM cs_filtered WHERE connector = ?1 AND dn_norm = ?2")?
+            .execute(params![connector.as_str(), dn.normalized()])?;
+        if let Some(a) = anchor.filter(|a| !a.as_str().is_empty()) {
+            self.conn
+                .prepare_cached("DELETE FROM cs_filtered WHERE connector = ?1 AND anchor = ?2")?
+                .execute(params![connector.as_str(), a.as_str()])?;
+        }
+        Ok(())
+    }
+
+    fn filtered_find(
+        &mut self,
+        connector: &ConnectorId,
+        id: &str,
+    ) -> Result<Option<FilteredObject>> {
+        const COLUMNS: &str = "connector, dn, anchor, reason, run_id, at";
+        let by_dn = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM cs_filtered WHERE connector = ?1 AND dn_norm = ?2"
+            ))?
+            .query_row(
+                params![connector.as_str(), Dn::new(id).normalized()],
+                filtered_from_row,
+            )
+            .optional()?;
+        if by_dn.is_some() {
+            return Ok(by_dn);
+        }
+        Ok(self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM cs_filtered WHERE connector = ?1 AND anchor = ?2 LIMIT 1"
+            ))?
+            .query_row(params![connector.as_str(), id], filtered_from_row)
+            .optional()?)
+    }
+
+    fn filtered_sweep(&mut self, connector: &ConnectorId, run: RunId) -> Result<u64> {
+        let n = self
+            .conn
+            .prepare_cached("DELETE FROM cs_filtered WHERE connector = ?1 AND run_id <> ?2")?
+            .execute(params![connector.as_str(), run.0])?;
+        Ok(n as u64)
+    }
+}
+
+fn filtered_from_row(r: &Row<'_>) -> rusqlite::Result<FilteredObject> {
+    Ok(FilteredObject {
+        connector: ConnectorId::new(r.get::<_, String>(0)?),
+        dn: Dn::new(r.get::<_, String>(1)?),
+        anchor: r.get::<_, Option<String>>(2)?.map(Anchor::new),
+        reason: r.get(3)?,
+        run: RunId(r.get(4)?),
+        at: r.get(5)?,
+    })
 }
 
 impl Metaverse for SqliteStore {
@@ -1753,12 +1862,15 @@ mod tests {
         s.cs_put(&o).unwrap();
         let waiting = Dn::new(r"uid=Ann\2C B,ou=Staff");
         s.pending_ref_add(&o.connector, &waiting, &o.id).unwrap();
+        s.filtered_put(&filtered(r"cn=Admins\2C Old,ou=Groups", None, 1))
+            .unwrap();
         drop(s);
         // What the older normaliser wrote: lower case, escapes as they came.
         let c = Connection::open(&p).unwrap();
         c.execute_batch(
             r"UPDATE cs_object SET dn_norm = 'uid=comma\2cplus,ou=staff';
               UPDATE pending_ref SET target = 'uid=ann\2c b,ou=staff';
+              UPDATE cs_filtered SET dn_norm = 'cn=admins\2c old,ou=groups';
               DELETE FROM meta WHERE key = 'dn_key';",
         )
         .unwrap();
@@ -1773,6 +1885,65 @@ mod tests {
                 .unwrap(),
             vec![o.id.clone()]
         );
+    }
+
+    fn filtered(dn: &str, anchor: Option<&str>, run: i64) -> FilteredObject {
+        FilteredObject {
+            connector: ConnectorId::new("dir"),
+            dn: Dn::new(dn),
+            anchor: anchor.map(Anchor::new),
+            reason: "object class groupOfNames not in scope".into(),
+            run: RunId(run),
+            at: 1_700_000_000,
+        }
+    }
+
+    /// Issue 22 item 10: an object not taken is found by any spelling of its DN or by its
+    /// anchor, one record per DN, and a sweep keeps only the records its import wrote.
+    #[test]
+    fn objects_not_taken_are_found_by_dn_key_or_anchor_and_swept_by_run() {
+        let mut s = SqliteStore::in_memory().unwrap();
+        let c = ConnectorId::new("dir");
+        let admins = filtered(r"cn=Admins\2C Old,ou=Groups,dc=example", Some("g-1"), 3);
+        s.begin().unwrap();
+        s.filtered_put(&admins).unwrap();
+        s.rollback().unwrap();
+        assert_eq!(s.filtered_find(&c, admins.dn.as_str()).unwrap(), None);
+        s.filtered_put(&admins).unwrap();
+        s.filtered_put(&filtered("uid=nobody,ou=People,dc=example", None, 3))
+            .unwrap();
+        for spelling in [
+            r"CN=admins\, old, OU=groups,DC=Example",
+            r"cn=Admins\2c Old,ou=Groups,dc=example",
+            "g-1",
+        ] {
+            assert_eq!(
+                s.filtered_find(&c, spelling).unwrap().as_ref(),
+                Some(&admins),
+                "{spelling}"
+            );
+        }
+        assert_eq!(
+            s.filtered_find(&ConnectorId::new("other"), "g-1").unwrap(),
+            None
+        );
+        // The same DN again replaces its record.
+        let mut again = admins.clone();
+        again.run = RunId(4);
+        again.reason = "missing anchor".into();
+        again.dn = Dn::new(r"cn=admins\, old,ou=Groups,dc=example");
+        s.filtered_put(&again).unwrap();
+        assert_eq!(s.filtered_find(&c, "g-1").unwrap(), Some(again.clone()));
+        // Run 4 read the whole content and did not find `nobody` again.
+        assert_eq!(s.filtered_sweep(&c, RunId(4)).unwrap(), 1);
+        assert_eq!(
+            s.filtered_find(&c, "uid=nobody,ou=People,dc=example")
+                .unwrap(),
+            None
+        );
+        s.filtered_remove(&c, Some(&Anchor::new("g-1")), &Dn::new("cn=x"))
+            .unwrap();
+        assert_eq!(s.filtered_find(&c, again.dn.as_str()).unwrap(), None);
     }
 
     #[test]
