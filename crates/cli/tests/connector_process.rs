@@ -531,3 +531,138 @@ fn connector_check_passes_the_examples_and_names_violations() {
         "{out}"
     );
 }
+
+/// The venv with Singer taps from PyPI that scripts/test installs (`tap-jsonl`).
+fn singer_venv() -> PathBuf {
+    let v = std::env::var_os("IDSYNC_SINGER_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("target/singer-venv"));
+    assert!(
+        v.join("bin/tap-jsonl").exists(),
+        "no tap-jsonl in {} (scripts/test installs it)",
+        v.display()
+    );
+    v
+}
+
+/// Issue 21 items 6 and 7: `tap-jsonl`, a Singer tap from PyPI that no one here wrote, reads a
+/// JSON-lines HR export as a business source keyed `DOMAIN\user`, joined to the directory's
+/// people through `strip_domain` and `lowercase`, in one full cycle; its last STATE is the
+/// watermark, handed back to the tap by the delta import.
+#[test]
+fn a_singer_tap_from_pypi_augments_directory_people_keyed_domain_backslash_user() {
+    let venv = singer_venv();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut ldif = String::new();
+    for (i, uid) in ["alice", "bob", "carol"].iter().enumerate() {
+        ldif.push_str(&format!(
+            "dn: uid={uid},ou=People,dc=example,dc=test\nobjectClass: inetOrgPerson\nentryUUID: 00000000-0000-0000-0000-00000000000{i}\nuid: {uid}\ncn: {uid}\nsn: {uid}\n\n"
+        ));
+    }
+    std::fs::write(dir.join("directory.ldif"), ldif).unwrap();
+    std::fs::write(
+        dir.join("hr.jsonl"),
+        "{\"id\": \"E1\", \"account\": \"EXAMPLE\\\\Alice\", \"department\": \"Payroll\", \"hired\": \"2020-01-01T00:00:00Z\", \"grade\": 7}\n\
+         {\"id\": \"E2\", \"account\": \"EXAMPLE\\\\bob\", \"department\": \"IT\"}\n\
+         {\"id\": \"E9\", \"account\": \"EXAMPLE\\\\nobody\", \"department\": \"Ghosts\"}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("tap-config.json"),
+        serde_json::json!({"path": dir.join("hr.jsonl"), "stream_name": "employees", "primary_keys": ["id"]})
+            .to_string(),
+    )
+    .unwrap();
+    let config = dir.join("idsync.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[store]
+path = "idsync.db"
+
+[[connector]]
+name = "directory"
+type = "ldif"
+role = "directory"
+path = "directory.ldif"
+
+[[connector.object_type]]
+name = "person"
+object_classes = ["inetOrgPerson"]
+
+[[connector]]
+name = "hr"
+type = "singer"
+role = "business"
+command = ["{tap}"]
+config = "tap-config.json"
+streams = {{ employees = "person" }}
+timeout = 120
+
+[[connector.object_type]]
+name = "person"
+object_classes = ["person"]
+
+[[join]]
+connector = "hr"
+cs = "account"
+mv = "uid"
+normalize = ["strip_domain", "lowercase"]
+
+[[import_flow]]
+connector = "directory"
+mv = "uid"
+cs = "uid"
+
+[[import_flow]]
+connector = "hr"
+mv = "department"
+cs = "department"
+
+[[import_flow]]
+connector = "hr"
+mv = "hired"
+cs = "hired"
+"#,
+            tap = venv.join("bin/tap-jsonl").display()
+        ),
+    )
+    .unwrap();
+
+    let report = cycle(&config, "full-cycle");
+    let people: Vec<Json> = dump(&config)
+        .lines()
+        .map(|l| serde_json::from_str::<Json>(l).unwrap())
+        .filter(|o| o["kind"] == "mv")
+        .collect();
+    assert_eq!(people.len(), 3, "HR creates no one: {people:#?}");
+    let person = |uid: &str| {
+        people
+            .iter()
+            .find(|p| p["attributes"]["uid"][0] == uid)
+            .unwrap_or_else(|| panic!("no {uid} in {people:#?}"))
+            .clone()
+    };
+    assert_eq!(
+        person("alice")["attributes"]["department"][0],
+        "Payroll",
+        "{report:#}"
+    );
+    assert_eq!(person("bob")["attributes"]["department"][0], "IT");
+    assert!(person("carol")["attributes"]["department"].is_null());
+    let hired = &person("alice")["attributes"]["hired"][0];
+    assert_eq!(hired, "1577836800", "2020-01-01T00:00:00Z as a timestamp");
+
+    // The tap's last STATE is the watermark; the delta import hands it back (--state).
+    let delta = run_ok(
+        idsync()
+            .args(["--json", "run", "delta-import", "--connector", "hr", "-c"])
+            .arg(&config),
+    );
+    let delta: Json = serde_json::from_str(&delta).unwrap();
+    assert!(
+        delta["notes"].to_string().contains("singer state"),
+        "{delta:#}"
+    );
+}

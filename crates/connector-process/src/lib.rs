@@ -14,9 +14,11 @@
 
 mod check;
 mod session;
+mod singer;
 mod wire;
 
 pub use check::{check, Check, CheckReport};
+pub use singer::SingerConnector;
 
 pub use wire::PROTOCOL;
 
@@ -205,6 +207,19 @@ impl Link {
                     excerpt(text)
                 )))
             }
+        }
+    }
+
+    /// The next line as it is; `None` when the output ended.
+    fn next_raw(&mut self, waiting_for: &str) -> Result<Option<(usize, Vec<u8>)>> {
+        let got = match self.session.as_mut() {
+            Some(s) => s.next_line(),
+            None => return Err(self.remote("the program is not running".into())),
+        };
+        match got {
+            Ok(l) => Ok(Some(l)),
+            Err(ReadFailure::Eof) => Ok(None),
+            Err(f) => Err(self.failure(f, waiting_for)),
         }
     }
 

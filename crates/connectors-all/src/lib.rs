@@ -15,6 +15,7 @@ pub const TYPES: &[&str] = &[
     "profile-store",
     "scim",
     "process",
+    "singer",
 ];
 
 /// Opens a connector of a configured type. `base_dir` resolves relative paths (the
@@ -40,6 +41,12 @@ pub fn open(
         )?)),
         // Any program speaking the connector protocol (docs/connector-protocol.md).
         "process" => Ok(Box::new(idsync_connector_process::ProcessConnector::new(
+            name.clone(),
+            settings,
+            base_dir,
+        )?)),
+        // A Singer tap as a source (SCHEMA, RECORD, STATE).
+        "singer" => Ok(Box::new(idsync_connector_process::SingerConnector::new(
             name.clone(),
             settings,
             base_dir,
