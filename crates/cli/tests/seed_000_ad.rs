@@ -3,7 +3,8 @@
 //! AD, `idsync_sample::photo_writeback_to`) and a photo a person uploads to the profile store with
 //! their own token reaches `thumbnailPhoto`, after a full cycle and after a delta cycle (DirSync),
 //! for people who had a photo in AD and for people who never had one. Nothing is deleted and no
-//! connector space is cleared: the changed rules re-evaluate by themselves.
+//! connector space is cleared: the changed rules re-evaluate by themselves. A photo then changed
+//! by hand in AD is put back by a delta cycle (target drift, issue 17).
 //!
 //! Everything runs through the real `idsync` binary: `idsync serve` is the profile store,
 //! `idsync token create` makes the tokens, `idsync run` runs the cycles.
@@ -40,11 +41,6 @@ fn ad_photo(dc: &SambaDc, account: &str) -> Option<Vec<u8>> {
     text.lines()
         .find_map(|l| l.strip_prefix("thumbnailPhoto:: "))
         .map(|b| base64::engine::general_purpose::STANDARD.decode(b).unwrap())
-}
-
-fn cycle(config: &Path, kind: &str) -> Json {
-    let out = run_ok(idsync().args(["--json", "run", kind, "-c"]).arg(config));
-    serde_json::from_str(&out).expect("a JSON report")
 }
 
 fn sum(report: &Json, stat: &str) -> u64 {
@@ -258,4 +254,32 @@ fn a_photo_uploaded_to_the_profile_store_reaches_active_directory() {
     let last = cycle(&config_path, "delta-cycle");
     assert_eq!(sum(&last, "exported"), 0, "{last}");
     assert_eq!(sum(&last, "deleted"), 0, "{last}");
+
+    // 4. Target drift (issue 17): someone changes a photo in AD by hand. The delta import
+    //    reads it, the delta sync stages the export that puts the profile's photo back (the
+    //    plan shows it), and the delta cycle sends it.
+    let account = &people[1];
+    let profile_photo = idsync_sample::photo(account, 10);
+    dc.modify(&format!(
+        "dn: {}\nchangetype: modify\nreplace: thumbnailPhoto\nthumbnailPhoto:: {}\n-\n\n",
+        dn(1),
+        base64::engine::general_purpose::STANDARD.encode(idsync_sample::photo(account, 99))
+    ))
+    .expect("change the photo in AD");
+    run_ok(
+        idsync()
+            .args(["--json", "run", "delta-cycle", "--staging", "-c"])
+            .arg(&config_path),
+    );
+    let planned = plan(&config_path);
+    assert_eq!(planned["summary"]["update"], 1, "{planned}");
+    let drift = cycle(&config_path, "delta-cycle");
+    assert_eq!(sum(&drift, "exported"), 1, "{drift}");
+    assert_eq!(
+        ad_photo(&dc, account).map(|b| hash(&b)),
+        Some(hash(&profile_photo)),
+        "{drift}"
+    );
+    let full = cycle(&config_path, "full-cycle");
+    assert_eq!(sum(&full, "exported"), 0, "{full}");
 }
