@@ -188,7 +188,21 @@ impl SingerConnector {
                 Some("RECORD") => {
                     let name = m["stream"].as_str().unwrap_or_default();
                     let Some(object_type) = self.s.streams.get(name) else {
-                        sink.filtered("stream not configured");
+                        // Named by its stream and key, for `idsync show`.
+                        let key = streams
+                            .get(name)
+                            .map(|st| {
+                                st.key
+                                    .iter()
+                                    .map(|k| match &m["record"][k] {
+                                        Json::String(s) => s.clone(),
+                                        other => other.to_string(),
+                                    })
+                                    .collect::<Vec<_>>()
+                                    .join("/")
+                            })
+                            .unwrap_or_default();
+                        sink.filtered(&Dn::new(format!("{name}/{key}")), "stream not configured");
                         continue;
                     };
                     let Some(stream) = streams.get(name) else {

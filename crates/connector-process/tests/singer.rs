@@ -27,7 +27,7 @@ impl ImportSink for Sink {
     fn object_error(&mut self, place: String, message: String) {
         panic!("{place}: {message}");
     }
-    fn filtered(&mut self, _: &str) {
+    fn filtered(&mut self, _: &idsync_model::Dn, _: &str) {
         self.filtered += 1;
     }
 }
