@@ -13,7 +13,6 @@ use base64::Engine as _;
 use idsync_testbed::samba::ADMIN_PASSWORD;
 use idsync_testbed::SambaDc;
 use serde_json::Value as Json;
-use std::path::Path;
 
 mod support;
 use support::*;
