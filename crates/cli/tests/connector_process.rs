@@ -95,8 +95,27 @@ fn cycle(config: &Path, kind: &str) -> Json {
     serde_json::from_str(&out).expect("a JSON report")
 }
 
-fn hr_config(hr_port: u16, profiles_port: u16) -> String {
-    let connector = repo().join("examples/connectors/hr-python/hr_connector.py");
+/// The example HR connector's command: `python` or `node`.
+fn hr_command(lang: &str) -> String {
+    match lang {
+        "python" => format!(
+            "\"python3\", \"{}\"",
+            repo()
+                .join("examples/connectors/hr-python/hr_connector.py")
+                .display()
+        ),
+        "node" => format!(
+            "\"node\", \"{}\"",
+            repo()
+                .join("examples/connectors/hr-node/hr_connector.mjs")
+                .display()
+        ),
+        other => panic!("{other}"),
+    }
+}
+
+fn hr_config(lang: &str, hr_port: u16, profiles_port: u16) -> String {
+    let command = hr_command(lang);
     format!(
         r#"[store]
 path = "idsync.db"
@@ -105,7 +124,7 @@ path = "idsync.db"
 name = "hr"
 type = "process"
 role = "directory"
-command = ["python3", "{connector}"]
+command = [{command}]
 api_token = "file:hr.token"
 timeout = 30
 
@@ -169,8 +188,7 @@ expr = "mv.uid + '@example.test'"
 connector = "hr"
 cs = "mail"
 expr = "mv.uid + '@example.test'"
-"#,
-        connector = connector.display()
+"#
     )
 }
 
@@ -187,6 +205,16 @@ fn step<'a>(report: &'a Json, connector: &str, kind: &str) -> Vec<&'a Json> {
 
 #[test]
 fn the_python_hr_connector_runs_full_and_delta_cycles_into_the_profile_store() {
+    hr_cycles("python");
+}
+
+/// Issue 21 item 5: the same contract in a second language.
+#[test]
+fn the_node_hr_connector_runs_full_and_delta_cycles_into_the_profile_store() {
+    hr_cycles("node");
+}
+
+fn hr_cycles(lang: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let employees: serde_json::Map<String, Json> = (1..=7)
@@ -210,7 +238,7 @@ fn the_python_hr_connector_runs_full_and_delta_cycles_into_the_profile_store() {
     let _server = serve(&db, port);
     let api = Api::new(port);
     let config = dir.join("idsync.toml");
-    std::fs::write(&config, hr_config(hr.port, port)).unwrap();
+    std::fs::write(&config, hr_config(lang, hr.port, port)).unwrap();
 
     // 1. A full cycle: seven people from HR become profiles, and HR gets their mail.
     let first = cycle(&config, "full-cycle");
@@ -488,18 +516,20 @@ fn connector_check_passes_the_examples_and_names_violations() {
     });
     let hr = Hr::start(dir, &employees);
     let config = dir.join("idsync.toml");
-    std::fs::write(&config, hr_config(hr.port, free_port())).unwrap();
-    let (ok, out) = connector_check(&config);
-    assert!(ok, "{out}");
-    for check in [
-        "ok    handshake",
-        "ok    full import: 4 objects",
-        "ok    two full imports agree",
-        "ok    delta import",
-        "ok    export",
-        "ok    confirming import",
-    ] {
-        assert!(out.contains(check), "no `{check}` in {out}");
+    for lang in ["python", "node"] {
+        std::fs::write(&config, hr_config(lang, hr.port, free_port())).unwrap();
+        let (ok, out) = connector_check(&config);
+        assert!(ok, "{lang}: {out}");
+        for check in [
+            "ok    handshake",
+            "ok    full import: 4 objects",
+            "ok    two full imports agree",
+            "ok    delta import",
+            "ok    export",
+            "ok    confirming import",
+        ] {
+            assert!(out.contains(check), "{lang}: no `{check}` in {out}");
+        }
     }
 
     std::fs::write(&config, failing_config(dir, "python3\", \"scripted.py", "")).unwrap();
