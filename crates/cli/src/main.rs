@@ -235,6 +235,29 @@ pub(crate) fn open_engine_locked(
     Ok((engine, lock))
 }
 
+/// Steps recorded as running while no process holds the store's runner lock were interrupted
+/// (their process died): marked so now, with how long they ran and their last counts, as the
+/// next run would mark them. The lock is taken only when such a step is recorded, and only if
+/// it is free, for as long as the marking takes: a running run is never touched.
+fn settle_dead_runs(config: &Path, engine: &mut Engine<SqliteStore>) -> Result<()> {
+    if !engine.store.runs(20)?.iter().any(|r| r.status == "running") {
+        return Ok(());
+    }
+    let (rules, base) = load_rules(config)?;
+    let Ok(_lock) = RunnerLock::acquire(
+        &base.join(&rules.store_path),
+        "history",
+        std::time::Duration::ZERO,
+    ) else {
+        return Ok(());
+    };
+    let interrupted = engine.store.mark_interrupted()?;
+    if interrupted > 0 {
+        eprintln!("note: {interrupted} step(s) were interrupted (their process ended mid-step); they were rolled back and are marked so below");
+    }
+    Ok(())
+}
+
 fn load_rules(config: &Path) -> Result<(Rules, PathBuf)> {
     let text = std::fs::read_to_string(config)
         .with_context(|| format!("cannot read the configuration file {}", config.display()))?;
@@ -375,6 +398,7 @@ fn run(cli: Cli) -> Result<()> {
             local_time,
         } => {
             let mut engine = open_engine(&cli.config)?;
+            settle_dead_runs(&cli.config, &mut engine)?;
             let zone = output::Zone::new(local_time);
             match run {
                 Some(id) if exports => audit::exports(&mut engine, id, cli.json, zone)?,

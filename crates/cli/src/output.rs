@@ -497,14 +497,22 @@ pub fn history(
         "errors",
         "seconds",
     ]);
+    let mut as_of = false;
     for r in runs {
         let s = &r.stats["stats"];
         let g = |k: &str| s[k].as_u64().unwrap_or(0);
+        // A step that is running, or was interrupted, shows its last progress report.
+        let status = if r.stats.get("as_of").is_some() {
+            as_of = true;
+            format!("{}*", r.status)
+        } else {
+            r.status
+        };
         t.add_row(vec![
             r.id.to_string(),
             r.step,
             r.connector.unwrap_or_default(),
-            r.status,
+            status,
             n(g("read")),
             n(g("added") + g("updated") + g("renamed") + g("deleted") + g("flowed")),
             n(g("exported")),
@@ -513,6 +521,9 @@ pub fn history(
         ]);
     }
     println!("{t}");
+    if as_of {
+        println!("* counts and seconds as of the step's last progress report (written every second); an interrupted step was rolled back: nothing it did was kept");
+    }
     Ok(())
 }
 

@@ -506,3 +506,124 @@ fn killed_cycles_end_as_if_never_killed() {
     );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// A run the test stalled: killed (SIGKILL) when the test ends, whatever way it ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn history(dir: &Path) -> serde_json::Value {
+    let args: Vec<String> = ["history", "--json", "--limit", "50"]
+        .map(String::from)
+        .to_vec();
+    let out = ok(idsync(dir, &args, &[]), "idsync history");
+    serde_json::from_slice(&out.stdout).expect("history prints JSON")
+}
+
+fn full_cycle(dir: &Path) -> serde_json::Value {
+    let args: Vec<String> = ["run", "full-cycle", "--json"].map(String::from).to_vec();
+    let out = ok(idsync(dir, &args, &[]), "idsync run full-cycle");
+    serde_json::from_slice(&out.stdout).expect("run prints JSON")
+}
+
+/// Issue 22 item 16: a step killed with SIGKILL while it runs is kept in history with how long
+/// it ran and what it had done by its last progress report (marked as such: nothing of it was
+/// committed), and the next run goes on as if the step had never begun.
+#[test]
+fn a_killed_step_is_kept_with_its_time_and_its_last_counts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut o = idsync_sample::Options::demo();
+    o.people = 2200;
+    let dir = tmp.path().join("killed");
+    let reference = tmp.path().join("reference");
+    for d in [&dir, &reference] {
+        idsync_sample::generate(d, &o).expect("the sample estate is written");
+    }
+    // The directory's import stalls at its 2,100th object, after the progress reports at
+    // 1,024 and 2,048 objects.
+    let mut run = KillOnDrop(
+        Command::new(idsync_bin())
+            .arg("-c")
+            .arg(dir.join("idsync.toml"))
+            .args(["run", "full-cycle"])
+            .env(
+                "IDSYNC_CRASH_AT",
+                "full-import:directory:object:2100:sleep-600000",
+            )
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // While it runs, history shows its progress.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    loop {
+        let runs = history(&dir);
+        let r = &runs[0];
+        if r["status"] == "running"
+            && r["step"] == "full-import"
+            && r["stats"]["stats"]["read"] == 2048
+            && r["stats"]["seconds"].as_f64().unwrap_or(0.0) >= 1.0
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the import never reported 2,048 objects: {runs}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    run.0.kill().unwrap();
+    run.0.wait().unwrap();
+    // Killed: history (finding the store free) marks the step interrupted, with its time and
+    // counts as of its last progress report.
+    let runs = history(&dir);
+    let r = &runs[0];
+    assert_eq!(r["status"], "interrupted", "{r}");
+    assert_eq!(r["step"], "full-import", "{r}");
+    assert_eq!(r["stats"]["stats"]["read"], 2048, "{r}");
+    assert!(r["stats"]["seconds"].as_f64().unwrap_or(0.0) >= 1.0, "{r}");
+    assert_eq!(r["stats"]["committed"], false, "{r}");
+    assert_eq!(r["finished_at"], r["stats"]["as_of"], "{r}");
+    let message = r["message"].as_str().unwrap_or("");
+    assert!(
+        message.contains("rolled back") && message.contains("as of its last progress report"),
+        "{r}"
+    );
+    let out = ok(idsync(&dir, &["history".into()], &[]), "idsync history");
+    let table = String::from_utf8_lossy(&out.stdout);
+    let row = table
+        .lines()
+        .find(|l| l.contains("interrupted*"))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(row.contains("2048") && !row.contains("0.00"), "{table}");
+    assert!(
+        table.contains("as of the step's last progress report"),
+        "{table}"
+    );
+    // The next run goes on as a run never killed does.
+    let after = full_cycle(&dir);
+    let expected = full_cycle(&reference);
+    let stats = |report: &serde_json::Value| -> Vec<String> {
+        report["steps"]
+            .as_array()
+            .expect("steps")
+            .iter()
+            .map(|s| format!("{} {} {}", s["step"], s["connector"], s["stats"]))
+            .collect()
+    };
+    assert_eq!(stats(&after), stats(&expected));
+    let runs = history(&dir);
+    assert!(
+        runs.as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["status"] != "running"),
+        "{runs}"
+    );
+}

@@ -521,6 +521,7 @@ impl<S: Store> Engine<S> {
                 };
                 let step = (&mut held, &mut changed);
                 self.record_batch(id, report, outcome, step, batch, results, written)?;
+                crate::heartbeat(&mut self.store, report);
             }
             match next {
                 Some(batch) => started = Some(batch),

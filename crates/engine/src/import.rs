@@ -190,6 +190,7 @@ impl<S: Store> Session<'_, S> {
         self.report.stats.read += 1;
         if self.report.stats.read.is_multiple_of(1024) {
             self.progress.advance(1024);
+            crate::heartbeat(self.store, self.report);
         }
     }
 
@@ -430,6 +431,7 @@ impl<S: Store> Session<'_, S> {
                     .cs_scan(id, CsFilter::NotSeenIn(self.run), after.as_ref(), PAGE)?;
             let Some(last) = page.last() else { break };
             after = Some(last.id.clone());
+            crate::heartbeat(self.store, self.report);
             for mut o in page {
                 if o.provisioned && (o.awaiting_add || o.pending_export.is_some()) {
                     if o.awaiting_add {

@@ -103,6 +103,19 @@ pub struct StepReport {
     pub seconds: f64,
 }
 
+/// Reports what the running step has done so far to the store, outside the step's transaction
+/// ([`idsync_store::Runs::run_progress`]), so a step whose process dies is kept in history with
+/// how long it ran and these counts. Called every thousand objects or so. A report that cannot
+/// be recorded stops nothing: the step's own data does not depend on it.
+pub(crate) fn heartbeat<S: Store>(store: &mut S, report: &StepReport) {
+    let mut stats = serde_json::to_value(&report.stats).unwrap_or_default();
+    stats["object_errors"] = (report.errors.len() as u64).into();
+    let _ = store.run_progress(
+        report.run,
+        &serde_json::json!({ "stats": stats, "notes": &report.notes }),
+    );
+}
+
 /// Progress reporting for long steps; the CLI draws bars, tests ignore it.
 pub trait Progress {
     fn start(&self, _label: &str, _total: Option<u64>) {}

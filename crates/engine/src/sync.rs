@@ -186,6 +186,7 @@ impl<S: Store> Engine<S> {
                 sync_object(&self.rules, &mut self.store, o, &mut cx)?;
                 crash_point!("{}:{id}:object", cx.report.step.name());
             }
+            crate::heartbeat(&mut self.store, cx.report);
         }
         // References that arrived after the objects holding them: evaluate those objects again,
         // until nothing more resolves.

@@ -8,6 +8,7 @@
 //! schema version. A step runs inside one transaction: it commits whole or not at all.
 
 mod lock;
+mod progress;
 mod sqlite;
 
 pub use lock::RunnerLock;
@@ -327,6 +328,14 @@ pub trait Runs {
     /// rolled back (its changes not made durable in the target) leaves no audit row, and the run
     /// that sends the changes again records them.
     fn audit_export(&mut self, record: &ExportRecord) -> Result<()>;
+    /// Records what the running step `id` has done so far (its statistics and notes, as
+    /// `run_finish` would store them), outside the step's transaction: when the process dies
+    /// mid-step, the step is recorded as interrupted with how long it ran and these counts,
+    /// as of its last report, and a running step is shown with them. Called often (every
+    /// thousand objects or so); a store keeps only the last.
+    fn run_progress(&mut self, _id: RunId, _stats: &serde_json::Value) -> Result<()> {
+        Ok(())
+    }
     /// Marks runs still recorded as running as interrupted (their process died; their step was
     /// rolled back). Called by a process that holds the runner lock, so none is really running.
     fn mark_interrupted(&mut self) -> Result<u64>;

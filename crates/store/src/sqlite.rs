@@ -88,6 +88,9 @@ pub struct SqliteStore {
     checkpointer: Option<Checkpointer>,
     /// Starts writing the log to disk while a long step is still filling it (file stores only).
     writeback: Option<Writeback>,
+    /// Keeps the running step's progress beside the store, outside its transaction (file
+    /// stores only).
+    heartbeat: Option<crate::progress::Heartbeat>,
 }
 
 /// Starts the kernel writing the write-ahead log to disk while a long step (a first import, a
@@ -354,6 +357,9 @@ impl SqliteStore {
                 .conn
                 .pragma_update(None, "wal_autocheckpoint", 65536)?;
         }
+        let mut progress = path.as_os_str().to_owned();
+        progress.push(".progress");
+        store.heartbeat = Some(crate::progress::Heartbeat::new(progress.into()));
         Ok(store)
     }
 
@@ -423,6 +429,7 @@ impl SqliteStore {
             seen: Default::default(),
             checkpointer: None,
             writeback: None,
+            heartbeat: None,
         })
     }
 
@@ -1194,6 +1201,13 @@ impl ConnectorSpaces for SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// The progress file's content, when there is one.
+    fn progress(&self) -> Option<crate::progress::Progress> {
+        crate::progress::Progress::read(self.heartbeat.as_ref()?.path())
+    }
+}
+
 fn filtered_from_row(r: &Row<'_>) -> rusqlite::Result<FilteredObject> {
     Ok(FilteredObject {
         connector: ConnectorId::new(r.get::<_, String>(0)?),
@@ -1381,7 +1395,18 @@ impl Runs for SqliteStore {
             "INSERT INTO run(step, connector, started_at, status) VALUES (?1, ?2, ?3, 'running')",
             params![step, connector.map(ConnectorId::as_str), now()],
         )?;
-        Ok(RunId(self.conn.last_insert_rowid()))
+        let id = RunId(self.conn.last_insert_rowid());
+        if let Some(h) = &mut self.heartbeat {
+            h.start(id);
+        }
+        Ok(id)
+    }
+
+    fn run_progress(&mut self, id: RunId, stats: &serde_json::Value) -> Result<()> {
+        if let Some(h) = &self.heartbeat {
+            h.report(id, stats);
+        }
+        Ok(())
     }
 
     fn run_finish(
@@ -1406,6 +1431,9 @@ impl Runs for SqliteStore {
             }
         }
         tx.commit()?;
+        if let Some(h) = &self.heartbeat {
+            h.finish(id);
+        }
         Ok(())
     }
 
@@ -1429,16 +1457,48 @@ impl Runs for SqliteStore {
                 message: r.get(7)?,
             })
         })?;
-        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        let mut runs = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+        // A running step is shown with its last progress (as of when it was written).
+        if runs.iter().any(|r| r.status == "running") {
+            if let Some(p) = self.progress() {
+                for r in runs.iter_mut().filter(|r| r.status == "running") {
+                    if r.id.0 == p.run {
+                        r.stats = p.as_stats();
+                    }
+                }
+            }
+        }
+        Ok(runs)
     }
 
     fn mark_interrupted(&mut self) -> Result<u64> {
-        let n = self.conn.execute(
+        let mut n = 0;
+        // The step whose process wrote the last progress: how long it ran and what it had done
+        // by then, kept as its statistics (marked as not committed).
+        if let Some(p) = self.progress() {
+            let since = chrono::DateTime::from_timestamp(p.at, 0)
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                .unwrap_or_default();
+            let message = format!(
+                "the process ended before the step finished (killed or crashed), after it had run {:.1} s; \
+                 the step was rolled back, nothing it did was kept: its statistics are as of its last progress report, at {since}",
+                p.seconds
+            );
+            n += self.conn.execute(
+                "UPDATE run SET status = 'interrupted', finished_at = ?2, stats = ?3, message = ?4 \
+                 WHERE id = ?1 AND status = 'running'",
+                params![p.run, p.at, p.as_stats().to_string(), message],
+            )?;
+        }
+        n += self.conn.execute(
             "UPDATE run SET status = 'interrupted', finished_at = ?1, \
              message = 'the process ended before the step finished (killed or crashed); the step was rolled back' \
              WHERE status = 'running'",
             [now()],
         )?;
+        if let Some(h) = &self.heartbeat {
+            let _ = std::fs::remove_file(h.path());
+        }
         Ok(n as u64)
     }
 
