@@ -584,13 +584,6 @@ fn a_singer_tap_from_pypi_augments_directory_people_keyed_domain_backslash_user(
     let venv = singer_venv();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let mut ldif = String::new();
-    for (i, uid) in ["alice", "bob", "carol"].iter().enumerate() {
-        ldif.push_str(&format!(
-            "dn: uid={uid},ou=People,dc=example,dc=test\nobjectClass: inetOrgPerson\nentryUUID: 00000000-0000-0000-0000-00000000000{i}\nuid: {uid}\ncn: {uid}\nsn: {uid}\n\n"
-        ));
-    }
-    std::fs::write(dir.join("directory.ldif"), ldif).unwrap();
     std::fs::write(
         dir.join("hr.jsonl"),
         "{\"id\": \"E1\", \"account\": \"EXAMPLE\\\\Alice\", \"department\": \"Payroll\", \"hired\": \"2020-01-01T00:00:00Z\", \"grade\": 7}\n\
@@ -604,6 +597,54 @@ fn a_singer_tap_from_pypi_augments_directory_people_keyed_domain_backslash_user(
             .to_string(),
     )
     .unwrap();
+    let config = singer_config(dir, &venv.join("bin/tap-jsonl"));
+    let report = cycle(&config, "full-cycle");
+    let people: Vec<Json> = dump(&config)
+        .lines()
+        .map(|l| serde_json::from_str::<Json>(l).unwrap())
+        .filter(|o| o["kind"] == "mv")
+        .collect();
+    assert_eq!(people.len(), 3, "HR creates no one: {people:#?}");
+    let person = |uid: &str| {
+        people
+            .iter()
+            .find(|p| p["attributes"]["uid"][0] == uid)
+            .unwrap_or_else(|| panic!("no {uid} in {people:#?}"))
+            .clone()
+    };
+    assert_eq!(
+        person("alice")["attributes"]["department"][0],
+        "Payroll",
+        "{report:#}"
+    );
+    assert_eq!(person("bob")["attributes"]["department"][0], "IT");
+    assert!(person("carol")["attributes"]["department"].is_null());
+    let hired = &person("alice")["attributes"]["hired"][0];
+    assert_eq!(hired, "1577836800", "2020-01-01T00:00:00Z as a timestamp");
+
+    // The tap's last STATE is the watermark; the delta import hands it back (--state).
+    let delta = run_ok(
+        idsync()
+            .args(["--json", "run", "delta-import", "--connector", "hr", "-c"])
+            .arg(&config),
+    );
+    let delta: Json = serde_json::from_str(&delta).unwrap();
+    assert!(
+        delta["notes"].to_string().contains("singer state"),
+        "{delta:#}"
+    );
+}
+
+/// An LDIF directory of alice, bob and carol, augmented by the tap (config `tap-config.json`,
+/// stream `employees`) joined by `DOMAIN\\user` accounts.
+fn singer_config(dir: &Path, tap: &Path) -> PathBuf {
+    let mut ldif = String::new();
+    for (i, uid) in ["alice", "bob", "carol"].iter().enumerate() {
+        ldif.push_str(&format!(
+            "dn: uid={uid},ou=People,dc=example,dc=test\nobjectClass: inetOrgPerson\nentryUUID: 00000000-0000-0000-0000-00000000000{i}\nuid: {uid}\ncn: {uid}\nsn: {uid}\n\n"
+        ));
+    }
+    std::fs::write(dir.join("directory.ldif"), ldif).unwrap();
     let config = dir.join("idsync.toml");
     std::fs::write(
         &config,
@@ -655,11 +696,53 @@ connector = "hr"
 mv = "hired"
 cs = "hired"
 "#,
-            tap = venv.join("bin/tap-jsonl").display()
+            tap = tap.display()
         ),
     )
     .unwrap();
+    config
+}
 
+/// Issue 21 item 6: `tap-spreadsheets` from PyPI (its own venv, target/sheets-venv: its
+/// Singer SDK conflicts with tap-jsonl's) reads an `.xlsx` HR sheet made here with openpyxl,
+/// augmenting the directory's people in a full cycle; the second run, handed the tap's STATE,
+/// reads nothing, since the sheet did not change.
+#[test]
+fn a_singer_spreadsheet_tap_reads_an_xlsx_hr_sheet_and_its_state_makes_the_next_run_incremental() {
+    let venv = std::env::var_os("IDSYNC_SHEETS_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("target/sheets-venv"));
+    assert!(
+        venv.join("bin/tap-spreadsheets").exists(),
+        "no tap-spreadsheets in {} (scripts/test installs it)",
+        venv.display()
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let sheet = dir.join("hr.xlsx");
+    let made = std::process::Command::new(venv.join("bin/python"))
+        .arg("-c")
+        .arg(
+            "import openpyxl, sys\n\
+             wb = openpyxl.Workbook(); ws = wb.active; ws.title = 'HR'\n\
+             ws.append(['id', 'account', 'department'])\n\
+             ws.append(['E1', 'EXAMPLE\\\\Alice', 'Payroll'])\n\
+             ws.append(['E2', 'EXAMPLE\\\\bob', 'IT'])\n\
+             ws.append(['E9', 'EXAMPLE\\\\nobody', 'Ghosts'])\n\
+             wb.save(sys.argv[1])\n",
+        )
+        .arg(&sheet)
+        .status()
+        .unwrap();
+    assert!(made.success(), "openpyxl makes the sheet");
+    std::fs::write(
+        dir.join("tap-config.json"),
+        serde_json::json!({"files": [{"path": sheet, "format": "excel", "worksheet": "HR",
+            "table_name": "employees", "primary_keys": ["id"]}]})
+        .to_string(),
+    )
+    .unwrap();
+    let config = singer_config(dir, &venv.join("bin/tap-spreadsheets"));
     let report = cycle(&config, "full-cycle");
     let people: Vec<Json> = dump(&config)
         .lines()
@@ -667,32 +750,28 @@ cs = "hired"
         .filter(|o| o["kind"] == "mv")
         .collect();
     assert_eq!(people.len(), 3, "HR creates no one: {people:#?}");
-    let person = |uid: &str| {
+    let department = |uid: &str| {
         people
             .iter()
             .find(|p| p["attributes"]["uid"][0] == uid)
-            .unwrap_or_else(|| panic!("no {uid} in {people:#?}"))
-            .clone()
+            .map(|p| p["attributes"]["department"][0].clone())
     };
     assert_eq!(
-        person("alice")["attributes"]["department"][0],
-        "Payroll",
+        department("alice"),
+        Some(Json::from("Payroll")),
         "{report:#}"
     );
-    assert_eq!(person("bob")["attributes"]["department"][0], "IT");
-    assert!(person("carol")["attributes"]["department"].is_null());
-    let hired = &person("alice")["attributes"]["hired"][0];
-    assert_eq!(hired, "1577836800", "2020-01-01T00:00:00Z as a timestamp");
+    assert_eq!(department("bob"), Some(Json::from("IT")));
+    assert_eq!(department("carol"), Some(Json::Null));
 
-    // The tap's last STATE is the watermark; the delta import hands it back (--state).
     let delta = run_ok(
         idsync()
             .args(["--json", "run", "delta-import", "--connector", "hr", "-c"])
             .arg(&config),
     );
     let delta: Json = serde_json::from_str(&delta).unwrap();
-    assert!(
-        delta["notes"].to_string().contains("singer state"),
-        "{delta:#}"
+    assert_eq!(
+        delta["stats"]["read"], 0,
+        "the unchanged sheet reads nothing: {delta:#}"
     );
 }
