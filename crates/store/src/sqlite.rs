@@ -2006,6 +2006,45 @@ mod tests {
         assert_eq!(s.filtered_find(&c, again.dn.as_str()).unwrap(), None);
     }
 
+    /// Issue 22 item 16: a running step's progress is kept beside the store, outside its
+    /// transaction; a step that never finished is recorded as interrupted with it, and a step
+    /// that finished leaves none.
+    #[test]
+    fn a_step_that_never_finished_is_marked_interrupted_with_its_last_progress() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("idsync.db");
+        let progress = dir.path().join("idsync.db.progress");
+        let mut s = SqliteStore::open(&p).unwrap();
+        let done = s.run_start("full-import", None).unwrap();
+        assert!(progress.exists());
+        s.run_finish(done, "success", &serde_json::json!({}), None, &[])
+            .unwrap();
+        assert!(!progress.exists());
+        let run = s.run_start("full-sync", None).unwrap();
+        s.begin().unwrap();
+        s.run_progress(run, &serde_json::json!({"stats": {"read": 7}}))
+            .unwrap();
+        // The process ends mid-step: its transaction is gone, its progress file is not.
+        drop(s);
+        assert!(progress.exists());
+        let mut s = SqliteStore::open(&p).unwrap();
+        let live = s.runs(1).unwrap().remove(0);
+        assert_eq!(live.status, "running");
+        assert_eq!(live.stats["committed"], false, "{:?}", live.stats);
+        assert_eq!(s.mark_interrupted().unwrap(), 1);
+        let r = s.runs(1).unwrap().remove(0);
+        assert_eq!((r.id, r.status.as_str()), (run, "interrupted"));
+        assert_eq!(r.finished_at, r.stats["as_of"].as_i64(), "{:?}", r.stats);
+        assert!(r.stats["seconds"].as_f64().is_some(), "{:?}", r.stats);
+        assert!(
+            r.message
+                .as_deref()
+                .is_some_and(|m| m.contains("as of its last progress report")),
+            "{r:?}"
+        );
+        assert!(!progress.exists());
+    }
+
     #[test]
     fn a_long_step_starts_writing_the_log_before_it_commits() {
         let dir = tempfile::tempdir().unwrap();
