@@ -51,11 +51,11 @@ impl<S: Store> Engine<S> {
         let mut steps = Vec::new();
         for c in &order {
             if self.can_import(c)? {
-                steps.push(self.run_step(import, c.as_str())?);
+                steps.push(self.cycle_step(import, c.as_str())?);
             }
         }
         for c in &order {
-            steps.push(self.run_step(sync, c.as_str())?);
+            steps.push(self.cycle_step(sync, c.as_str())?);
         }
         let mut passes = 0;
         let mut bound_reached = false;
@@ -64,7 +64,7 @@ impl<S: Store> Engine<S> {
                 let mut exported = Vec::new();
                 for c in &order {
                     if self.store.cs_pending_export_count(c)? > 0 {
-                        let r = self.run_step(Step::Export, c.as_str())?;
+                        let r = self.cycle_step(Step::Export, c.as_str())?;
                         let any = r.stats.exported > 0;
                         steps.push(r);
                         if any {
@@ -87,13 +87,13 @@ impl<S: Store> Engine<S> {
                         _ => Step::FullImport,
                     };
                     self.confirming = true;
-                    let r = self.run_step(confirm, c.as_str());
+                    let r = self.cycle_step(confirm, c.as_str());
                     self.confirming = false;
                     steps.push(r?);
                 }
                 for c in &order {
                     if self.store.cs_pending_import_count(c)? > 0 {
-                        steps.push(self.run_step(Step::DeltaSync, c.as_str())?);
+                        steps.push(self.cycle_step(Step::DeltaSync, c.as_str())?);
                     }
                 }
                 if passes >= self.rules.max_passes {
@@ -110,6 +110,14 @@ impl<S: Store> Engine<S> {
             pending_exports_left: self.pending_exports()?,
             seconds: started.elapsed().as_secs_f64(),
         })
+    }
+
+    /// One step of a cycle, unless a stop was asked for (see `Options::stop`).
+    fn cycle_step(&mut self, step: Step, connector: &str) -> Result<StepReport> {
+        if self.options.stop_requested() {
+            return Err(crate::Error::StopRequested);
+        }
+        self.run_step(step, connector)
     }
 
     fn can_import(&mut self, c: &ConnectorId) -> Result<bool> {

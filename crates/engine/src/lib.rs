@@ -46,6 +46,10 @@ pub enum Error {
         why: String,
         sample: String,
     },
+    /// [`Options::stop`] was set: a cycle stops between two steps (each step before it
+    /// committed whole), so a process asked to end finishes nothing half-way.
+    #[error("stopped between steps: the process was asked to end (the steps done are kept; the next run goes on)")]
+    StopRequested,
     #[error("{step} of `{connector}` stopped: {message}")]
     Stopped {
         step: String,
@@ -136,6 +140,18 @@ pub struct Options {
     pub allow_deletes: Option<u64>,
     /// Retry failed exports now, not waiting for their backoff.
     pub retry_now: bool,
+    /// When set (a service got SIGTERM), a cycle starts no further step: the step in progress
+    /// completes or rolls back as always, and the cycle returns [`Error::StopRequested`].
+    pub stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+}
+
+impl Options {
+    /// Whether a stop was asked for (see [`Options::stop`]).
+    pub fn stop_requested(&self) -> bool {
+        self.stop
+            .as_ref()
+            .is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst))
+    }
 }
 
 /// Opens a connector of a configured type: (name, type, settings, base directory). The binary

@@ -44,6 +44,71 @@ pub struct Config {
     pub safety: SafetyConfig,
     #[serde(default)]
     pub retry: RetryConfig,
+    /// When the service (`idsync service`) runs what, by itself.
+    #[serde(default, rename = "schedule")]
+    pub schedules: Vec<Spanned<ScheduleConfig>>,
+    /// Named, ordered lists of steps with optional hooks.
+    #[serde(default, rename = "run_profile")]
+    pub run_profiles: Vec<Spanned<RunProfileConfig>>,
+}
+
+/// One `[[schedule]]`: what to run (`full-cycle`, `delta-cycle` or a run profile's name) and
+/// when (`every = "30m"`, or `cron = "*/30 * * * *"` in `time_zone`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleConfig {
+    /// Names the schedule in logs and history; defaults to what it runs.
+    pub name: Option<Spanned<String>>,
+    pub run: Spanned<String>,
+    pub every: Option<Spanned<String>>,
+    pub cron: Option<Spanned<String>>,
+    /// An IANA time zone name for `cron` (`Europe/Paris`); UTC by default.
+    pub time_zone: Option<Spanned<String>>,
+    /// Import and sync only, export nothing.
+    #[serde(default)]
+    pub staging: bool,
+    /// What a due time that passes while a run is still going does: `skip` it, or `wait` and
+    /// run once the run ends.
+    #[serde(default)]
+    pub overlap: Overlap,
+    /// The delay before a failed run is tried again (doubling with each failure up to
+    /// `retry_max`); 30s and 1h by default.
+    pub retry: Option<Spanned<String>>,
+    pub retry_max: Option<Spanned<String>>,
+    /// Whether a run missed while the service was down is made up by one run at start.
+    #[serde(default = "yes")]
+    pub catch_up: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Overlap {
+    #[default]
+    Skip,
+    Wait,
+}
+
+/// One `[[run_profile]]`: a name and its steps in order.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunProfileConfig {
+    pub name: Spanned<String>,
+    #[serde(default, rename = "step")]
+    pub steps: Vec<Spanned<ProfileStepConfig>>,
+}
+
+/// One step of a run profile, with optional hooks (shell commands run before and after it).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileStepConfig {
+    pub connector: Spanned<String>,
+    pub step: Spanned<String>,
+    pub before: Option<String>,
+    pub after: Option<String>,
 }
 
 /// Export retries: an object whose export failed is tried again by a later export, after a

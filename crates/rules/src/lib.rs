@@ -8,10 +8,12 @@
 
 pub mod config;
 pub mod expr;
+pub mod schedule;
 mod template;
 
-pub use config::{Config, ConfigError, DeprovisionAction, Normalize, Role};
+pub use config::{Config, ConfigError, DeprovisionAction, Normalize, Overlap, Role};
 pub use expr::{Expr, Vars};
+pub use schedule::{Cycle, ProfileStep, RunProfile, RunTarget, Schedule, When};
 pub use template::{escape_rdn_value, render_template};
 
 use idsync_model::{Attributes, ConnectorId, CsEntry, ObjectTypeName, Value};
@@ -154,6 +156,8 @@ pub struct Rules {
     pub store_path: String,
     pub safety: config::SafetyConfig,
     pub retry: config::RetryConfig,
+    pub schedules: Vec<Schedule>,
+    pub run_profiles: Vec<RunProfile>,
     sync_version: String,
 }
 
@@ -465,6 +469,8 @@ impl Rules {
             precedence.insert(attr.to_ascii_lowercase(), ids);
         }
 
+        let (schedules, run_profiles) = schedule::compile(&cx, config, &connectors)?;
+
         let sync_version = hash_of(&[
             &json(
                 &config
@@ -526,8 +532,14 @@ impl Rules {
             store_path: config.store.path.clone(),
             safety: config.safety,
             retry: config.retry,
+            schedules,
+            run_profiles,
             sync_version,
         })
+    }
+
+    pub fn run_profile(&self, name: &str) -> Option<&RunProfile> {
+        self.run_profiles.iter().find(|p| p.name == name)
     }
 
     pub fn connector(&self, name: &str) -> Option<&ConnectorRules> {

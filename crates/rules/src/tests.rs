@@ -170,3 +170,89 @@ fn an_inline_secret_is_refused_without_echoing_it() {
     );
     assert!(Rules::load(&ok, "c.toml").is_ok());
 }
+
+/// The line of `needle` in `src` (1-based).
+fn line_of(src: &str, needle: &str) -> usize {
+    src.lines().position(|l| l.contains(needle)).unwrap() + 1
+}
+
+#[test]
+fn schedules_and_run_profiles_compile() {
+    let src = format!(
+        r#"{BASE}
+[[run_profile]]
+name = "hr-then-directory"
+[[run_profile.step]]
+connector = "hr"
+step = "delta-import"
+after = "echo done"
+[[run_profile.step]]
+connector = "directory"
+step = "full-sync"
+
+[[schedule]]
+run = "delta-cycle"
+every = "30m"
+
+[[schedule]]
+name = "nightly"
+run = "hr-then-directory"
+cron = "0 2 * * *"
+time_zone = "Europe/Paris"
+staging = true
+overlap = "wait"
+retry = "1m"
+"#
+    );
+    let r = Rules::load(&src, "t.toml").unwrap();
+    assert_eq!(r.run_profiles.len(), 1);
+    let p = r.run_profile("hr-then-directory").unwrap();
+    assert_eq!(p.steps[0].step, "delta-import");
+    assert_eq!(p.steps[0].after.as_deref(), Some("echo done"));
+    assert_eq!(r.schedules[0].name, "delta-cycle");
+    assert!(matches!(r.schedules[0].when, When::Every(d) if d.as_secs() == 1800));
+    assert_eq!(r.schedules[0].run, RunTarget::Cycle(Cycle::Delta));
+    let n = &r.schedules[1];
+    assert_eq!(n.run, RunTarget::Profile("hr-then-directory".into()));
+    assert!(n.staging && n.overlap == Overlap::Wait);
+    assert!(matches!(&n.when, When::Cron { zone, .. } if *zone == chrono_tz::Europe::Paris));
+    // Backoff doubles from `retry` up to `retry_max` (1h by default).
+    assert_eq!(n.retry_delay(1).as_secs(), 60);
+    assert_eq!(n.retry_delay(3).as_secs(), 240);
+    assert_eq!(n.retry_delay(30).as_secs(), 3600);
+}
+
+#[test]
+fn a_bad_schedule_or_run_profile_names_the_line_of_its_key() {
+    let cases = [
+        ("[[schedule]]\nrun = \"delta-cycle\"\nevery = \"soon\"\n", "every", "not a duration"),
+        ("[[schedule]]\nrun = \"delta-cycle\"\ncron = \"61 * * * *\"\n", "cron", "not a cron expression"),
+        (
+            "[[schedule]]\nrun = \"delta-cycle\"\ncron = \"0 2 * * *\"\ntime_zone = \"Mars/Olympus\"\n",
+            "time_zone",
+            "IANA",
+        ),
+        ("[[schedule]]\nrun = \"weekly\"\nevery = \"1h\"\n", "run =", "neither"),
+        (
+            "[[run_profile]]\nname = \"p\"\n[[run_profile.step]]\nconnector = \"nowhere\"\nstep = \"export\"\n",
+            "nowhere",
+            "unknown connector",
+        ),
+        (
+            "[[run_profile]]\nname = \"p\"\n[[run_profile.step]]\nconnector = \"hr\"\nstep = \"sync\"\n",
+            "step =",
+            "unknown step",
+        ),
+        ("[[run_profile]]\nname = \"full-cycle\"\nstep = []\n", "name =", "built-in"),
+    ];
+    for (tail, key, says) in cases {
+        let src = format!("{BASE}\n{tail}");
+        let e = Rules::load(&src, "t.toml").unwrap_err();
+        assert_eq!(
+            e.line,
+            line_of(&src[BASE.len()..], key) + BASE.lines().count(),
+            "{e}"
+        );
+        assert!(e.message.contains(says), "{e}");
+    }
+}

@@ -270,6 +270,15 @@ pub trait ConnectorState {
     fn state_set(&mut self, connector: &ConnectorId, key: &str, value: Option<&str>) -> Result<()>;
 }
 
+/// The service's own state (the schedule paused or not, each schedule's last due time and
+/// failures in a row), kept in the store so a command (`idsync schedule pause`) and the service
+/// see the same. Written outside step transactions; not part of [`Store`]: the engine never
+/// reads it.
+pub trait ServiceState {
+    fn service_get(&mut self, key: &str) -> Result<Option<String>>;
+    fn service_set(&mut self, key: &str, value: Option<&str>) -> Result<()>;
+}
+
 /// One run of a step, as history keeps it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunRecord {

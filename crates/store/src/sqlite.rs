@@ -3,7 +3,7 @@
 use crate::{
     now, Blobs, ConnectorSpaces, ConnectorState, CsCounts, CsFilter, CsLink, CsState, Error,
     ExportRecord, ExportRetries, FilteredObject, Metaverse, ObjectError, Result, RunRecord, Runs,
-    Transactions,
+    ServiceState, Transactions,
 };
 use idsync_model::{
     content_digest, Anchor, AttributeChange, AttributeDelta, AttributeName, Attributes,
@@ -73,6 +73,7 @@ CREATE TABLE IF NOT EXISTS cs_filtered(connector TEXT NOT NULL, dn_norm TEXT NOT
     anchor TEXT, reason TEXT NOT NULL, run_id INTEGER NOT NULL, at INTEGER NOT NULL,
     PRIMARY KEY(connector, dn_norm)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS cs_filtered_anchor ON cs_filtered(connector, anchor) WHERE anchor IS NOT NULL;
+CREATE TABLE IF NOT EXISTS service_state(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 "#;
 
 pub struct SqliteStore {
@@ -1384,6 +1385,29 @@ impl ConnectorState for SqliteStore {
                 .conn
                 .prepare_cached("DELETE FROM connector_state WHERE connector = ?1 AND key = ?2")?
                 .execute(params![connector.as_str(), key])?,
+        };
+        Ok(())
+    }
+}
+
+impl ServiceState for SqliteStore {
+    fn service_get(&mut self, key: &str) -> Result<Option<String>> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT value FROM service_state WHERE key = ?1")?;
+        Ok(st.query_row([key], |r| r.get(0)).optional()?)
+    }
+
+    fn service_set(&mut self, key: &str, value: Option<&str>) -> Result<()> {
+        match value {
+            Some(v) => self
+                .conn
+                .prepare_cached("INSERT OR REPLACE INTO service_state(key, value) VALUES (?1, ?2)")?
+                .execute(params![key, v])?,
+            None => self
+                .conn
+                .prepare_cached("DELETE FROM service_state WHERE key = ?1")?
+                .execute([key])?,
         };
         Ok(())
     }
