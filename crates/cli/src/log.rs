@@ -43,17 +43,35 @@ fn filter(verbose: u8) -> (EnvFilter, Option<String>) {
     )
 }
 
-/// Installs the subscriber for this process (once, first thing in `main`).
-pub fn init(verbose: u8) {
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// One line of text per event.
+    Text,
+    /// One JSON object per line (timestamp, level, target, message and fields), for a log
+    /// collector.
+    Json,
+}
+
+/// Installs the subscriber for this process (once, first thing in `main`). A service
+/// (`timestamps`) logs with times and at info by default.
+pub fn init(verbose: u8, format: Format, timestamps: bool) {
     use std::io::IsTerminal;
     let (filter, note) = filter(verbose);
-    let installed = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .without_time()
-        .with_target(verbose > 0)
-        .try_init();
+        .with_target(verbose > 0 || format == Format::Json);
+    let installed = match (format, timestamps) {
+        (Format::Json, _) => builder.json().try_init(),
+        (Format::Text, true) => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+        (Format::Text, false) => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .without_time()
+            .try_init(),
+    };
     if let Some(note) = note {
         tracing::warn!("{note}");
     }

@@ -78,7 +78,8 @@ enum Command {
     },
     /// Run a step on one connector, or a cycle over all.
     Run {
-        /// full-import, delta-import, full-sync, delta-sync, export, full-cycle or delta-cycle.
+        /// full-import, delta-import, full-sync, delta-sync, export, full-cycle, delta-cycle, or
+        /// the name of a `[[run_profile]]`.
         what: String,
         /// The connector (steps only).
         #[arg(long)]
@@ -97,6 +98,20 @@ enum Command {
         /// Retry failed exports now instead of waiting for their backoff.
         #[arg(long)]
         retry_now: bool,
+    },
+    /// Run the configuration's `[[schedule]]`s unattended, one run at a time, until SIGTERM or
+    /// SIGINT (the step in progress completes; a second signal ends at once, rolling it back).
+    /// Holds the store's runner lock while it runs. Logs on stderr, at info by default.
+    Service {
+        /// Log lines as text, or as JSON objects one a line.
+        #[arg(long, value_enum, default_value = "text")]
+        log_format: log::Format,
+    },
+    /// Pause or resume the service's schedule (kept in the store: a running service sees it),
+    /// or show each schedule's state.
+    Schedule {
+        #[command(subcommand)]
+        action: ScheduleAction,
     },
     /// Show every pending export, attribute by attribute, without sending anything.
     Plan {
@@ -166,6 +181,16 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum ScheduleAction {
+    /// No scheduled run starts until `resume` (a run in progress goes on).
+    Pause,
+    /// Scheduled runs start again; those due while paused are not made up.
+    Resume,
+    /// Paused or not, and each schedule: what it runs, when, its last run and its next.
+    Status,
+}
+
 fn main() {
     // Known before parsing, so bad usage under `--json` is answered in JSON too.
     let json = std::env::args_os().any(|a| a == "--json");
@@ -178,7 +203,12 @@ fn main() {
         }
         Err(e) => e.exit(),
     };
-    log::init(cli.verbose);
+    match &cli.command {
+        Command::Service { log_format } => {
+            log::init(cli.verbose.saturating_add(1), *log_format, true)
+        }
+        _ => log::init(cli.verbose, log::Format::Text, false),
+    }
     if !matches!(cli.command, Command::Serve { .. }) {
         quiet_on_closed_stdout();
     }
@@ -262,12 +292,51 @@ fn load_rules(config: &Path) -> Result<(Rules, PathBuf)> {
     let text = std::fs::read_to_string(config)
         .with_context(|| format!("cannot read the configuration file {}", config.display()))?;
     let rules = Rules::load(&text, &config.display().to_string())?;
-    let base = config
+    Ok((rules, config_dir(config)))
+}
+
+/// The configuration's directory: relative paths in it (and hooks) start there.
+fn config_dir(config: &Path) -> PathBuf {
+    config
         .parent()
         .map(Path::to_path_buf)
         .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or_else(|| PathBuf::from("."));
-    Ok((rules, base))
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// `idsync run PROFILE`: the run profile's steps and hooks, as one run in history.
+fn run_profile(
+    engine: &mut Engine<SqliteStore>,
+    config: &Path,
+    profile: &idsync_rules::RunProfile,
+    as_json: bool,
+) -> Result<()> {
+    let stop = idsync_service::install_signal_handlers()?;
+    engine.options.stop = Some(std::sync::Arc::clone(&stop));
+    let run = engine
+        .store
+        .run_start(&format!("run-profile:{}", profile.name), None)?;
+    let out = idsync_service::run_profile(engine, profile, run.0, &config_dir(config), Some(&stop));
+    let status = out.status();
+    engine
+        .store
+        .run_finish(run, status, &out.stats(), out.error.as_deref(), &[])?;
+    if as_json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "run": run, "profile": profile.name, "status": status,
+                "steps": out.steps, "hooks": out.hooks, "message": out.error,
+            }))?
+        );
+    } else {
+        output::steps(&out.steps);
+        output::errors(&out.steps);
+    }
+    if let Some(m) = out.error {
+        bail!("run profile `{}` (run {run}) {status}: {m}", profile.name);
+    }
+    Ok(())
 }
 
 fn open_with(config: &Path, rules: Rules, base: PathBuf) -> Result<Engine<SqliteStore>> {
@@ -359,6 +428,12 @@ fn run(cli: Cli) -> Result<()> {
             if !cli.json {
                 engine = engine.with_progress(output::progress());
             }
+            if let Some(profile) = engine.rules.run_profile(&what).cloned() {
+                if connector.is_some() {
+                    bail!("run profile `{what}` names its own connectors: drop --connector");
+                }
+                return run_profile(&mut engine, &cli.config, &profile, cli.json);
+            }
             let cycle = match what.as_str() {
                 "full-cycle" => Some(CycleKind::Full),
                 "delta-cycle" => Some(CycleKind::Delta),
@@ -385,6 +460,44 @@ fn run(cli: Cli) -> Result<()> {
             } else {
                 output::steps(std::slice::from_ref(&report));
                 output::errors(std::slice::from_ref(&report));
+            }
+        }
+        Command::Service { .. } => {
+            let stop = idsync_service::install_signal_handlers()?;
+            let what = format!("service -c {}", cli.config.display());
+            let (mut engine, _lock) =
+                open_engine_locked(&cli.config, &what, std::time::Duration::ZERO)?;
+            tracing::info!(config = %cli.config.display(), pid = std::process::id(), schedules = engine.rules.schedules.len(), "service started");
+            idsync_service::Service {
+                engine: &mut engine,
+                dir: config_dir(&cli.config),
+                stop,
+            }
+            .run()?;
+        }
+        Command::Schedule { action } => {
+            let (rules, base) = load_rules(&cli.config)?;
+            let mut store = SqliteStore::open(&base.join(&rules.store_path))?;
+            match action {
+                ScheduleAction::Pause => {
+                    if idsync_service::pause(&mut store)? {
+                        println!("the schedule is paused: no scheduled run starts until `idsync schedule resume`");
+                    } else {
+                        println!("the schedule was paused already");
+                    }
+                }
+                ScheduleAction::Resume => {
+                    if idsync_service::resume(&mut store)? {
+                        println!("the schedule is resumed");
+                    } else {
+                        println!("the schedule was not paused");
+                    }
+                }
+                ScheduleAction::Status => {
+                    let paused = idsync_service::paused(&mut store)?;
+                    let schedules = idsync_service::status(&mut store, &rules.schedules)?;
+                    output::schedule_status(paused.as_deref(), &schedules, cli.json)?;
+                }
             }
         }
         Command::Plan { connector } => {

@@ -763,3 +763,43 @@ pub fn json_error(
     println!("{text}");
     std::process::exit(exit_code);
 }
+
+/// `idsync schedule status`: paused or not, and each schedule's state.
+pub fn schedule_status(
+    paused: Option<&str>,
+    schedules: &[serde_json::Value],
+    as_json: bool,
+) -> Result<()> {
+    if as_json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"paused": paused, "schedules": schedules}))?
+        );
+        return Ok(());
+    }
+    match paused {
+        Some(since) => println!("the schedule is paused (since {since})"),
+        None => println!("the schedule is running"),
+    }
+    let mut t = table(&[
+        "schedule", "runs", "when", "staging", "last due", "failures", "next",
+    ]);
+    let s = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => "-".to_owned(),
+        v => v.to_string(),
+    };
+    for r in schedules {
+        t.add_row(vec![
+            s(&r["schedule"]),
+            s(&r["run"]),
+            s(&r["when"]),
+            s(&r["staging"]),
+            s(&r["last_due"]),
+            s(&r["failures"]),
+            s(&r["next"]),
+        ]);
+    }
+    println!("{t}");
+    Ok(())
+}
