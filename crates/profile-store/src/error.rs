@@ -38,6 +38,8 @@ pub struct ScimError {
     pub status: u16,
     pub scim_type: Option<&'static str>,
     pub detail: String,
+    /// Seconds for a `Retry-After` header (a 503 when the service is busy).
+    pub retry_after: Option<u64>,
 }
 
 impl ScimError {
@@ -46,6 +48,14 @@ impl ScimError {
             status,
             scim_type,
             detail: detail.into(),
+            retry_after: None,
+        }
+    }
+    /// 503: the service cannot take this request now; the client may retry after `secs`.
+    pub fn busy(detail: impl Into<String>, secs: u64) -> Self {
+        ScimError {
+            retry_after: Some(secs),
+            ..Self::new(503, None, detail)
         }
     }
     pub fn bad(scim_type: &'static str, detail: impl Into<String>) -> Self {

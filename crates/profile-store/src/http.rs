@@ -9,7 +9,7 @@ use crate::photo;
 use crate::resource::{apply_patch, non_editable_change, normalize, Doc, Projection};
 use crate::schema::*;
 use crate::storage::{
-    PhotoSize, ProfileStorage, Query as StoreQuery, ReadTx, Stored, TokenKind, WriteTx,
+    PhotoBytes, PhotoSize, ProfileStorage, Query as StoreQuery, ReadTx, Stored, TokenKind, WriteTx,
 };
 use crate::Config;
 use axum::body::Bytes;
@@ -33,6 +33,8 @@ pub struct AppState {
     pub storage: Arc<dyn ProfileStorage>,
     pub schemas: Arc<Schemas>,
     pub config: Arc<Config>,
+    /// The server-wide room for decoding photos.
+    pub decode: Arc<photo::DecodeBudget>,
 }
 
 impl IntoResponse for ScimError {
@@ -46,6 +48,10 @@ impl IntoResponse for ScimError {
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"idsync\""),
             );
+        }
+        if let Some(secs) = self.retry_after {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         r
     }
@@ -1082,15 +1088,19 @@ fn photo_writer(who: &Principal, id: &str) -> Result<(), ScimError> {
     }
 }
 
+/// An upload: checked (token, user, headers) first; then it waits for room in the decode budget
+/// for what its headers declare; then it is decoded completely, its thumbnails made from the
+/// decoded image, and stored.
 async fn put_photo(
     State(s): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Res {
-    blocking(&s, move |s| {
+    let user = id.clone();
+    let (body, declared) = blocking(&s, move |s| {
         let who = principal(s, &headers)?;
-        photo_writer(&who, &id)?;
+        photo_writer(&who, &user)?;
         let body = body.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ScimError::new(
@@ -1107,11 +1117,21 @@ async fn put_photo(
         })?;
         {
             let tx = s.storage.read()?;
-            if tx.get(Kind::User, &id)?.is_none() {
-                return Err(ScimError::not_found(format!("User {id} not found")));
+            if tx.get(Kind::User, &user)?.is_none() {
+                return Err(ScimError::not_found(format!("User {user} not found")));
             }
         }
-        let set = photo::process(&body, &s.config.photos)?;
+        let declared = photo::inspect(&body, &s.config.photos)?;
+        Ok((body, declared))
+    })
+    .await?;
+    let permit = s.decode.acquire(declared.cost).await?;
+    blocking(&s, move |s| {
+        // The permit is held until the decoded image is freed, even when the request has
+        // timed out meanwhile (this closure runs on).
+        let set = photo::process(Vec::from(body), &declared, &s.config.photos);
+        drop(permit);
+        let set = set?;
         let mut tx = s.storage.write()?;
         if tx.get(Kind::User, &id)?.is_none() {
             return Err(ScimError::not_found(format!("User {id} not found")));
@@ -1126,6 +1146,37 @@ async fn put_photo(
         Ok(r)
     })
     .await
+}
+
+/// What the first part of a photo read found.
+enum PhotoRead {
+    Answer(Response),
+    /// A thumbnail of a photo stored before thumbnails were made at upload: made now (once,
+    /// under the decode budget) from the original.
+    Thumbnails {
+        original: PhotoBytes,
+        tag: String,
+    },
+}
+
+fn photo_answer(p: PhotoBytes, tag: &str, not_modified: bool) -> Response {
+    let mut r = if not_modified {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        let mut r = (StatusCode::OK, p.bytes).into_response();
+        if let Ok(h) = HeaderValue::from_str(&p.content_type) {
+            r.headers_mut().insert(header::CONTENT_TYPE, h);
+        }
+        r
+    };
+    if let Ok(h) = HeaderValue::from_str(tag) {
+        r.headers_mut().insert(header::ETAG, h);
+    }
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-cache"),
+    );
+    r
 }
 
 async fn get_photo(
@@ -1147,12 +1198,13 @@ async fn get_photo(
             ))
         }
     };
-    blocking(&s, move |s| {
+    let user = id.clone();
+    let read = blocking(&s, move |s| {
         principal(s, &headers)?;
         let tx = s.storage.read()?;
-        let mut p = tx
-            .photo(&id, size)?
-            .ok_or_else(|| ScimError::not_found(format!("User {id} has no photo")))?;
+        let p = tx
+            .photo(&user, size)?
+            .ok_or_else(|| ScimError::not_found(format!("User {user} has no photo")))?;
         // The thumbnails derive from the original: one ETag per size.
         let tag = match size {
             PhotoSize::Original => format!("\"{}\"", p.hash),
@@ -1167,46 +1219,45 @@ async fn get_photo(
             .and_then(|h| h.to_str().ok());
         let not_modified = inm.is_some_and(|v| etag_matches(v, &tag));
         if !not_modified && size != PhotoSize::Original && p.bytes.is_empty() {
-            // The thumbnails are made on their first read (from the original in this same
-            // snapshot) and kept.
             let original = tx
-                .photo(&id, PhotoSize::Original)?
-                .ok_or_else(|| ScimError::not_found(format!("User {id} has no photo")))?;
-            drop(tx);
-            let thumbs = photo::thumbnails(&original.bytes, &s.config.photos).map_err(|e| {
-                ScimError::internal(format!(
-                    "User {id}: cannot make the photo's thumbnails: {}",
-                    e.detail
-                ))
-            })?;
-            let mut w = s.storage.write()?;
-            w.put_thumbnails(&id, &original.hash, &thumbs)?;
-            w.commit()?;
-            let [small, medium, large] = thumbs;
-            p.bytes = match size {
-                PhotoSize::Small => small,
-                PhotoSize::Medium => medium,
-                _ => large,
-            };
-            p.content_type = photo::THUMBNAIL_TYPE.to_string();
+                .photo(&user, PhotoSize::Original)?
+                .ok_or_else(|| ScimError::not_found(format!("User {user} has no photo")))?;
+            return Ok(PhotoRead::Thumbnails { original, tag });
         }
-        let mut r = if not_modified {
-            StatusCode::NOT_MODIFIED.into_response()
-        } else {
-            let mut r = (StatusCode::OK, p.bytes).into_response();
-            if let Ok(h) = HeaderValue::from_str(&p.content_type) {
-                r.headers_mut().insert(header::CONTENT_TYPE, h);
-            }
-            r
+        Ok(PhotoRead::Answer(photo_answer(p, &tag, not_modified)))
+    })
+    .await?;
+    let (original, tag) = match read {
+        PhotoRead::Answer(r) => return Ok(r),
+        PhotoRead::Thumbnails { original, tag } => (original, tag),
+    };
+    let cannot = |id: &str, e: ScimError| {
+        ScimError::internal(format!(
+            "User {id}: cannot make the photo's thumbnails: {}",
+            e.detail
+        ))
+    };
+    let declared = photo::inspect(&original.bytes, &s.config.photos).map_err(|e| cannot(&id, e))?;
+    let permit = s.decode.acquire(declared.cost).await?;
+    blocking(&s, move |s| {
+        let thumbs = photo::thumbnails(&original.bytes, &declared, &s.config.photos);
+        drop(permit);
+        let thumbs = thumbs.map_err(|e| cannot(&id, e))?;
+        let mut w = s.storage.write()?;
+        w.put_thumbnails(&id, &original.hash, &thumbs)?;
+        w.commit()?;
+        let [small, medium, large] = thumbs;
+        let bytes = match size {
+            PhotoSize::Small => small,
+            PhotoSize::Medium => medium,
+            _ => large,
         };
-        if let Ok(h) = HeaderValue::from_str(&tag) {
-            r.headers_mut().insert(header::ETAG, h);
-        }
-        r.headers_mut().insert(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("private, no-cache"),
-        );
-        Ok(r)
+        let p = PhotoBytes {
+            hash: original.hash,
+            content_type: photo::THUMBNAIL_TYPE.to_string(),
+            bytes,
+        };
+        Ok(photo_answer(p, &tag, false))
     })
     .await
 }

@@ -65,22 +65,33 @@ impl Config {
     }
 
     pub fn parse(text: &str, origin: &str) -> Result<Config> {
-        toml::from_str(text).map_err(|e| {
-            let place = e
-                .span()
-                .map(|s| {
-                    let line = text[..s.start.min(text.len())].matches('\n').count() + 1;
-                    let col = s.start
-                        - text[..s.start.min(text.len())]
-                            .rfind('\n')
-                            .map(|i| i + 1)
-                            .unwrap_or(0)
-                        + 1;
-                    format!("{origin}:{line}:{col}")
-                })
-                .unwrap_or_else(|| origin.to_string());
-            Error::Config(format!("{place}: {}", e.message()))
-        })
+        toml::from_str(text)
+            .map_err(|e| {
+                let place = e
+                    .span()
+                    .map(|s| {
+                        let line = text[..s.start.min(text.len())].matches('\n').count() + 1;
+                        let col = s.start
+                            - text[..s.start.min(text.len())]
+                                .rfind('\n')
+                                .map(|i| i + 1)
+                                .unwrap_or(0)
+                            + 1;
+                        format!("{origin}:{line}:{col}")
+                    })
+                    .unwrap_or_else(|| origin.to_string());
+                Error::Config(format!("{place}: {}", e.message()))
+            })
+            .and_then(|c: Config| {
+                c.check()
+                    .map_err(|e| Error::Config(format!("{origin}: {e}")))?;
+                Ok(c)
+            })
+    }
+
+    /// Settings that cannot work together, named by their keys.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        self.photos.check(self.request_timeout_secs)
     }
 }
 
@@ -135,6 +146,7 @@ impl Drop for Server {
 /// Opens the database and starts the service on its own runtime thread. Port 0 picks a free
 /// port (see `Server::addr`).
 pub fn serve(opts: ServeOptions) -> Result<Server> {
+    opts.config.check().map_err(Error::Config)?;
     let schemas = Arc::new(schema::Schemas::new(&opts.config.property).map_err(Error::Config)?);
     let storage: Arc<dyn ProfileStorage> =
         Arc::new(SqliteStorage::open(&opts.db, schemas.clone())?);
@@ -152,10 +164,12 @@ pub fn serve(opts: ServeOptions) -> Result<Server> {
         addr: opts.listen.to_string(),
         source,
     })?;
+    let decode = Arc::new(photo::DecodeBudget::new(&opts.config.photos));
     let app = http::router(http::AppState {
         storage,
         schemas,
         config: Arc::new(opts.config),
+        decode,
     });
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -61,6 +61,22 @@ impl Fixture {
         )
     }
 
+    /// The profile store's database, opened beside the service.
+    fn db(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(self._dir.path().join("profiles.db")).unwrap()
+    }
+
+    /// The stored sizes of a user's small, medium and large thumbnails.
+    fn thumbnail_lengths(&self, id: &str) -> [i64; 3] {
+        self.db()
+            .query_row(
+                "SELECT length(small), length(medium), length(large) FROM photo WHERE user_id = ?1",
+                [id],
+                |r| Ok([r.get(0)?, r.get(1)?, r.get(2)?]),
+            )
+            .unwrap()
+    }
+
     fn url(&self, path: &str) -> String {
         if path.starts_with("/changes") {
             format!("http://{}{path}", self.server.addr)
@@ -873,6 +889,12 @@ fn photos_thumbnails_and_the_change_feed() {
     assert!(url.ends_with(&format!("/Users/{id}/photo")));
     assert_eq!(after[PROFILE]["photoHash"], hash);
     assert_ne!(after["meta"]["version"], u["meta"]["version"]);
+    // The thumbnails were made by the upload, from the image it decoded: nothing has read
+    // them yet, and they are stored (issue 22 item 4: a thumbnail read decodes nothing).
+    assert_eq!(
+        f.thumbnail_lengths(&id).iter().filter(|&&n| n > 0).count(),
+        3
+    );
     let r = f.http.get(&url).bearer_auth(&f.engine).send().unwrap();
     assert_eq!(r.headers()["content-type"], "image/png");
     assert_eq!(r.bytes().unwrap().as_ref(), &png[..]);
@@ -899,6 +921,31 @@ fn photos_thumbnails_and_the_change_feed() {
         .send()
         .unwrap();
     assert_eq!(r.status(), 304);
+    // A photo stored before thumbnails were made at upload has none: its first thumbnail read
+    // makes and keeps them.
+    f.db()
+        .execute(
+            "UPDATE photo SET small = x'', medium = x'', large = x'' WHERE user_id = ?1",
+            [&id],
+        )
+        .unwrap();
+    let r = f
+        .http
+        .get(format!("{url}?size=medium"))
+        .bearer_auth(&f.engine)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["etag"].to_str().unwrap(),
+        format!("\"{hash}-medium\"")
+    );
+    let img = image::load_from_memory(&r.bytes().unwrap()).unwrap();
+    assert_eq!((img.width(), img.height()), (72, 72));
+    assert_eq!(
+        f.thumbnail_lengths(&id).iter().filter(|&&n| n > 0).count(),
+        3
+    );
 
     // The same bytes again change nothing: no new version, no change in the feed.
     let latest = f.ok("GET", "/changes/latest", None)["cursor"]
