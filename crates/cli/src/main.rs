@@ -150,6 +150,8 @@ enum Command {
         listen: std::net::SocketAddr,
         #[command(flatten)]
         store: serve::StoreArgs,
+        #[command(flatten)]
+        decode: serve::DecodeArgs,
     },
     /// Profile store bearer tokens: create, list, revoke.
     Token {
@@ -532,7 +534,11 @@ fn run(cli: Cli) -> Result<()> {
                 (None, _) => bail!("say which object to show, or --connector NAME --not-joined"),
             }
         }
-        Command::Serve { listen, store } => serve::serve(listen, &store)?,
+        Command::Serve {
+            listen,
+            store,
+            decode,
+        } => serve::serve(listen, &store, &decode)?,
         Command::Token { action } => serve::token(action, cli.json)?,
         Command::Connector {
             action: ConnectorCommand::Check { connector },

@@ -18,6 +18,19 @@ pub struct StoreArgs {
     pub store_config: Option<PathBuf>,
 }
 
+/// `idsync serve`'s photo decoding settings; each overrides the store configuration's.
+#[derive(Args, Clone, Default)]
+pub struct DecodeArgs {
+    /// Memory (MiB) all the photos being decoded at one time may take together; an upload waits
+    /// for room, then is answered 503 (`photos.decode_budget`; default 256 MiB).
+    #[arg(long, value_name = "MIB")]
+    pub photo_decode_budget_mib: Option<u64>,
+    /// Seconds an upload waits for room in the decode budget before 503 with Retry-After
+    /// (`photos.decode_wait_secs`; default 10).
+    #[arg(long, value_name = "SECS")]
+    pub photo_decode_wait_secs: Option<u64>,
+}
+
 #[derive(Subcommand)]
 pub enum TokenCommand {
     /// Create a token and print it (once: only its hash is stored).
@@ -89,8 +102,14 @@ pub(crate) fn open_storage(db: &Path, store_config: Option<&Path>) -> Result<Sql
 }
 
 /// Runs the profile store until the process is stopped.
-pub fn serve(listen: SocketAddr, store: &StoreArgs) -> Result<()> {
-    let config = load_config(store.store_config.as_deref())?;
+pub fn serve(listen: SocketAddr, store: &StoreArgs, decode: &DecodeArgs) -> Result<()> {
+    let mut config = load_config(store.store_config.as_deref())?;
+    if let Some(mib) = decode.photo_decode_budget_mib {
+        config.photos.decode_budget = mib.saturating_mul(1024 * 1024);
+    }
+    if let Some(secs) = decode.photo_decode_wait_secs {
+        config.photos.decode_wait_secs = secs;
+    }
     let server = idsync_profile_store::serve(ServeOptions {
         listen,
         db: store.db.clone(),
