@@ -5,15 +5,10 @@ use crate::output::Zone;
 use anyhow::Result;
 use idsync_engine::Engine;
 use idsync_model::RunId;
-use idsync_store::{Runs, SqliteStore};
+use idsync_store::{AnyStore, Runs};
 use std::io::Write;
 
-pub fn exports(
-    engine: &mut Engine<SqliteStore>,
-    run: i64,
-    as_json: bool,
-    zone: Zone,
-) -> Result<()> {
+pub fn exports(engine: &mut Engine<AnyStore>, run: i64, as_json: bool, zone: Zone) -> Result<()> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut after = 0;

@@ -9,13 +9,13 @@ use anyhow::Result;
 use base64::Engine as _;
 use idsync_engine::Engine;
 use idsync_model::{Attributes, ConnectorId, CsId, MvId, Value};
-use idsync_store::{Blobs, ConnectorSpaces, CsFilter, Metaverse, SqliteStore};
+use idsync_store::{AnyStore, Blobs, ConnectorSpaces, CsFilter, Metaverse};
 use serde_json::json;
 use std::io::Write;
 
 /// How values print: as `show` prints them, or (`binary`) binary values in full.
 struct Values<'a> {
-    binary: Option<&'a mut SqliteStore>,
+    binary: Option<&'a mut AnyStore>,
 }
 
 impl Values<'_> {
@@ -51,7 +51,7 @@ impl Values<'_> {
     }
 }
 
-pub fn dump(engine: &mut Engine<SqliteStore>, binary: bool) -> Result<()> {
+pub fn dump(engine: &mut Engine<AnyStore>, binary: bool) -> Result<()> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut after: Option<MvId> = None;

@@ -21,7 +21,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use idsync_engine::{CycleKind, Engine, Step};
 use idsync_rules::Rules;
-use idsync_store::{RunnerLock, Runs, SqliteStore};
+use idsync_store::{AnyStore, PgLocation, RunnerLock, Runs, StoreLocation};
 use std::path::{Path, PathBuf};
 
 /// mimalloc rather than glibc's malloc: an import allocates each entry on the connection's
@@ -245,7 +245,7 @@ fn quiet_on_closed_stdout() {
 }
 
 /// Loads the configuration and opens the store it names.
-pub(crate) fn open_engine(config: &Path) -> Result<Engine<SqliteStore>> {
+pub(crate) fn open_engine(config: &Path) -> Result<Engine<AnyStore>> {
     let (rules, base) = load_rules(config)?;
     open_with(config, rules, base)
 }
@@ -256,9 +256,9 @@ pub(crate) fn open_engine_locked(
     config: &Path,
     what: &str,
     wait: std::time::Duration,
-) -> Result<(Engine<SqliteStore>, RunnerLock)> {
+) -> Result<(Engine<AnyStore>, RunnerLock)> {
     let (rules, base) = load_rules(config)?;
-    let lock = RunnerLock::acquire(&base.join(&rules.store_path), what, wait)?;
+    let lock = RunnerLock::acquire_for(&store_location(config, &rules, &base)?, what, wait)?;
     let mut engine = open_with(config, rules, base)?;
     let interrupted = engine.store.mark_interrupted()?;
     if interrupted > 0 {
@@ -271,13 +271,13 @@ pub(crate) fn open_engine_locked(
 /// (their process died): marked so now, with how long they ran and their last counts, as the
 /// next run would mark them. The lock is taken only when such a step is recorded, and only if
 /// it is free, for as long as the marking takes: a running run is never touched.
-fn settle_dead_runs(config: &Path, engine: &mut Engine<SqliteStore>) -> Result<()> {
+fn settle_dead_runs(config: &Path, engine: &mut Engine<AnyStore>) -> Result<()> {
     if !engine.store.runs(20)?.iter().any(|r| r.status == "running") {
         return Ok(());
     }
     let (rules, base) = load_rules(config)?;
-    let Ok(_lock) = RunnerLock::acquire(
-        &base.join(&rules.store_path),
+    let Ok(_lock) = RunnerLock::acquire_for(
+        &store_location(config, &rules, &base)?,
         "history",
         std::time::Duration::ZERO,
     ) else {
@@ -308,7 +308,7 @@ fn config_dir(config: &Path) -> PathBuf {
 
 /// `idsync run PROFILE`: the run profile's steps and hooks, as one run in history.
 fn run_profile(
-    engine: &mut Engine<SqliteStore>,
+    engine: &mut Engine<AnyStore>,
     config: &Path,
     profile: &idsync_rules::RunProfile,
     as_json: bool,
@@ -341,8 +341,31 @@ fn run_profile(
     Ok(())
 }
 
-fn open_with(config: &Path, rules: Rules, base: PathBuf) -> Result<Engine<SqliteStore>> {
-    let store = SqliteStore::open(&base.join(&rules.store_path))?;
+/// Where the configuration's store is: its SQLite file, or its PostgreSQL database with the
+/// password read from where the configuration says it is.
+pub(crate) fn store_location(config: &Path, rules: &Rules, base: &Path) -> Result<StoreLocation> {
+    Ok(match &rules.store {
+        idsync_rules::StoreSetting::File(path) => StoreLocation::File(base.join(path)),
+        idsync_rules::StoreSetting::Postgres { url, password } => {
+            let password = match password {
+                Some(reference) => Some(
+                    idsync_connectors::resolve_secret(reference, base)
+                        .map_err(|e| anyhow::anyhow!("{}: store password: {e}", config.display()))?
+                        .expose()
+                        .to_owned(),
+                ),
+                None => None,
+            };
+            StoreLocation::Postgres(PgLocation {
+                url: url.clone(),
+                password,
+            })
+        }
+    })
+}
+
+fn open_with(config: &Path, rules: Rules, base: PathBuf) -> Result<Engine<AnyStore>> {
+    let store = AnyStore::open(&store_location(config, &rules, &base)?)?;
     let mut engine = Engine::new(rules, store, base).with_opener(idsync_connectors_all::open);
     if let Some((line, message)) = engine.check_connectors().into_iter().next() {
         return Err(idsync_rules::ConfigError {
@@ -479,7 +502,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Schedule { action } => {
             let (rules, base) = load_rules(&cli.config)?;
-            let mut store = SqliteStore::open(&base.join(&rules.store_path))?;
+            let mut store = AnyStore::open(&store_location(&cli.config, &rules, &base)?)?;
             match action {
                 ScheduleAction::Pause => {
                     if idsync_service::pause(&mut store)? {

@@ -7,7 +7,7 @@ use idsync_model::{
     AttributeChange, Attributes, ConnectorId, CsId, CsObject, MvId, PendingExport, Reference,
     RunId, Value,
 };
-use idsync_store::{ConnectorSpaces, CsFilter, Metaverse, Runs, SqliteStore};
+use idsync_store::{AnyStore, ConnectorSpaces, CsFilter, Metaverse, Runs};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use std::io::IsTerminal;
@@ -174,7 +174,7 @@ pub fn errors(reports: &[StepReport]) {
     }
 }
 
-pub fn cycle(report: &CycleReport, engine: &mut Engine<SqliteStore>) -> Result<()> {
+pub fn cycle(report: &CycleReport, engine: &mut Engine<AnyStore>) -> Result<()> {
     println!(
         "{} cycle: {} steps, {} export pass(es), {:.2} s",
         match report.kind {
@@ -244,7 +244,7 @@ fn json_values(vs: &[Value]) -> serde_json::Value {
     json!(vs.iter().map(show_value).collect::<Vec<_>>())
 }
 
-pub fn plan(engine: &mut Engine<SqliteStore>, only: Option<&str>, as_json: bool) -> Result<()> {
+pub fn plan(engine: &mut Engine<AnyStore>, only: Option<&str>, as_json: bool) -> Result<()> {
     let names: Vec<ConnectorId> = engine
         .rules
         .connectors
@@ -442,7 +442,7 @@ impl Zone {
 }
 
 pub fn history(
-    engine: &mut Engine<SqliteStore>,
+    engine: &mut Engine<AnyStore>,
     limit: usize,
     run: Option<i64>,
     as_json: bool,
@@ -545,7 +545,7 @@ fn attrs_json(a: &Attributes) -> serde_json::Value {
 }
 
 pub fn show(
-    engine: &mut Engine<SqliteStore>,
+    engine: &mut Engine<AnyStore>,
     id: &str,
     connector: Option<&str>,
     as_json: bool,
@@ -693,7 +693,7 @@ pub fn show(
 
 /// Every object of a connector joined to no person, paged through the store (an estate of any
 /// size prints without being held). With `--json`, one JSON array.
-pub fn not_joined(engine: &mut Engine<SqliteStore>, connector: &str, as_json: bool) -> Result<()> {
+pub fn not_joined(engine: &mut Engine<AnyStore>, connector: &str, as_json: bool) -> Result<()> {
     let Some(c) = engine
         .rules
         .connectors

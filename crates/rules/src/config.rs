@@ -22,7 +22,7 @@ pub struct ConfigError {
 #[serde(deny_unknown_fields)]
 pub struct Config {
     #[serde(default)]
-    pub store: StoreConfig,
+    pub store: Option<Spanned<StoreConfig>>,
     #[serde(default, rename = "connector")]
     pub connectors: Vec<Spanned<ConnectorConfig>>,
     #[serde(default, rename = "join")]
@@ -193,18 +193,68 @@ fn default_min_deletes_for_share() -> u64 {
     10
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+/// Where the engine's store is: `[store] path = "idsync.db"` (a SQLite file, the default), or a
+/// PostgreSQL database, `[store] url = "postgres://user@host/db"` with `password = "env:NAME"`
+/// (a reference, never the password), or the short form `store = "postgres://..."`.
+#[derive(Debug, Clone, Serialize)]
 pub struct StoreConfig {
     /// The SQLite file, relative to the configuration file.
-    #[serde(default = "default_store_path")]
     pub path: String,
+    /// A PostgreSQL URL (without a password).
+    pub url: Option<String>,
+    /// Where the PostgreSQL password is: `env:NAME` or `file:PATH`.
+    pub password: Option<String>,
+    /// Whether `path` was written (it may not be given together with `url`).
+    #[serde(skip)]
+    pub path_given: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoreTable {
+    path: Option<String>,
+    url: Option<String>,
+    password: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for StoreConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = StoreConfig;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a PostgreSQL URL or a table with `path` or `url`")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<StoreConfig, E> {
+                Ok(StoreConfig {
+                    url: Some(v.to_owned()),
+                    ..StoreConfig::default()
+                })
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<StoreConfig, A::Error> {
+                let t = StoreTable::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(StoreConfig {
+                    path_given: t.path.is_some(),
+                    path: t.path.unwrap_or_else(default_store_path),
+                    url: t.url,
+                    password: t.password,
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
         Self {
             path: default_store_path(),
+            url: None,
+            password: None,
+            path_given: false,
         }
     }
 }

@@ -145,6 +145,29 @@ pub struct FlowResult<'a> {
     pub values: Result<Vec<Value>, String>,
 }
 
+/// Where the engine's store is, as the configuration says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreSetting {
+    /// A SQLite file, relative to the configuration file.
+    File(String),
+    /// A PostgreSQL database: its URL (no password in it) and where the password is (`env:` or
+    /// `file:`), resolved by the caller.
+    Postgres {
+        url: String,
+        password: Option<String>,
+    },
+}
+
+/// Whether a URL carries a password (`scheme://user:password@host`, or `password=` in its query).
+pub fn url_has_password(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    authority
+        .rsplit_once('@')
+        .is_some_and(|(userinfo, _)| userinfo.contains(':'))
+        || url.to_ascii_lowercase().contains("password=")
+}
+
 /// All rules, compiled.
 #[derive(Debug)]
 pub struct Rules {
@@ -153,7 +176,10 @@ pub struct Rules {
     pub provisioning: Vec<Provision>,
     precedence: HashMap<String, Vec<ConnectorId>>,
     pub max_passes: usize,
+    /// The SQLite file of the store (relative to the configuration file), when the store is one.
     pub store_path: String,
+    /// Where the store is.
+    pub store: StoreSetting,
     pub safety: config::SafetyConfig,
     pub retry: config::RetryConfig,
     pub schedules: Vec<Schedule>,
@@ -259,6 +285,55 @@ impl Rules {
 
     pub fn compile(config: &Config, source: &str, file: &str) -> Result<Rules, ConfigError> {
         let cx = Ctx { source, file };
+        let default_store = config::StoreConfig::default();
+        let (store_config, store_span) = match &config.store {
+            Some(s) => (s.get_ref(), s.span()),
+            None => (&default_store, 0..0),
+        };
+        let store = match &store_config.url {
+            None => {
+                if store_config.password.is_some() {
+                    return cx.err(
+                        store_span,
+                        "store: `password` is for a PostgreSQL store (`url`); a SQLite file has none",
+                    );
+                }
+                StoreSetting::File(store_config.path.clone())
+            }
+            Some(url) => {
+                let lower = url.to_ascii_lowercase();
+                if !(lower.starts_with("postgres://") || lower.starts_with("postgresql://")) {
+                    return cx.err(
+                        store_span,
+                        format!("store: `{url}` is not a PostgreSQL URL (postgres://user@host/database); a SQLite store is `path = \"FILE\"`"),
+                    );
+                }
+                if store_config.path_given {
+                    return cx.err(
+                        store_span,
+                        "store: give either `path` (a SQLite file) or `url` (PostgreSQL), not both",
+                    );
+                }
+                if url_has_password(url) {
+                    return cx.err(
+                        store_span,
+                        "store: the URL must not hold the password; name where it is with `password = \"env:NAME\"` or `\"file:PATH\"`",
+                    );
+                }
+                if let Some(p) = &store_config.password {
+                    if !(p.starts_with("env:") || p.starts_with("file:")) {
+                        return cx.err(
+                            store_span,
+                            "store: `password` must name where the secret is (env:NAME or file:PATH), never the secret itself",
+                        );
+                    }
+                }
+                StoreSetting::Postgres {
+                    url: url.clone(),
+                    password: store_config.password.clone(),
+                }
+            }
+        };
         let mut connectors: Vec<ConnectorRules> = Vec::new();
         let mut key_lines = config::connector_key_lines(source).into_iter();
         for c in &config.connectors {
@@ -529,7 +604,8 @@ impl Rules {
             provisioning,
             precedence,
             max_passes: config.cycle.max_passes.max(1),
-            store_path: config.store.path.clone(),
+            store_path: store_config.path.clone(),
+            store,
             safety: config.safety,
             retry: config.retry,
             schedules,

@@ -256,3 +256,63 @@ fn a_bad_schedule_or_run_profile_names_the_line_of_its_key() {
         assert!(e.message.contains(says), "{e}");
     }
 }
+
+#[test]
+fn the_store_is_a_sqlite_file_or_a_postgresql_database_with_its_password_by_reference() {
+    let with = |store: &str| format!("{store}\n{BASE}");
+    let load = |store: &str| Rules::load(&with(store), "c.toml");
+    assert_eq!(
+        Rules::load(BASE, "c.toml").unwrap().store,
+        StoreSetting::File("idsync.db".into())
+    );
+    assert_eq!(
+        load("[store]\npath = \"x.db\"").unwrap().store,
+        StoreSetting::File("x.db".into())
+    );
+    assert_eq!(
+        load("store = \"postgres://idsync@db.example.com/idsync\"")
+            .unwrap()
+            .store,
+        StoreSetting::Postgres {
+            url: "postgres://idsync@db.example.com/idsync".into(),
+            password: None
+        }
+    );
+    assert_eq!(
+        load("[store]\nurl = \"postgresql://idsync@db/idsync\"\npassword = \"env:PGPW\"")
+            .unwrap()
+            .store,
+        StoreSetting::Postgres {
+            url: "postgresql://idsync@db/idsync".into(),
+            password: Some("env:PGPW".into())
+        }
+    );
+    for (bad, says) in [
+        (
+            "store = \"postgres://idsync:hunter2@db/idsync\"",
+            "must not hold the password",
+        ),
+        (
+            "[store]\nurl = \"postgres://idsync@db/idsync?password=hunter2\"",
+            "must not hold the password",
+        ),
+        (
+            "[store]\nurl = \"postgres://idsync@db/idsync\"\npassword = \"hunter2\"",
+            "env:NAME or file:PATH",
+        ),
+        (
+            "[store]\nurl = \"mysql://db/idsync\"",
+            "not a PostgreSQL URL",
+        ),
+        (
+            "[store]\npath = \"x.db\"\nurl = \"postgres://db/idsync\"",
+            "not both",
+        ),
+        ("[store]\nhost = \"db\"", "unknown field `host`"),
+    ] {
+        let e = load(bad).unwrap_err();
+        assert!((1..=2).contains(&e.line), "{bad}: {e}");
+        assert!(e.message.contains(says), "{bad}: {e}");
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+    }
+}

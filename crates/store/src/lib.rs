@@ -2,16 +2,21 @@
 //! versions) and run history.
 //!
 //! The engine sees only the traits here, split by aggregate and bundled in [`Store`]; SQLite is
-//! the embedded backend ([`SqliteStore`]) and a PostgreSQL backend can implement the same traits
-//! without the engine changing. The store has its own row format (JSON documents for holograms
+//! the embedded backend ([`SqliteStore`]) and PostgreSQL the server one ([`PostgresStore`]),
+//! with the same tables and row format; [`AnyStore`] is either, as the configuration names it,
+//! so the engine never changes with the backend. The store has its own row format (JSON documents for holograms
 //! and contributions, binary values kept once per content hash in their own table) and its own
 //! schema version. A step runs inside one transaction: it commits whole or not at all.
 
+mod any;
 mod lock;
+mod postgres;
 mod progress;
 mod sqlite;
 
+pub use any::{AnyStore, StoreLocation};
 pub use lock::RunnerLock;
+pub use postgres::{url_has_password, PgLocation, PostgresStore};
 pub use sqlite::SqliteStore;
 
 use idsync_model::{Anchor, ConnectorId, ContentHash, CsId, CsObject, Dn, MvId, MvObject, RunId};
@@ -23,6 +28,8 @@ pub enum Error {
     Open { path: String, message: String },
     #[error("store: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("store (PostgreSQL): {0}")]
+    Postgres(#[from] sqlx::Error),
     #[error("store {store} is in use by another idsync run ({holder}); waited {waited} s. Run again when it finishes, or pass --wait SECONDS")]
     Busy {
         store: String,
@@ -383,3 +390,6 @@ pub fn now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
 }
+
+#[cfg(test)]
+mod tests;
