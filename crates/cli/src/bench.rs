@@ -174,9 +174,81 @@ pub fn run(suite: &str, people: usize, changes: usize) -> Result<Value> {
                 })).collect::<Vec<_>>(),
             }))
         }
+        "process-import" => process_import(dir.path(), &g, people),
         "profile-export" => crate::bench_profile::run(dir.path(), &g, people),
         other => {
-            bail!("unknown benchmark suite `{other}`: say ldif-import, full-sync, delta-cycle, profile-export, profile-api, augment-sql, ldap-import, ldap-export or ad-import")
+            bail!("unknown benchmark suite `{other}`: say ldif-import, full-sync, delta-cycle, process-import, profile-export, profile-api, augment-sql, ldap-import, ldap-export or ad-import")
         }
     }
+}
+
+/// A connector program for `process-import`: the sample's HR CSV read with Python's csv module
+/// and sent as protocol objects, so the difference from the CSV connector on the same file is
+/// the protocol's own cost (a process, JSON both ways, the checks).
+const EMIT_CSV: &str = r#"import csv, json, sys
+out = sys.stdout
+json.loads(sys.stdin.readline())
+out.write(json.dumps({"type": "ready", "protocol": 1, "capabilities": {"full_import": True},
+    "object_types": ["person"], "attribute_types": {"hireDate": "timestamp"}}) + "\n")
+out.flush()
+for line in sys.stdin:
+    with open(sys.argv[1], newline="") as f:
+        for row in csv.DictReader(f):
+            attrs = {k: (v.split(";") if k == "phones" else [v]) for k, v in row.items() if v}
+            if row.get("hireDate", "").isdigit():
+                attrs["hireDate"] = [int(row["hireDate"])]  # seconds since 1970
+            out.write(json.dumps({"type": "object", "anchor": row["employee_id"],
+                "id": row["employee_id"], "object_type": "person", "attributes": attrs}) + "\n")
+    out.write(json.dumps({"type": "end", "watermark": None}) + "\n")
+    out.flush()
+"#;
+
+/// The sample's HR table full-imported by the CSV connector, then the same file through the
+/// process connector (a Python program sending it as protocol objects), in one run.
+fn process_import(
+    dir: &std::path::Path,
+    g: &idsync_sample::Generated,
+    people: usize,
+) -> Result<Value> {
+    let mut engine = crate::open_engine(&g.config)?;
+    let t = Instant::now();
+    let csv = engine.run_step(Step::FullImport, "hr")?;
+    let csv_secs = t.elapsed().as_secs_f64();
+    drop(engine);
+
+    std::fs::write(dir.join("emit_csv.py"), EMIT_CSV)?;
+    let text = std::fs::read_to_string(&g.config)?;
+    let text = text
+        .replacen("path = \"idsync.db\"", "path = \"process.db\"", 1)
+        .replacen(
+            "type = \"csv\"\nrole = \"business\"\npath = \"hr.csv\"\nanchor = \"employee_id\"\nmulti_valued = [\"phones\"]\nattribute_types = { hireDate = \"timestamp\" }",
+            "type = \"process\"\nrole = \"business\"\ncommand = [\"python3\", \"emit_csv.py\", \"hr.csv\"]",
+            1,
+        );
+    if !text.contains("emit_csv.py") {
+        bail!("the sample's hr connector is not the CSV connector this suite replaces");
+    }
+    let config = dir.join("process.toml");
+    std::fs::write(&config, text)?;
+    let mut engine = crate::open_engine(&config)?;
+    let t = Instant::now();
+    let process = engine.run_step(Step::FullImport, "hr")?;
+    let process_secs = t.elapsed().as_secs_f64();
+    if process.stats.added != csv.stats.added {
+        bail!(
+            "the process connector added {} objects, the CSV connector {}",
+            process.stats.added,
+            csv.stats.added
+        );
+    }
+    let n = process.stats.read.max(1) as f64;
+    Ok(json!({
+        "suite": "process-import", "people": people, "objects": process.stats.read,
+        "seconds": round(process_secs),
+        "objects_per_second": (n / process_secs).round(),
+        "csv_seconds": round(csv_secs),
+        "csv_objects_per_second": (csv.stats.read as f64 / csv_secs).round(),
+        "protocol_overhead_us_per_object": round((process_secs - csv_secs) / n * 1e6),
+        "peak_rss_mb": peak_rss_mb(),
+    }))
 }

@@ -171,7 +171,7 @@ enum Command {
         #[arg(long)]
         binary: bool,
     },
-    /// Benchmarks on generated data: ldif-import, full-sync, delta-cycle, profile-export,
+    /// Benchmarks on generated data: ldif-import, full-sync, delta-cycle, process-import, profile-export,
     /// profile-api, augment-sql, ldap-import, ldap-export, ad-import.
     Bench {
         suite: String,
