@@ -101,7 +101,7 @@ pub struct ProfileStoreConnector {
     #[allow(dead_code)]
     types: AttributeTypes,
     schema: Option<ProfileSchema>,
-    /// lower-cased userName → id, and id → userName (bounded).
+    /// userName folded (`name_key`) → id, and id → userName (bounded).
     user_ids: HashMap<String, String>,
     user_names: HashMap<String, String>,
     /// The feed cursor read before the last full import began.
@@ -211,14 +211,13 @@ impl ProfileStoreConnector {
             self.user_ids.clear();
             self.user_names.clear();
         }
-        self.user_ids
-            .insert(user_name.to_ascii_lowercase(), id.to_owned());
+        self.user_ids.insert(name_key(user_name), id.to_owned());
         self.user_names.insert(id.to_owned(), user_name.to_owned());
     }
 
     fn forget(&mut self, id: &str) {
         if let Some(n) = self.user_names.remove(id) {
-            self.user_ids.remove(&n.to_ascii_lowercase());
+            self.user_ids.remove(&name_key(&n));
         }
     }
 
@@ -782,7 +781,7 @@ impl ProfileStoreConnector {
         let mut names = HashSet::new();
         let mut add = |v: &Value| {
             if let Value::Reference(Reference::Dn(d)) = v {
-                let k = d.as_str().to_ascii_lowercase();
+                let k = name_key(d.as_str());
                 if !created.contains(&k) {
                     names.insert(d.as_str().to_owned());
                 }
@@ -808,7 +807,7 @@ impl ProfileStoreConnector {
         }
         let missing: Vec<String> = names
             .into_iter()
-            .filter(|n| !self.user_ids.contains_key(&n.to_ascii_lowercase()))
+            .filter(|n| !self.user_ids.contains_key(&name_key(n)))
             .collect();
         if !missing.is_empty() {
             self.lookup_users("userName", &missing)?;
@@ -818,9 +817,7 @@ impl ProfileStoreConnector {
 
     fn ref_id(&self, v: &Value) -> Option<String> {
         match v {
-            Value::Reference(Reference::Dn(d)) => {
-                self.user_ids.get(&d.as_str().to_ascii_lowercase()).cloned()
-            }
+            Value::Reference(Reference::Dn(d)) => self.user_ids.get(&name_key(d.as_str())).cloned(),
             Value::String(s) => Some(s.clone()),
             _ => None,
         }
@@ -1047,14 +1044,14 @@ impl ProfileStoreConnector {
         let created: HashSet<String> = batch
             .iter()
             .filter(|i| matches!(i.op, ExportOp::Add { .. }))
-            .map(|i| i.dn.as_str().to_ascii_lowercase())
+            .map(|i| name_key(i.dn.as_str()))
             .collect();
         self.resolve_names(batch, &created)?;
         // A user this batch deletes leaves its groups with it (the service removes a deleted
         // user's memberships): a member removal naming it is not sent, as it would find nothing.
         for item in batch {
             if matches!(item.op, ExportOp::Delete) && !self.is_group(item.object_type.as_str()) {
-                self.user_ids.remove(&item.dn.as_str().to_ascii_lowercase());
+                self.user_ids.remove(&name_key(item.dn.as_str()));
             }
         }
         for (n, item) in batch.iter().enumerate() {
@@ -1481,7 +1478,7 @@ impl ProfileStoreConnector {
     /// A deferred reference, now that this batch's creates have ids.
     fn deferred_op(&self, d: &Json) -> Option<Json> {
         let name = d.get("name").and_then(Json::as_str)?;
-        let id = self.user_ids.get(&name.to_ascii_lowercase())?;
+        let id = self.user_ids.get(&name_key(name))?;
         match d.get("kind").and_then(Json::as_str)? {
             "manager" => Some(
                 json!({"op": "replace", "path": Field::Manager.path(), "value": {"value": id}}),
@@ -1577,6 +1574,13 @@ fn photo_change(v: &[Value]) -> Option<PhotoChange> {
     }
 }
 
+/// The key a `userName` is cached and compared by: the profile store's own folding
+/// (`idsync_model::fold`, full Unicode case folding of the NFC form), so a reference spelled
+/// `ärger` finds the user the service holds as `Ärger`, as the service itself would.
+fn name_key(user_name: &str) -> String {
+    idsync_model::fold::fold(user_name).into_owned()
+}
+
 fn deferred(
     kind: &str,
     v: &Value,
@@ -1584,9 +1588,7 @@ fn deferred(
     dn: &Dn,
 ) -> std::result::Result<Json, String> {
     match v {
-        Value::Reference(Reference::Dn(d))
-            if created.contains(&d.as_str().to_ascii_lowercase()) =>
-        {
+        Value::Reference(Reference::Dn(d)) if created.contains(&name_key(d.as_str())) => {
             Ok(json!({"kind": kind, "name": d.as_str()}))
         }
         Value::Reference(Reference::Dn(d)) => {

@@ -9,6 +9,7 @@
 mod attrs;
 mod delta;
 mod digest;
+pub mod fold;
 mod ids;
 mod space;
 mod value;

@@ -9,7 +9,8 @@
 pub mod auth;
 pub mod error;
 pub mod filter;
-pub mod fold;
+/// The one case folding, shared with the connector that talks to this service.
+pub use idsync_model::fold;
 mod http;
 pub mod photo;
 pub mod resource;

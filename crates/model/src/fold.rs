@@ -1,5 +1,7 @@
-//! The profile store's one case folding: every case-insensitive comparison (filters in SQL, the
-//! stored `userName` key, PATCH value filters evaluated in Rust) goes through [`fold`], so an
+//! The one case folding of user names and other case-insensitive text: every case-insensitive
+//! comparison of the profile store (filters in SQL, the stored `userName` key, PATCH value
+//! filters evaluated in Rust) and of its connector (the `userName` → id cache that resolves
+//! references) goes through [`fold`], so both sides agree on which names are one, an
 //! exact value always matches itself and two spellings that differ only by case, or by
 //! canonically equivalent Unicode forms, match each other.
 
