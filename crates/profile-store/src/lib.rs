@@ -84,8 +84,15 @@ impl Config {
                 Error::Config(format!("{place}: {}", e.message()))
             })
             .and_then(|c: Config| {
-                c.check()
-                    .map_err(|e| Error::Config(format!("{origin}: {e}")))?;
+                c.photos.fault(c.request_timeout_secs).map_err(|f| {
+                    // The key at fault, or the other key of the pair when it was left to its
+                    // default.
+                    let line =
+                        key_line(text, f.key).or_else(|| key_line(text, "request_timeout_secs"));
+                    let place =
+                        line.map_or_else(|| origin.to_string(), |l| format!("{origin}:{l}"));
+                    Error::Config(format!("{place}: {}", f.message))
+                })?;
                 Ok(c)
             })
     }
@@ -94,6 +101,33 @@ impl Config {
     pub fn check(&self) -> std::result::Result<(), String> {
         self.photos.check(self.request_timeout_secs)
     }
+}
+
+/// A setting that cannot work: its dotted key and what is wrong with it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigFault {
+    pub key: &'static str,
+    pub message: String,
+}
+
+/// The line (1-based) of a dotted key (`photos.decode_wait_secs`) in a TOML text, however it is
+/// written (a table header, a dotted key, an inline table).
+fn key_line(text: &str, dotted: &str) -> Option<usize> {
+    let doc = toml::de::DeTable::parse(text).ok()?;
+    let mut table = doc.get_ref();
+    let mut parts = dotted.split('.').peekable();
+    while let Some(part) = parts.next() {
+        let (key, value) = table.iter().find(|(k, _)| k.get_ref() == part)?;
+        if parts.peek().is_none() {
+            let start = key.span().start.min(text.len());
+            return Some(text[..start].matches('\n').count() + 1);
+        }
+        match value.get_ref() {
+            toml::de::DeValue::Table(t) => table = t,
+            _ => return None,
+        }
+    }
+    None
 }
 
 /// Where to listen and which database to use.
@@ -202,4 +236,32 @@ pub fn serve(opts: ServeOptions) -> Result<Server> {
         shutdown: Some(tx),
         thread: Some(thread),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_setting_that_cannot_work_is_named_at_its_line() {
+        let text = "request_timeout_secs = 5\n\n[photos]\nsmall = 48\ndecode_wait_secs = 10\n";
+        let e = Config::parse(text, "store.toml").unwrap_err().to_string();
+        assert!(
+            e.contains("store.toml:5: photos.decode_wait_secs = 10"),
+            "{e}"
+        );
+        // Left to its default, the fault is shown at the other key of the pair.
+        let e = Config::parse("request_timeout_secs = 5\n", "store.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("store.toml:1: photos.decode_wait_secs"), "{e}");
+        let e = Config::parse("photos.small = 48\nphotos.large = 0\n", "s.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("s.toml:2: "), "{e}");
+        let e = Config::parse("photos = { decode_budget = 1000 }\n", "s.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("s.toml:1: photos.decode_budget"), "{e}");
+    }
 }

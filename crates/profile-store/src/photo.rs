@@ -68,27 +68,53 @@ impl PhotoConfig {
 
     /// Settings that cannot work, named by their keys.
     pub fn check(&self, request_timeout_secs: u64) -> Result<(), String> {
+        self.fault(request_timeout_secs).map_err(|f| f.message)
+    }
+
+    /// The first setting that cannot work: its key (a dotted path, so a configuration file can
+    /// point at its line) and what is wrong.
+    pub fn fault(&self, request_timeout_secs: u64) -> Result<(), crate::ConfigFault> {
+        let fault = |key: &'static str, message: String| Err(crate::ConfigFault { key, message });
         if self.decode_budget < MIB {
-            return Err(format!(
-                "photos.decode_budget = {} is less than 1 MiB (1048576): no photo could be decoded",
-                self.decode_budget
-            ));
+            return fault(
+                "photos.decode_budget",
+                format!(
+                    "photos.decode_budget = {} is less than 1 MiB (1048576): no photo could be decoded",
+                    self.decode_budget
+                ),
+            );
         }
         if self.max_alloc.is_some_and(|m| m < MIB) {
-            return Err(format!(
-                "photos.max_alloc = {} is less than 1 MiB (1048576): no photo could be decoded",
-                self.max_alloc.unwrap_or_default()
-            ));
+            return fault(
+                "photos.max_alloc",
+                format!(
+                    "photos.max_alloc = {} is less than 1 MiB (1048576): no photo could be decoded",
+                    self.max_alloc.unwrap_or_default()
+                ),
+            );
         }
         if self.decode_wait_secs >= request_timeout_secs.max(1) {
-            return Err(format!(
-                "photos.decode_wait_secs = {} must be less than request_timeout_secs = {} (an \
-                 upload waiting that long would be answered 408, not 503 with Retry-After)",
-                self.decode_wait_secs, request_timeout_secs
-            ));
+            return fault(
+                "photos.decode_wait_secs",
+                format!(
+                    "photos.decode_wait_secs = {} must be less than request_timeout_secs = {} (an \
+                     upload waiting that long would be answered 408, not 503 with Retry-After)",
+                    self.decode_wait_secs, request_timeout_secs
+                ),
+            );
         }
-        if [self.small, self.medium, self.large].contains(&0) {
-            return Err("photos.small, medium and large must be at least 1 pixel".into());
+        if let Some(key) = [
+            ("photos.small", self.small),
+            ("photos.medium", self.medium),
+            ("photos.large", self.large),
+        ]
+        .into_iter()
+        .find_map(|(k, v)| (v == 0).then_some(k))
+        {
+            return fault(
+                key,
+                "photos.small, medium and large must be at least 1 pixel".into(),
+            );
         }
         Ok(())
     }
