@@ -276,10 +276,11 @@ fn a_config_error_names_file_and_line_and_exits_1() {
         "[[connector]]\nname = \"d\"\ntype = \"ldif\"\nrole = \"directory\"\npath = \"x.ldif\"\ndelta_pth = \"changes\"\n[[connector.object_type]]\nname = \"person\"\n",
     )
     .unwrap();
+    // (`run`: the read-only commands, `plan`, `show`, `history` and `dump`, open no connector.)
     let out = idsync()
         .arg("-c")
         .arg(&config)
-        .args(["plan"])
+        .args(["run", "full-cycle"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
@@ -298,7 +299,7 @@ fn a_config_error_names_file_and_line_and_exits_1() {
     let out = idsync()
         .arg("-c")
         .arg(&config)
-        .args(["plan"])
+        .args(["run", "full-cycle"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
