@@ -364,15 +364,6 @@ pub(crate) fn store_location(config: &Path, rules: &Rules, base: &Path) -> Resul
     })
 }
 
-/// Loads the configuration and opens its store without opening any connector: for the commands
-/// that only read the store (`plan`, `history`, `show`, `dump`), which connect to nothing and so
-/// need no connector's secret.
-pub(crate) fn open_store_only(config: &Path) -> Result<Engine<AnyStore>> {
-    let (rules, base) = load_rules(config)?;
-    let store = AnyStore::open(&store_location(config, &rules, &base)?)?;
-    Ok(Engine::new(rules, store, base).with_opener(idsync_connectors_all::open))
-}
-
 fn open_with(config: &Path, rules: Rules, base: PathBuf) -> Result<Engine<AnyStore>> {
     let store = AnyStore::open(&store_location(config, &rules, &base)?)?;
     let mut engine = Engine::new(rules, store, base).with_opener(idsync_connectors_all::open);
@@ -535,7 +526,7 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Plan { connector } => {
-            let mut engine = open_store_only(&cli.config)?;
+            let mut engine = open_engine(&cli.config)?;
             output::plan(&mut engine, connector.as_deref(), cli.json)?;
         }
         Command::History {
@@ -544,7 +535,7 @@ fn run(cli: Cli) -> Result<()> {
             exports,
             local_time,
         } => {
-            let mut engine = open_store_only(&cli.config)?;
+            let mut engine = open_engine(&cli.config)?;
             settle_dead_runs(&cli.config, &mut engine)?;
             let zone = output::Zone::new(local_time);
             match run {
@@ -557,7 +548,7 @@ fn run(cli: Cli) -> Result<()> {
             connector,
             not_joined,
         } => {
-            let mut engine = open_store_only(&cli.config)?;
+            let mut engine = open_engine(&cli.config)?;
             match (id, connector) {
                 (_, Some(c)) if not_joined => output::not_joined(&mut engine, &c, cli.json)?,
                 (Some(id), connector) => {
@@ -576,7 +567,7 @@ fn run(cli: Cli) -> Result<()> {
             action: ConnectorCommand::Check { connector },
         } => connector_check(&cli.config, &connector, cli.json)?,
         Command::Dump { binary } => {
-            let mut engine = open_store_only(&cli.config)?;
+            let mut engine = open_engine(&cli.config)?;
             dump::dump(&mut engine, binary)?;
         }
         Command::Bench {
